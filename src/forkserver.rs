@@ -1,0 +1,1 @@
+//! The forking epoll server behind `epoll-listen-fork`: waiters, per-event children, reports.

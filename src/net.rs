@@ -1,0 +1,255 @@
+//! Setting up listeners the way the tools need them: stale unix socket files cleaned up (and
+//! nothing else ever removed), ephemeral ports reported, socket files removed again on exit,
+//! and errors that say what to do about them.
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+
+use crate::addr::SockAddr;
+use crate::sys::RawFd;
+use crate::tracer::Tracer;
+
+/// Why a listener could not be set up. Each message names the address and suggests a way out.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{0} exists and is not a socket; refusing to remove it (choose another path)")]
+    NotASocket(PathBuf),
+    #[error("{0} is in use: a process is listening on it (stop it or choose another path)")]
+    PathInUse(PathBuf),
+    #[error("cannot inspect {0}: {1}")]
+    Inspect(PathBuf, std::io::Error),
+    #[error("cannot remove stale socket {0}: {1}")]
+    RemoveStale(PathBuf, Errno),
+    #[error("{addr} is already in use (another listener has it; choose another port or 0)")]
+    AddrInUse { addr: SockAddr },
+    #[error("permission denied for {addr} (ports below 1024 need root; paths need write access)")]
+    Permission { addr: SockAddr },
+    #[error("{call} {addr}: {errno} ({})", crate::trace::errno_text(*errno))]
+    Call {
+        call: &'static str,
+        addr: SockAddr,
+        errno: Errno,
+    },
+}
+
+/// Options for [`listen_on`].
+#[derive(Clone, Copy, Debug)]
+pub struct ListenOptions {
+    pub backlog: i32,
+    pub nonblocking: bool,
+    pub reuseport: bool,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            backlog: 1024,
+            nonblocking: false,
+            reuseport: false,
+        }
+    }
+}
+
+/// A listening socket made by [`listen_on`]: its fd and the address it really has
+/// (the kernel's choice when port 0 was asked for).
+#[derive(Debug)]
+pub struct Listening {
+    pub fd: RawFd,
+    pub addr: SockAddr,
+}
+
+/// Whether `/proc/net/unix` lists a listening socket bound to `path`.
+fn unix_path_has_listener(path: &Path) -> bool {
+    // Columns: Num RefCount Protocol Flags Type St Inode Path; flag 0x10000 is __SO_ACCEPTCON.
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        return false;
+    };
+    let wanted = path.to_string_lossy();
+    table.lines().skip(1).any(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        cols.len() >= 8
+            && cols[7] == wanted
+            && u32::from_str_radix(cols[3], 16).is_ok_and(|flags| flags & 0x10000 != 0)
+    })
+}
+
+/// Makes `path` free for a new unix listener: removes a stale socket file, refuses to touch
+/// anything that is not a socket or that a live process is listening on.
+/// Returns whether a stale file was removed.
+pub fn prepare_unix_path(path: &Path) -> Result<bool, SetupError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(SetupError::Inspect(path.to_path_buf(), e)),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(SetupError::NotASocket(path.to_path_buf()));
+    }
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    if unix_path_has_listener(&absolute) || unix_path_has_listener(path) {
+        return Err(SetupError::PathInUse(path.to_path_buf()));
+    }
+    crate::sys::unlink(path).map_err(|e| SetupError::RemoveStale(path.to_path_buf(), e))?;
+    Ok(true)
+}
+
+/// socket + (SO_REUSEPORT) + bind + listen + getsockname, all traced; the fd is named `name`.
+pub fn listen_on(
+    tracer: &mut Tracer,
+    name: &str,
+    addr: &SockAddr,
+    options: ListenOptions,
+) -> Result<Listening, SetupError> {
+    let fail = |call: &'static str, errno: Errno| match errno {
+        Errno::EADDRINUSE => SetupError::AddrInUse { addr: addr.clone() },
+        Errno::EACCES | Errno::EPERM => SetupError::Permission { addr: addr.clone() },
+        errno => SetupError::Call {
+            call,
+            addr: addr.clone(),
+            errno,
+        },
+    };
+    let mut ty = libc::SOCK_STREAM;
+    if options.nonblocking {
+        ty |= libc::SOCK_NONBLOCK;
+    }
+    let fd = tracer
+        .socket(name, addr.family(), ty)
+        .map_err(|e| fail("socket", e))?;
+    let setup = (|| {
+        if options.reuseport {
+            tracer
+                .setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)
+                .map_err(|e| fail("setsockopt SO_REUSEPORT", e))?;
+        }
+        tracer.bind(fd, addr).map_err(|e| fail("bind", e))?;
+        tracer
+            .listen(fd, options.backlog)
+            .map_err(|e| fail("listen", e))?;
+        tracer.getsockname(fd).map_err(|e| fail("getsockname", e))
+    })();
+    match setup {
+        Ok(bound) => Ok(Listening {
+            fd,
+            // getsockname on a unix socket reports the path as given; keep ours for display.
+            addr: if matches!(addr, SockAddr::Unix { .. }) {
+                addr.clone()
+            } else {
+                bound
+            },
+        }),
+        Err(e) => {
+            let _ = crate::sys::close(fd);
+            Err(e)
+        }
+    }
+}
+
+/// Removes a unix socket file when dropped, but only in the process that created it: a forked
+/// child dropping its copy must not pull the path from under its parent.
+#[derive(Debug)]
+pub struct SocketFileGuard {
+    path: Option<PathBuf>,
+    owner: u32,
+}
+
+impl SocketFileGuard {
+    /// Guards the socket file of `addr` (a no-op guard for IP addresses).
+    pub fn new(addr: &SockAddr) -> SocketFileGuard {
+        SocketFileGuard {
+            path: addr.path().map(Path::to_path_buf),
+            owner: std::process::id(),
+        }
+    }
+}
+
+impl Drop for SocketFileGuard {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path
+            && std::process::id() == self.owner
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The outcome of [`raise_nofile_limit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NofileLimit {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Raises RLIMIT_NOFILE so that `wanted` descriptors fit: the soft limit to the hard one, and
+/// the hard one too when privileged (up to fs.nr_open). Returns the limits now in force.
+pub fn raise_nofile_limit(wanted: u64) -> NofileLimit {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return NofileLimit { soft: 0, hard: 0 };
+    };
+    if wanted > hard {
+        let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(hard);
+        let target = wanted.min(nr_open);
+        if target > hard && setrlimit(Resource::RLIMIT_NOFILE, target, target).is_ok() {
+            return NofileLimit {
+                soft: target,
+                hard: target,
+            };
+        }
+    }
+    let target = wanted.clamp(soft, hard);
+    if target > soft && setrlimit(Resource::RLIMIT_NOFILE, target, hard).is_ok() {
+        return NofileLimit { soft: target, hard };
+    }
+    NofileLimit { soft, hard }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::Family;
+
+    fn temp_path(tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("epollscope-net-{tag}-{}.sock", std::process::id()))
+    }
+
+    #[test]
+    fn stale_socket_is_removed_live_one_and_plain_file_refused() {
+        let path = temp_path("stale");
+        let addr = SockAddr::unix(&path);
+        let mut t = Tracer::new("main");
+        let live = listen_on(&mut t, "L", &addr, ListenOptions::default()).unwrap();
+        assert!(matches!(
+            prepare_unix_path(&path),
+            Err(SetupError::PathInUse(_))
+        ));
+        crate::sys::close(live.fd).unwrap();
+        // The file stays behind after close: a stale socket, removable.
+        assert_eq!(prepare_unix_path(&path).unwrap(), true);
+        assert!(!path.exists());
+
+        std::fs::write(&path, b"precious").unwrap();
+        let err = prepare_unix_path(&path).unwrap_err();
+        assert!(err.to_string().contains("is not a socket"), "{err}");
+        assert!(path.exists());
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn port_taken_is_reported_as_such() {
+        let mut t = Tracer::new("main");
+        let any = SockAddr::ip(std::net::SocketAddr::new(
+            Family::Inet.loopback().unwrap(),
+            0,
+        ));
+        let first = listen_on(&mut t, "L1", &any, ListenOptions::default()).unwrap();
+        let err = listen_on(&mut t, "L2", &first.addr, ListenOptions::default()).unwrap_err();
+        assert!(matches!(err, SetupError::AddrInUse { .. }), "{err}");
+        crate::sys::close(first.fd).unwrap();
+    }
+}

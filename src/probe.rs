@@ -1,0 +1,1 @@
+//! The edge-trigger probe behind `epoll-socket-test`: the seed experiment, traced.

@@ -1,0 +1,832 @@
+//! Trace events and their one formatter, in strace's syntax.
+//!
+//! Every call the tools, the scenario runner and the preload shim make becomes an [`Event`].
+//! An event carries both the real values (fd numbers, ports, paths, pid, time) and the symbolic
+//! names given to them when they were created (`L` for a listener, `PORT` for an ephemeral
+//! port), so one event renders two ways:
+//!
+//! * [`Rendering::Symbolic`]: names instead of numbers, no times or pids; stable across runs,
+//!   which is what snapshots compare.
+//! * [`Rendering::Raw`]: real numbers, with `[pid N] HH:MM:SS.micros` like `strace -f -tt` and
+//!   the call's duration like `strace -T`.
+//!
+//! Events serialise to JSON (serde), which is also how child processes ship theirs to a parent.
+
+use std::fmt::Write as _;
+
+use nix::errno::Errno;
+use serde::{Deserialize, Serialize};
+
+use crate::addr::SockAddr;
+
+/// An fd as it appeared in a call: its number and, if it has one, its role name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdRef {
+    pub num: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// An address as it appeared in a call, with the alias its port or path has in symbolic traces.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddrRef {
+    pub addr: SockAddr,
+    pub len: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+}
+
+/// One epoll_event: the event mask and the 64-bit user data (named when it holds a known fd).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpollEv {
+    pub events: u32,
+    pub data: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_name: Option<String>,
+}
+
+/// A system call and its arguments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum Call {
+    Socket {
+        domain: i32,
+        ty: i32,
+        protocol: i32,
+    },
+    Setsockopt {
+        fd: FdRef,
+        level: i32,
+        option: i32,
+        value: i32,
+    },
+    Bind {
+        fd: FdRef,
+        addr: AddrRef,
+    },
+    Listen {
+        fd: FdRef,
+        backlog: i32,
+    },
+    Getsockname {
+        fd: FdRef,
+        addr: Option<AddrRef>,
+    },
+    Connect {
+        fd: FdRef,
+        addr: AddrRef,
+    },
+    Accept {
+        fd: FdRef,
+    },
+    Accept4 {
+        fd: FdRef,
+        flags: i32,
+    },
+    Close {
+        fd: FdRef,
+    },
+    Shutdown {
+        fd: FdRef,
+        how: i32,
+    },
+    Dup {
+        fd: FdRef,
+    },
+    Dup2 {
+        fd: FdRef,
+        target: FdRef,
+    },
+    Read {
+        fd: FdRef,
+        data: Vec<u8>,
+        count: usize,
+    },
+    Write {
+        fd: FdRef,
+        data: Vec<u8>,
+    },
+    EpollCreate1 {
+        flags: i32,
+    },
+    EpollCtl {
+        epfd: FdRef,
+        op: i32,
+        fd: FdRef,
+        event: Option<EpollEv>,
+    },
+    EpollWait {
+        epfd: FdRef,
+        events: Vec<EpollEv>,
+        maxevents: i32,
+        timeout: i32,
+        #[serde(default)]
+        pwait: bool,
+    },
+    Fork,
+}
+
+/// What a call returned: a value (optionally named: a new fd's role, a child's name) or an errno.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ret {
+    Ok {
+        value: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    Err {
+        #[serde(with = "errno_name")]
+        errno: Errno,
+    },
+}
+
+impl Ret {
+    pub fn value(v: i64) -> Ret {
+        Ret::Ok {
+            value: v,
+            name: None,
+        }
+    }
+
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            Ret::Err { errno } => Some(*errno),
+            Ret::Ok { .. } => None,
+        }
+    }
+}
+
+/// One traced call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// The process's role in the experiment (`main`, `child`, `w2`...).
+    pub actor: String,
+    pub pid: i32,
+    /// Wall-clock start of the call, microseconds since the Unix epoch.
+    pub time_us: u64,
+    /// How long the call took, in microseconds.
+    pub dur_us: u64,
+    #[serde(flatten)]
+    pub call: Call,
+    pub ret: Ret,
+}
+
+/// Which values a rendering shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rendering {
+    /// Role names, no time or pid: stable across runs.
+    Symbolic,
+    /// Real numbers, pid, time of day and duration.
+    Raw,
+}
+
+/// How to render events: which values, and whether to say which actor made each call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Format {
+    pub rendering: Rendering,
+    pub actors: bool,
+}
+
+impl Format {
+    pub const SYMBOLIC: Format = Format {
+        rendering: Rendering::Symbolic,
+        actors: false,
+    };
+    pub const RAW: Format = Format {
+        rendering: Rendering::Raw,
+        actors: false,
+    };
+
+    pub fn with_actors(self, actors: bool) -> Format {
+        Format { actors, ..self }
+    }
+}
+
+impl Event {
+    /// Renders the event as one strace-like line (no trailing newline).
+    pub fn render(&self, format: Format) -> String {
+        let mut out = String::new();
+        match format.rendering {
+            Rendering::Symbolic => {
+                if format.actors {
+                    let _ = write!(out, "[{}] ", self.actor);
+                }
+            }
+            Rendering::Raw => {
+                if format.actors {
+                    let _ = write!(out, "[pid {:>6}] ", self.pid);
+                }
+                out.push_str(&time_of_day(self.time_us));
+                out.push(' ');
+            }
+        }
+        let r = Renderer(format.rendering);
+        r.call(&mut out, &self.call);
+        out.push_str(" = ");
+        r.ret(&mut out, &self.ret);
+        if format.rendering == Rendering::Raw {
+            let _ = write!(
+                out,
+                " <{}.{:06}>",
+                self.dur_us / 1_000_000,
+                self.dur_us % 1_000_000
+            );
+        }
+        out
+    }
+}
+
+/// Renders a whole trace, one line per event.
+pub fn render_all(events: &[Event], format: Format) -> String {
+    let mut out = String::new();
+    for e in events {
+        out.push_str(&e.render(format));
+        out.push('\n');
+    }
+    out
+}
+
+/// `HH:MM:SS.micros` (UTC), as `strace -tt` prints it.
+fn time_of_day(time_us: u64) -> String {
+    let secs = time_us / 1_000_000;
+    let day = secs % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:06}",
+        day / 3600,
+        day / 60 % 60,
+        day % 60,
+        time_us % 1_000_000
+    )
+}
+
+struct Renderer(Rendering);
+
+impl Renderer {
+    fn symbolic(&self) -> bool {
+        self.0 == Rendering::Symbolic
+    }
+
+    fn fd(&self, out: &mut String, fd: &FdRef) {
+        match (&fd.name, self.symbolic()) {
+            (Some(name), true) => out.push_str(name),
+            _ => {
+                let _ = write!(out, "{}", fd.num);
+            }
+        }
+    }
+
+    fn addr(&self, out: &mut String, a: &AddrRef) {
+        let alias = a.alias.as_deref().filter(|_| self.symbolic());
+        match &a.addr {
+            SockAddr::Unix { path } => {
+                out.push_str("{sa_family=AF_UNIX, sun_path=");
+                match alias {
+                    Some(alias) => out.push_str(alias),
+                    None => {
+                        let _ = write!(out, "{:?}", path.display().to_string());
+                    }
+                }
+                out.push('}');
+            }
+            SockAddr::Inet { addr } => {
+                let port = match alias {
+                    Some(alias) => alias.to_string(),
+                    None => addr.port().to_string(),
+                };
+                match addr {
+                    std::net::SocketAddr::V4(v4) => {
+                        let _ = write!(
+                            out,
+                            "{{sa_family=AF_INET, sin_port=htons({port}), sin_addr=inet_addr(\"{}\")}}",
+                            v4.ip()
+                        );
+                    }
+                    std::net::SocketAddr::V6(v6) => {
+                        let _ = write!(
+                            out,
+                            "{{sa_family=AF_INET6, sin6_port=htons({port}), sin6_flowinfo=htonl({}), \
+                             inet_pton(AF_INET6, \"{}\", &sin6_addr), sin6_scope_id={}}}",
+                            v6.flowinfo(),
+                            v6.ip(),
+                            v6.scope_id()
+                        );
+                    }
+                }
+            }
+        }
+        let _ = write!(out, ", {}", a.len);
+    }
+
+    fn epoll_event(&self, out: &mut String, ev: &EpollEv) {
+        out.push_str("{events=");
+        out.push_str(&epoll_events_name(ev.events));
+        out.push_str(", data={u64=");
+        match (&ev.data_name, self.symbolic()) {
+            (Some(name), true) => out.push_str(name),
+            _ => {
+                let _ = write!(out, "{}", ev.data);
+            }
+        }
+        out.push_str("}}");
+    }
+
+    fn call(&self, out: &mut String, call: &Call) {
+        match call {
+            Call::Socket {
+                domain,
+                ty,
+                protocol,
+            } => {
+                let _ = write!(
+                    out,
+                    "socket({}, {}, {protocol})",
+                    domain_name(*domain),
+                    socket_type_name(*ty)
+                );
+            }
+            Call::Setsockopt {
+                fd,
+                level,
+                option,
+                value,
+            } => {
+                out.push_str("setsockopt(");
+                self.fd(out, fd);
+                let _ = write!(
+                    out,
+                    ", {}, {}, [{value}], 4)",
+                    sockopt_level_name(*level),
+                    sockopt_name(*level, *option)
+                );
+            }
+            Call::Bind { fd, addr } | Call::Connect { fd, addr } => {
+                out.push_str(if matches!(call, Call::Bind { .. }) {
+                    "bind("
+                } else {
+                    "connect("
+                });
+                self.fd(out, fd);
+                out.push_str(", ");
+                self.addr(out, addr);
+                out.push(')');
+            }
+            Call::Listen { fd, backlog } => {
+                out.push_str("listen(");
+                self.fd(out, fd);
+                let _ = write!(out, ", {backlog})");
+            }
+            Call::Getsockname { fd, addr } => {
+                out.push_str("getsockname(");
+                self.fd(out, fd);
+                out.push_str(", ");
+                match addr {
+                    Some(a) => {
+                        // strace shows the in/out length as [in => out]; ours is always full.
+                        let mut tmp = String::new();
+                        self.addr(&mut tmp, a);
+                        let (sa, len) = tmp.rsplit_once(", ").unwrap_or((&tmp, "0"));
+                        let _ = write!(out, "{sa}, [128 => {len}]");
+                    }
+                    None => out.push_str("..."),
+                }
+                out.push(')');
+            }
+            Call::Accept { fd } => {
+                out.push_str("accept(");
+                self.fd(out, fd);
+                out.push_str(", ...)");
+            }
+            Call::Accept4 { fd, flags } => {
+                out.push_str("accept4(");
+                self.fd(out, fd);
+                let _ = write!(out, ", ..., {})", sock_flags_name(*flags));
+            }
+            Call::Close { fd } => {
+                out.push_str("close(");
+                self.fd(out, fd);
+                out.push(')');
+            }
+            Call::Shutdown { fd, how } => {
+                out.push_str("shutdown(");
+                self.fd(out, fd);
+                let _ = write!(out, ", {})", shutdown_how_name(*how));
+            }
+            Call::Dup { fd } => {
+                out.push_str("dup(");
+                self.fd(out, fd);
+                out.push(')');
+            }
+            Call::Dup2 { fd, target } => {
+                out.push_str("dup2(");
+                self.fd(out, fd);
+                out.push_str(", ");
+                self.fd(out, target);
+                out.push(')');
+            }
+            Call::Read { fd, data, count } => {
+                out.push_str("read(");
+                self.fd(out, fd);
+                let _ = write!(out, ", {}, {count})", quote_bytes(data));
+            }
+            Call::Write { fd, data } => {
+                out.push_str("write(");
+                self.fd(out, fd);
+                let _ = write!(out, ", {}, {})", quote_bytes(data), data.len());
+            }
+            Call::EpollCreate1 { flags } => {
+                let name = if *flags & libc::EPOLL_CLOEXEC != 0 {
+                    "EPOLL_CLOEXEC".to_string()
+                } else {
+                    flags.to_string()
+                };
+                let _ = write!(out, "epoll_create1({name})");
+            }
+            Call::EpollCtl {
+                epfd,
+                op,
+                fd,
+                event,
+            } => {
+                out.push_str("epoll_ctl(");
+                self.fd(out, epfd);
+                let _ = write!(out, ", {}, ", epoll_op_name(*op));
+                self.fd(out, fd);
+                out.push_str(", ");
+                match event {
+                    Some(ev) => self.epoll_event(out, ev),
+                    None => out.push_str("NULL"),
+                }
+                out.push(')');
+            }
+            Call::EpollWait {
+                epfd,
+                events,
+                maxevents,
+                timeout,
+                pwait,
+            } => {
+                out.push_str(if *pwait {
+                    "epoll_pwait("
+                } else {
+                    "epoll_wait("
+                });
+                self.fd(out, epfd);
+                out.push_str(", [");
+                for (i, ev) in events.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    self.epoll_event(out, ev);
+                }
+                let _ = write!(out, "], {maxevents}, {timeout}");
+                if *pwait {
+                    out.push_str(", [], 8");
+                }
+                out.push(')');
+            }
+            Call::Fork => out.push_str("fork()"),
+        }
+    }
+
+    fn ret(&self, out: &mut String, ret: &Ret) {
+        match ret {
+            Ret::Ok {
+                name: Some(name), ..
+            } if self.symbolic() => out.push_str(name),
+            Ret::Ok { value, .. } => {
+                let _ = write!(out, "{value}");
+            }
+            Ret::Err { errno } => {
+                let _ = write!(out, "-1 {errno:?} ({})", errno_text(*errno));
+            }
+        }
+    }
+}
+
+/// The C library's text for an errno, as strace prints it ("Resource temporarily unavailable";
+/// nix's own table has the kernel headers' shorter wording, "Try again").
+pub fn errno_text(errno: Errno) -> String {
+    let text = std::io::Error::from_raw_os_error(errno as i32).to_string();
+    match text.rsplit_once(" (os error") {
+        Some((head, _)) => head.to_string(),
+        None => text,
+    }
+}
+
+/// Names of the flag bits, in the order strace prints them.
+const EPOLL_BITS: &[(u32, &str)] = &[
+    (libc::EPOLLIN as u32, "EPOLLIN"),
+    (libc::EPOLLPRI as u32, "EPOLLPRI"),
+    (libc::EPOLLOUT as u32, "EPOLLOUT"),
+    (libc::EPOLLERR as u32, "EPOLLERR"),
+    (libc::EPOLLHUP as u32, "EPOLLHUP"),
+    (libc::EPOLLRDNORM as u32, "EPOLLRDNORM"),
+    (libc::EPOLLRDBAND as u32, "EPOLLRDBAND"),
+    (libc::EPOLLWRNORM as u32, "EPOLLWRNORM"),
+    (libc::EPOLLWRBAND as u32, "EPOLLWRBAND"),
+    (libc::EPOLLMSG as u32, "EPOLLMSG"),
+    (libc::EPOLLRDHUP as u32, "EPOLLRDHUP"),
+    (libc::EPOLLEXCLUSIVE as u32, "EPOLLEXCLUSIVE"),
+    (libc::EPOLLWAKEUP as u32, "EPOLLWAKEUP"),
+    (libc::EPOLLONESHOT as u32, "EPOLLONESHOT"),
+    (libc::EPOLLET as u32, "EPOLLET"),
+];
+
+fn flag_names(value: u32, table: &[(u32, &str)]) -> String {
+    if value == 0 {
+        return "0".into();
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut rest = value;
+    for &(bit, name) in table {
+        if value & bit == bit && bit != 0 {
+            parts.push(name.into());
+            rest &= !bit;
+        }
+    }
+    if rest != 0 {
+        parts.push(format!("{rest:#x}"));
+    }
+    parts.join("|")
+}
+
+/// `EPOLLIN|EPOLLET`, `0`, or the hex of bits with no name.
+pub fn epoll_events_name(events: u32) -> String {
+    flag_names(events, EPOLL_BITS)
+}
+
+/// Parses `EPOLLIN|EPOLLET` (the `EPOLL` prefix is optional, case-insensitive; `0` is none).
+pub fn parse_epoll_events(text: &str) -> Result<u32, String> {
+    let mut value = 0;
+    for part in text.split('|').map(str::trim) {
+        if part == "0" {
+            continue;
+        }
+        let upper = part.to_ascii_uppercase();
+        let full = if upper.starts_with("EPOLL") {
+            upper
+        } else {
+            format!("EPOLL{upper}")
+        };
+        match EPOLL_BITS.iter().find(|(_, name)| *name == full) {
+            Some((bit, _)) => value |= bit,
+            None => return Err(format!("unknown epoll flag '{part}'")),
+        }
+    }
+    Ok(value)
+}
+
+fn domain_name(domain: i32) -> String {
+    crate::addr::Family::from_raw(domain)
+        .map(|f| f.af_name().to_string())
+        .unwrap_or_else(|| domain.to_string())
+}
+
+fn socket_type_name(ty: i32) -> String {
+    let base = match ty & 0xf {
+        libc::SOCK_STREAM => "SOCK_STREAM".to_string(),
+        libc::SOCK_DGRAM => "SOCK_DGRAM".to_string(),
+        libc::SOCK_SEQPACKET => "SOCK_SEQPACKET".to_string(),
+        other => other.to_string(),
+    };
+    match sock_flags_name(ty & !0xf) {
+        flags if flags == "0" => base,
+        flags => format!("{base}|{flags}"),
+    }
+}
+
+/// `SOCK_NONBLOCK|SOCK_CLOEXEC` flags of socket() and accept4().
+pub fn sock_flags_name(flags: i32) -> String {
+    flag_names(
+        flags as u32,
+        &[
+            (libc::SOCK_NONBLOCK as u32, "SOCK_NONBLOCK"),
+            (libc::SOCK_CLOEXEC as u32, "SOCK_CLOEXEC"),
+        ],
+    )
+}
+
+pub fn epoll_op_name(op: i32) -> String {
+    match op {
+        libc::EPOLL_CTL_ADD => "EPOLL_CTL_ADD".into(),
+        libc::EPOLL_CTL_DEL => "EPOLL_CTL_DEL".into(),
+        libc::EPOLL_CTL_MOD => "EPOLL_CTL_MOD".into(),
+        other => other.to_string(),
+    }
+}
+
+pub fn shutdown_how_name(how: i32) -> String {
+    match how {
+        libc::SHUT_RD => "SHUT_RD".into(),
+        libc::SHUT_WR => "SHUT_WR".into(),
+        libc::SHUT_RDWR => "SHUT_RDWR".into(),
+        other => other.to_string(),
+    }
+}
+
+fn sockopt_level_name(level: i32) -> String {
+    match level {
+        libc::SOL_SOCKET => "SOL_SOCKET".into(),
+        libc::IPPROTO_TCP => "SOL_TCP".into(),
+        libc::IPPROTO_IPV6 => "SOL_IPV6".into(),
+        other => other.to_string(),
+    }
+}
+
+fn sockopt_name(level: i32, option: i32) -> String {
+    let name = match (level, option) {
+        (libc::SOL_SOCKET, libc::SO_REUSEADDR) => "SO_REUSEADDR",
+        (libc::SOL_SOCKET, libc::SO_REUSEPORT) => "SO_REUSEPORT",
+        (libc::SOL_SOCKET, libc::SO_RCVBUF) => "SO_RCVBUF",
+        (libc::SOL_SOCKET, libc::SO_SNDBUF) => "SO_SNDBUF",
+        (libc::SOL_SOCKET, libc::SO_LINGER) => "SO_LINGER",
+        (libc::SOL_SOCKET, libc::SO_INCOMING_CPU) => "SO_INCOMING_CPU",
+        (libc::IPPROTO_TCP, libc::TCP_NODELAY) => "TCP_NODELAY",
+        (libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT) => "TCP_DEFER_ACCEPT",
+        (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) => "IPV6_V6ONLY",
+        _ => return option.to_string(),
+    };
+    name.into()
+}
+
+/// Quotes bytes like strace: C escapes, octal for the rest, at most 32 bytes then `...`.
+pub fn quote_bytes(data: &[u8]) -> String {
+    const SHOWN: usize = 32;
+    let mut out = String::from("\"");
+    for &b in data.iter().take(SHOWN) {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x20..=0x7e => out.push(b as char),
+            _ => {
+                let _ = write!(out, "\\{b:o}");
+            }
+        }
+    }
+    out.push('"');
+    if data.len() > SHOWN {
+        out.push_str("...");
+    }
+    out
+}
+
+/// Serialises an errno by its name (`"EAGAIN"`), as people read it.
+mod errno_name {
+    use nix::errno::Errno;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(errno: &Errno, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{errno:?}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Errno, D::Error> {
+        let name = String::deserialize(d)?;
+        (1..4096)
+            .map(Errno::from_raw)
+            .find(|e| format!("{e:?}") == name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown errno name {name}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fd(num: i32, name: &str) -> FdRef {
+        FdRef {
+            num,
+            name: Some(name.into()),
+        }
+    }
+
+    fn event(call: Call, ret: Ret) -> Event {
+        Event {
+            actor: "main".into(),
+            pid: 4242,
+            time_us: 1_700_000_000_123_456,
+            dur_us: 12,
+            call,
+            ret,
+        }
+    }
+
+    #[test]
+    fn epoll_ctl_renders_like_strace_in_both_renderings() {
+        let e = event(
+            Call::EpollCtl {
+                epfd: fd(4, "E"),
+                op: libc::EPOLL_CTL_ADD,
+                fd: fd(3, "L"),
+                event: Some(EpollEv {
+                    events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+                    data: 3,
+                    data_name: Some("L".into()),
+                }),
+            },
+            Ret::value(0),
+        );
+        assert_eq!(
+            e.render(Format::SYMBOLIC),
+            "epoll_ctl(E, EPOLL_CTL_ADD, L, {events=EPOLLIN|EPOLLET, data={u64=L}}) = 0"
+        );
+        assert_eq!(
+            e.render(Format::RAW.with_actors(true)),
+            "[pid   4242] 22:13:20.123456 epoll_ctl(4, EPOLL_CTL_ADD, 3, \
+             {events=EPOLLIN|EPOLLET, data={u64=3}}) = 0 <0.000012>"
+        );
+    }
+
+    #[test]
+    fn epoll_wait_and_errors() {
+        let wait = event(
+            Call::EpollWait {
+                epfd: fd(4, "E"),
+                events: vec![EpollEv {
+                    events: libc::EPOLLIN as u32,
+                    data: 3,
+                    data_name: Some("L".into()),
+                }],
+                maxevents: 16,
+                timeout: 0,
+                pwait: false,
+            },
+            Ret::value(1),
+        );
+        assert_eq!(
+            wait.render(Format::SYMBOLIC),
+            "epoll_wait(E, [{events=EPOLLIN, data={u64=L}}], 16, 0) = 1"
+        );
+        let accept = event(
+            Call::Accept4 {
+                fd: fd(3, "L"),
+                flags: libc::SOCK_NONBLOCK,
+            },
+            Ret::Err {
+                errno: Errno::EAGAIN,
+            },
+        );
+        assert_eq!(
+            accept.render(Format::SYMBOLIC),
+            "accept4(L, ..., SOCK_NONBLOCK) = -1 EAGAIN (Resource temporarily unavailable)"
+        );
+    }
+
+    #[test]
+    fn addresses_use_aliases_only_when_symbolic() {
+        let e = event(
+            Call::Connect {
+                fd: fd(5, "C1"),
+                addr: AddrRef {
+                    addr: SockAddr::ip("127.0.0.1:40123".parse().unwrap()),
+                    len: 16,
+                    alias: Some("PORT".into()),
+                },
+            },
+            Ret::Err {
+                errno: Errno::EINPROGRESS,
+            },
+        );
+        assert_eq!(
+            e.render(Format::SYMBOLIC),
+            "connect(C1, {sa_family=AF_INET, sin_port=htons(PORT), sin_addr=inet_addr(\"127.0.0.1\")}, 16) \
+             = -1 EINPROGRESS (Operation now in progress)"
+        );
+        assert!(e.render(Format::RAW).contains("htons(40123)"));
+    }
+
+    #[test]
+    fn events_round_trip_through_json() {
+        let e = event(
+            Call::Socket {
+                domain: libc::AF_UNIX,
+                ty: libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+                protocol: 0,
+            },
+            Ret::Err {
+                errno: Errno::EMFILE,
+            },
+        );
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.contains("\"call\":\"socket\""), "{json}");
+        assert!(json.contains("\"errno\":\"EMFILE\""), "{json}");
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
+        assert_eq!(
+            e.render(Format::SYMBOLIC),
+            "socket(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK, 0) = -1 EMFILE (Too many open files)"
+        );
+    }
+
+    #[test]
+    fn flags_parse_and_render() {
+        let v = parse_epoll_events("in|ET|EPOLLRDHUP").unwrap();
+        assert_eq!(epoll_events_name(v), "EPOLLIN|EPOLLRDHUP|EPOLLET");
+        assert_eq!(epoll_events_name(0x10), "EPOLLHUP");
+        assert_eq!(epoll_events_name(0x0800_0000), "0x8000000");
+        assert!(parse_epoll_events("IN|BOGUS").is_err());
+        assert_eq!(quote_bytes(b"hi\n\x01"), "\"hi\\n\\1\"");
+    }
+}

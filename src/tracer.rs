@@ -1,0 +1,598 @@
+//! Traced system calls: a [`Tracer`] makes each call through [`crate::sys`] and records it as a
+//! [`trace::Event`](crate::trace::Event), naming fds, ports and paths as it goes so that the
+//! symbolic rendering stays stable across runs.
+//!
+//! A forked child keeps a copy of its parent's tracer (and so of its names), records its own
+//! calls under its own actor name, and ships them back as JSON; the parent [`Tracer::absorb`]s
+//! them in the order it chooses, which is what makes multi-process traces deterministic.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::unistd::ForkResult;
+
+use crate::addr::{Family, SockAddr};
+use crate::sys::{self, RawAddr, RawFd};
+use crate::trace::{AddrRef, Call, EpollEv, Event, FdRef, Format, Ret};
+
+/// Role names for the numbers that appear in a trace.
+#[derive(Clone, Debug, Default)]
+struct Names {
+    fds: HashMap<RawFd, String>,
+    /// epoll user data → the name it had when registered (outlives the fd, as in the kernel).
+    data: HashMap<u64, String>,
+    ports: HashMap<u16, String>,
+    paths: HashMap<PathBuf, String>,
+}
+
+impl Names {
+    fn alias(&mut self, addr: &SockAddr) -> Option<String> {
+        match addr {
+            SockAddr::Unix { path } => {
+                let n = self.paths.len();
+                Some(
+                    self.paths
+                        .entry(path.clone())
+                        .or_insert_with(|| numbered("PATH", n))
+                        .clone(),
+                )
+            }
+            SockAddr::Inet { addr } if addr.port() == 0 => None,
+            SockAddr::Inet { addr } => {
+                let n = self.ports.len();
+                Some(
+                    self.ports
+                        .entry(addr.port())
+                        .or_insert_with(|| numbered("PORT", n))
+                        .clone(),
+                )
+            }
+        }
+    }
+}
+
+/// `PORT`, `PORT2`, `PORT3`...: the first needs no number.
+fn numbered(base: &str, existing: usize) -> String {
+    if existing == 0 {
+        base.to_string()
+    } else {
+        format!("{base}{}", existing + 1)
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Records the calls of one process (one actor).
+#[derive(Clone, Debug)]
+pub struct Tracer {
+    actor: String,
+    pid: i32,
+    names: Names,
+    events: Vec<Event>,
+    echo: Option<Format>,
+}
+
+impl Tracer {
+    pub fn new(actor: impl Into<String>) -> Tracer {
+        Tracer {
+            actor: actor.into(),
+            pid: std::process::id() as i32,
+            names: Names::default(),
+            events: Vec::new(),
+            echo: None,
+        }
+    }
+
+    /// Also print each event to stdout as it is recorded (or absorbed).
+    pub fn set_echo(&mut self, format: Option<Format>) {
+        self.echo = format;
+    }
+
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Adds an event recorded by another process (a forked child) to this trace.
+    pub fn absorb(&mut self, event: Event) {
+        self.push(event);
+    }
+
+    /// The role name of an fd number, if it has one.
+    pub fn name_of(&self, fd: RawFd) -> Option<&str> {
+        self.names.fds.get(&fd).map(String::as_str)
+    }
+
+    /// Gives an fd a role name (for fds made outside the tracer, such as inherited ones).
+    pub fn name_fd(&mut self, fd: RawFd, name: impl Into<String>) {
+        self.names.fds.insert(fd, name.into());
+    }
+
+    /// The alias an address has (or now gets) in symbolic traces: `PATH`, `PORT2`...
+    pub fn alias(&mut self, addr: &SockAddr) -> Option<String> {
+        self.names.alias(addr)
+    }
+
+    fn fd_ref(&self, fd: RawFd) -> FdRef {
+        FdRef {
+            num: fd,
+            name: self.names.fds.get(&fd).cloned(),
+        }
+    }
+
+    fn addr_ref(&mut self, addr: &SockAddr, raw: &RawAddr) -> AddrRef {
+        AddrRef {
+            addr: addr.clone(),
+            len: raw.len(),
+            alias: self.names.alias(addr),
+        }
+    }
+
+    fn push(&mut self, event: Event) {
+        if let Some(format) = self.echo {
+            println!("{}", event.render(format));
+        }
+        self.events.push(event);
+    }
+
+    /// Runs `f` and records the call that `describe` builds from its result.
+    fn traced<T>(
+        &mut self,
+        f: impl FnOnce() -> Result<T, Errno>,
+        describe: impl FnOnce(&mut Self, &Result<T, Errno>) -> (Call, Ret),
+    ) -> Result<T, Errno> {
+        let time_us = now_us();
+        let started = Instant::now();
+        let result = f();
+        let dur_us = started.elapsed().as_micros() as u64;
+        let (call, ret) = describe(self, &result);
+        let event = Event {
+            actor: self.actor.clone(),
+            pid: self.pid,
+            time_us,
+            dur_us,
+            call,
+            ret,
+        };
+        self.push(event);
+        result
+    }
+
+    /// The Ret for a call that returns a new fd, naming it on success.
+    fn new_fd_ret(&mut self, result: &Result<RawFd, Errno>, name: &str) -> Ret {
+        match result {
+            Ok(fd) => {
+                self.names.fds.insert(*fd, name.to_string());
+                Ret::Ok {
+                    value: i64::from(*fd),
+                    name: Some(name.to_string()),
+                }
+            }
+            Err(e) => Ret::Err { errno: *e },
+        }
+    }
+
+    pub fn socket(&mut self, name: &str, family: Family, ty: i32) -> Result<RawFd, Errno> {
+        let domain = family.raw();
+        self.traced(
+            || sys::socket(domain, ty, 0),
+            |t, r| {
+                let ret = t.new_fd_ret(r, name);
+                (
+                    Call::Socket {
+                        domain,
+                        ty,
+                        protocol: 0,
+                    },
+                    ret,
+                )
+            },
+        )
+    }
+
+    pub fn setsockopt(
+        &mut self,
+        fd: RawFd,
+        level: i32,
+        option: i32,
+        value: i32,
+    ) -> Result<(), Errno> {
+        self.traced(
+            || sys::setsockopt_int(fd, level, option, value),
+            |t, r| {
+                (
+                    Call::Setsockopt {
+                        fd: t.fd_ref(fd),
+                        level,
+                        option,
+                        value,
+                    },
+                    unit_ret(r),
+                )
+            },
+        )
+    }
+
+    pub fn bind(&mut self, fd: RawFd, addr: &SockAddr) -> Result<(), Errno> {
+        let raw = RawAddr::from(addr);
+        self.traced(
+            || sys::bind(fd, &raw),
+            |t, r| {
+                let addr = t.addr_ref(addr, &raw);
+                (
+                    Call::Bind {
+                        fd: t.fd_ref(fd),
+                        addr,
+                    },
+                    unit_ret(r),
+                )
+            },
+        )
+    }
+
+    pub fn listen(&mut self, fd: RawFd, backlog: i32) -> Result<(), Errno> {
+        self.traced(
+            || sys::listen(fd, backlog),
+            |t, r| {
+                (
+                    Call::Listen {
+                        fd: t.fd_ref(fd),
+                        backlog,
+                    },
+                    unit_ret(r),
+                )
+            },
+        )
+    }
+
+    pub fn getsockname(&mut self, fd: RawFd) -> Result<SockAddr, Errno> {
+        self.traced(
+            || sys::getsockname(fd),
+            |t, r| {
+                let addr = r.as_ref().ok().map(|a| {
+                    let raw = RawAddr::from(a);
+                    t.addr_ref(a, &raw)
+                });
+                (
+                    Call::Getsockname {
+                        fd: t.fd_ref(fd),
+                        addr,
+                    },
+                    r.as_ref()
+                        .map_or_else(|e| Ret::Err { errno: *e }, |_| Ret::value(0)),
+                )
+            },
+        )
+    }
+
+    pub fn connect(&mut self, fd: RawFd, addr: &SockAddr) -> Result<(), Errno> {
+        let raw = RawAddr::from(addr);
+        self.traced(
+            || sys::connect(fd, &raw),
+            |t, r| {
+                let addr = t.addr_ref(addr, &raw);
+                (
+                    Call::Connect {
+                        fd: t.fd_ref(fd),
+                        addr,
+                    },
+                    unit_ret(r),
+                )
+            },
+        )
+    }
+
+    /// accept4; the new fd gets `name`.
+    pub fn accept4(&mut self, name: &str, fd: RawFd, flags: i32) -> Result<RawFd, Errno> {
+        self.traced(
+            || sys::accept4(fd, flags).map(|(new_fd, _peer)| new_fd),
+            |t, r| {
+                let call = Call::Accept4 {
+                    fd: t.fd_ref(fd),
+                    flags,
+                };
+                (call, t.new_fd_ret(r, name))
+            },
+        )
+    }
+
+    /// Plain accept (accept4 with no flags, traced under its own name).
+    pub fn accept(&mut self, name: &str, fd: RawFd) -> Result<RawFd, Errno> {
+        self.traced(
+            || sys::accept4(fd, 0).map(|(new_fd, _peer)| new_fd),
+            |t, r| {
+                let call = Call::Accept { fd: t.fd_ref(fd) };
+                (call, t.new_fd_ret(r, name))
+            },
+        )
+    }
+
+    pub fn close(&mut self, fd: RawFd) -> Result<(), Errno> {
+        let fd_ref = self.fd_ref(fd);
+        self.traced(
+            || sys::close(fd),
+            |t, r| {
+                if r.is_ok() {
+                    t.names.fds.remove(&fd);
+                }
+                (Call::Close { fd: fd_ref }, unit_ret(r))
+            },
+        )
+    }
+
+    pub fn shutdown(&mut self, fd: RawFd, how: i32) -> Result<(), Errno> {
+        self.traced(
+            || sys::shutdown(fd, how),
+            |t, r| {
+                (
+                    Call::Shutdown {
+                        fd: t.fd_ref(fd),
+                        how,
+                    },
+                    unit_ret(r),
+                )
+            },
+        )
+    }
+
+    pub fn dup(&mut self, name: &str, fd: RawFd) -> Result<RawFd, Errno> {
+        self.traced(
+            || sys::dup(fd),
+            |t, r| {
+                let call = Call::Dup { fd: t.fd_ref(fd) };
+                (call, t.new_fd_ret(r, name))
+            },
+        )
+    }
+
+    /// dup2 onto `target`, which takes the name `name`.
+    pub fn dup2(&mut self, name: &str, fd: RawFd, target: RawFd) -> Result<RawFd, Errno> {
+        let target_ref = self.fd_ref(target);
+        self.traced(
+            || sys::dup2(fd, target),
+            |t, r| {
+                let call = Call::Dup2 {
+                    fd: t.fd_ref(fd),
+                    target: target_ref,
+                };
+                (call, t.new_fd_ret(r, name))
+            },
+        )
+    }
+
+    pub fn read(&mut self, fd: RawFd, count: usize) -> Result<Vec<u8>, Errno> {
+        let mut buf = vec![0u8; count];
+        let n = self.traced(
+            || sys::read(fd, &mut buf),
+            |t, r| {
+                let call = Call::Read {
+                    fd: t.fd_ref(fd),
+                    data: Vec::new(),
+                    count,
+                };
+                (call, size_ret(r))
+            },
+        )?;
+        buf.truncate(n);
+        if let Some(Event {
+            call: Call::Read { data, .. },
+            ..
+        }) = self.events.last_mut()
+        {
+            data.clone_from(&buf);
+        }
+        Ok(buf)
+    }
+
+    pub fn write(&mut self, fd: RawFd, data: &[u8]) -> Result<usize, Errno> {
+        self.traced(
+            || sys::write(fd, data),
+            |t, r| {
+                let call = Call::Write {
+                    fd: t.fd_ref(fd),
+                    data: data.to_vec(),
+                };
+                (call, size_ret(r))
+            },
+        )
+    }
+
+    pub fn epoll_create1(&mut self, name: &str, flags: i32) -> Result<RawFd, Errno> {
+        self.traced(
+            || sys::epoll_create1(flags),
+            |t, r| {
+                let ret = t.new_fd_ret(r, name);
+                (Call::EpollCreate1 { flags }, ret)
+            },
+        )
+    }
+
+    /// epoll_ctl with `event = Some((mask, data))`, or `None` for DEL. Data that equals the
+    /// number of a named fd is named after it in symbolic traces.
+    pub fn epoll_ctl(
+        &mut self,
+        epfd: RawFd,
+        op: i32,
+        fd: RawFd,
+        event: Option<(u32, u64)>,
+    ) -> Result<(), Errno> {
+        self.traced(
+            || sys::epoll_ctl(epfd, op, fd, event),
+            |t, r| {
+                let event = event.map(|(events, data)| {
+                    let data_name = i32::try_from(data)
+                        .ok()
+                        .and_then(|n| t.names.fds.get(&n).cloned());
+                    if let Some(name) = &data_name {
+                        t.names.data.insert(data, name.clone());
+                    }
+                    EpollEv {
+                        events,
+                        data,
+                        data_name,
+                    }
+                });
+                let call = Call::EpollCtl {
+                    epfd: t.fd_ref(epfd),
+                    op,
+                    fd: t.fd_ref(fd),
+                    event,
+                };
+                (call, unit_ret(r))
+            },
+        )
+    }
+
+    /// epoll_wait (or epoll_pwait), returning (events, data) pairs.
+    pub fn epoll_wait(
+        &mut self,
+        epfd: RawFd,
+        maxevents: usize,
+        timeout_ms: i32,
+        pwait: bool,
+    ) -> Result<Vec<(u32, u64)>, Errno> {
+        self.traced(
+            || sys::epoll_wait(epfd, maxevents, timeout_ms, pwait),
+            |t, r| {
+                let events = r
+                    .as_ref()
+                    .map(|evs| {
+                        evs.iter()
+                            .map(|&(events, data)| EpollEv {
+                                events,
+                                data,
+                                data_name: t.names.data.get(&data).cloned(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let call = Call::EpollWait {
+                    epfd: t.fd_ref(epfd),
+                    events,
+                    maxevents: maxevents as i32,
+                    timeout: timeout_ms,
+                    pwait,
+                };
+                let ret = match r {
+                    Ok(evs) => Ret::value(evs.len() as i64),
+                    Err(e) => Ret::Err { errno: *e },
+                };
+                (call, ret)
+            },
+        )
+    }
+
+    /// fork(2). The parent records `fork() = <child_name>`; the child's tracer takes the actor
+    /// name `child_name`, its own pid, and an empty event list (its calls are its own).
+    ///
+    /// Flushes stdout first so buffered output is not written twice (a bug of the original tools).
+    pub fn fork(&mut self, child_name: &str) -> Result<ForkResult, Errno> {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        let result = self.traced(
+            // SAFETY: callers fork from single-threaded processes (the tools and the scenario
+            // runner's actors), so the child cannot inherit a lock held by another thread.
+            || unsafe { nix::unistd::fork() },
+            |_, r| {
+                let ret = match r {
+                    Ok(ForkResult::Parent { child }) => Ret::Ok {
+                        value: i64::from(child.as_raw()),
+                        name: Some(child_name.to_string()),
+                    },
+                    Ok(ForkResult::Child) => Ret::value(0),
+                    Err(e) => Ret::Err { errno: *e },
+                };
+                (Call::Fork, ret)
+            },
+        )?;
+        if let ForkResult::Child = result {
+            self.events.clear();
+            self.actor = child_name.to_string();
+            self.pid = std::process::id() as i32;
+        }
+        Ok(result)
+    }
+}
+
+fn unit_ret(r: &Result<(), Errno>) -> Ret {
+    match r {
+        Ok(()) => Ret::value(0),
+        Err(e) => Ret::Err { errno: *e },
+    }
+}
+
+fn size_ret(r: &Result<usize, Errno>) -> Ret {
+    match r {
+        Ok(n) => Ret::value(*n as i64),
+        Err(e) => Ret::Err { errno: *e },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::render_all;
+
+    #[test]
+    fn socketpair_free_sequence_is_named_and_symbolic() {
+        let mut t = Tracer::new("main");
+        let l = t
+            .socket("L", Family::Inet, libc::SOCK_STREAM | libc::SOCK_NONBLOCK)
+            .unwrap();
+        t.bind(l, &SockAddr::ip("127.0.0.1:0".parse().unwrap()))
+            .unwrap();
+        t.listen(l, 8).unwrap();
+        let bound = t.getsockname(l).unwrap();
+        let e = t.epoll_create1("E", libc::EPOLL_CLOEXEC).unwrap();
+        t.epoll_ctl(
+            e,
+            libc::EPOLL_CTL_ADD,
+            l,
+            Some(((libc::EPOLLIN | libc::EPOLLET) as u32, l as u64)),
+        )
+        .unwrap();
+        assert!(t.epoll_wait(e, 16, 0, false).unwrap().is_empty());
+        let c = t.socket("C1", Family::Inet, libc::SOCK_STREAM).unwrap();
+        t.connect(c, &bound).unwrap();
+        assert_eq!(t.epoll_wait(e, 16, 0, false).unwrap().len(), 1);
+        let a = t.accept4("A1", l, libc::SOCK_NONBLOCK).unwrap();
+        assert_eq!(t.accept4("A2", l, libc::SOCK_NONBLOCK), Err(Errno::EAGAIN));
+        sys::close(a).unwrap();
+        for fd in [c, l, e] {
+            t.close(fd).unwrap();
+        }
+        let text = render_all(t.events(), Format::SYMBOLIC);
+        let expected = "\
+socket(AF_INET, SOCK_STREAM|SOCK_NONBLOCK, 0) = L
+bind(L, {sa_family=AF_INET, sin_port=htons(0), sin_addr=inet_addr(\"127.0.0.1\")}, 16) = 0
+listen(L, 8) = 0
+getsockname(L, {sa_family=AF_INET, sin_port=htons(PORT), sin_addr=inet_addr(\"127.0.0.1\")}, [128 => 16]) = 0
+epoll_create1(EPOLL_CLOEXEC) = E
+epoll_ctl(E, EPOLL_CTL_ADD, L, {events=EPOLLIN|EPOLLET, data={u64=L}}) = 0
+epoll_wait(E, [], 16, 0) = 0
+socket(AF_INET, SOCK_STREAM, 0) = C1
+connect(C1, {sa_family=AF_INET, sin_port=htons(PORT), sin_addr=inet_addr(\"127.0.0.1\")}, 16) = 0
+epoll_wait(E, [{events=EPOLLIN, data={u64=L}}], 16, 0) = 1
+accept4(L, ..., SOCK_NONBLOCK) = A1
+accept4(L, ..., SOCK_NONBLOCK) = -1 EAGAIN (Resource temporarily unavailable)
+close(C1) = 0
+close(L) = 0
+close(E) = 0
+";
+        assert_eq!(text, expected);
+    }
+}
