@@ -128,18 +128,14 @@ pub fn listen_on(
         tracer
             .listen(fd, options.backlog)
             .map_err(|e| fail("listen", e))?;
-        tracer.getsockname(fd).map_err(|e| fail("getsockname", e))
+        // Only an IP listener has something to learn: the port the kernel chose for port 0.
+        match addr {
+            SockAddr::Unix { .. } => Ok(addr.clone()),
+            SockAddr::Inet { .. } => tracer.getsockname(fd).map_err(|e| fail("getsockname", e)),
+        }
     })();
     match setup {
-        Ok(bound) => Ok(Listening {
-            fd,
-            // getsockname on a unix socket reports the path as given; keep ours for display.
-            addr: if matches!(addr, SockAddr::Unix { .. }) {
-                addr.clone()
-            } else {
-                bound
-            },
-        }),
+        Ok(bound) => Ok(Listening { fd, addr: bound }),
         Err(e) => {
             let _ = crate::sys::close(fd);
             Err(e)
@@ -230,7 +226,7 @@ mod tests {
         ));
         crate::sys::close(live.fd).unwrap();
         // The file stays behind after close: a stale socket, removable.
-        assert_eq!(prepare_unix_path(&path).unwrap(), true);
+        assert!(prepare_unix_path(&path).unwrap());
         assert!(!path.exists());
 
         std::fs::write(&path, b"precious").unwrap();

@@ -503,28 +503,35 @@ impl Tracer {
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
-        let result = self.traced(
-            // SAFETY: callers fork from single-threaded processes (the tools and the scenario
-            // runner's actors), so the child cannot inherit a lock held by another thread.
-            || unsafe { nix::unistd::fork() },
-            |_, r| {
-                let ret = match r {
-                    Ok(ForkResult::Parent { child }) => Ret::Ok {
-                        value: i64::from(child.as_raw()),
-                        name: Some(child_name.to_string()),
-                    },
-                    Ok(ForkResult::Child) => Ret::value(0),
-                    Err(e) => Ret::Err { errno: *e },
-                };
-                (Call::Fork, ret)
+        let time_us = now_us();
+        let started = Instant::now();
+        // SAFETY: callers fork from single-threaded processes (the tools and the scenario
+        // runner's actors), so the child cannot inherit a lock held by another thread.
+        let result = unsafe { nix::unistd::fork() };
+        let ret = match result {
+            // The child's calls are its own: it starts a fresh list and records no fork.
+            Ok(ForkResult::Child) => {
+                self.events.clear();
+                self.actor = child_name.to_string();
+                self.pid = std::process::id() as i32;
+                return result;
+            }
+            Ok(ForkResult::Parent { child }) => Ret::Ok {
+                value: i64::from(child.as_raw()),
+                name: Some(child_name.to_string()),
             },
-        )?;
-        if let ForkResult::Child = result {
-            self.events.clear();
-            self.actor = child_name.to_string();
-            self.pid = std::process::id() as i32;
-        }
-        Ok(result)
+            Err(e) => Ret::Err { errno: e },
+        };
+        let event = Event {
+            actor: self.actor.clone(),
+            pid: self.pid,
+            time_us,
+            dur_us: started.elapsed().as_micros() as u64,
+            call: Call::Fork,
+            ret,
+        };
+        self.push(event);
+        result
     }
 }
 
