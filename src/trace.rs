@@ -124,6 +124,15 @@ pub enum Call {
         pwait: bool,
     },
     Fork,
+    /// A built-in of the scenario runner (not a system call), e.g. `drain(L)`.
+    Builtin {
+        name: String,
+        args: Vec<FdRef>,
+    },
+    /// A line the runner adds to a trace: a checked aggregate, a phase. Rendered `# text`.
+    Note {
+        text: String,
+    },
 }
 
 /// What a call returned: a value (optionally named: a new fd's role, a child's name) or an errno.
@@ -139,6 +148,8 @@ pub enum Ret {
         #[serde(with = "errno_name")]
         errno: Errno,
     },
+    /// The call was started in the background and has not returned yet.
+    Unfinished,
 }
 
 impl Ret {
@@ -152,7 +163,7 @@ impl Ret {
     pub fn errno(&self) -> Option<Errno> {
         match self {
             Ret::Err { errno } => Some(*errno),
-            Ret::Ok { .. } => None,
+            Ret::Ok { .. } | Ret::Unfinished => None,
         }
     }
 }
@@ -170,6 +181,36 @@ pub struct Event {
     #[serde(flatten)]
     pub call: Call,
     pub ret: Ret,
+    /// This is the return of a call whose start was traced earlier as unfinished.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub resumed: bool,
+    /// How the symbolic rendering treats an outcome that may differ between runs.
+    #[serde(default, skip_serializing_if = "Stability::is_stable")]
+    pub stability: Stability,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Whether an event's outcome is the same on every run. Symbolic traces are compared across
+/// runs, so what may vary (which of four herd waiters woke) is shown as a pattern or left out;
+/// the raw rendering always shows what happened.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stability {
+    #[default]
+    Stable,
+    /// Symbolic rendering shows `= <pattern>` and hides output arguments.
+    Pattern(String),
+    /// Symbolic rendering leaves the event out.
+    Hidden,
+}
+
+impl Stability {
+    pub fn is_stable(&self) -> bool {
+        *self == Stability::Stable
+    }
 }
 
 /// Which values a rendering shows.
@@ -204,6 +245,15 @@ impl Format {
 }
 
 impl Event {
+    /// Renders the event as one strace-like line (no trailing newline); `None` when the
+    /// symbolic rendering leaves it out (see [`Stability`]).
+    pub fn render_line(&self, format: Format) -> Option<String> {
+        if format.rendering == Rendering::Symbolic && self.stability == Stability::Hidden {
+            return None;
+        }
+        Some(self.render(format))
+    }
+
     /// Renders the event as one strace-like line (no trailing newline).
     pub fn render(&self, format: Format) -> String {
         let mut out = String::new();
@@ -221,11 +271,35 @@ impl Event {
                 out.push(' ');
             }
         }
-        let r = Renderer(format.rendering);
+        if let Call::Note { text } = &self.call {
+            out.push_str("# ");
+            out.push_str(text);
+            return out;
+        }
+        let pattern = match (&self.stability, format.rendering) {
+            (Stability::Pattern(p), Rendering::Symbolic) => Some(p.as_str()),
+            _ => None,
+        };
+        let r = Renderer {
+            rendering: format.rendering,
+            hide_outputs: pattern.is_some(),
+        };
+        if self.resumed {
+            out.push_str("<... resumed> ");
+        }
         r.call(&mut out, &self.call);
-        out.push_str(" = ");
-        r.ret(&mut out, &self.ret);
-        if format.rendering == Rendering::Raw {
+        match (pattern, &self.ret) {
+            (_, Ret::Unfinished) => out.push_str(" <unfinished ...>"),
+            (Some(p), _) => {
+                out.push_str(" = ");
+                out.push_str(p);
+            }
+            (None, ret) => {
+                out.push_str(" = ");
+                r.ret(&mut out, ret);
+            }
+        }
+        if format.rendering == Rendering::Raw && self.ret != Ret::Unfinished {
             let _ = write!(
                 out,
                 " <{}.{:06}>",
@@ -240,8 +314,8 @@ impl Event {
 /// Renders a whole trace, one line per event.
 pub fn render_all(events: &[Event], format: Format) -> String {
     let mut out = String::new();
-    for e in events {
-        out.push_str(&e.render(format));
+    for line in events.iter().filter_map(|e| e.render_line(format)) {
+        out.push_str(&line);
         out.push('\n');
     }
     out
@@ -260,11 +334,15 @@ fn time_of_day(time_us: u64) -> String {
     )
 }
 
-struct Renderer(Rendering);
+struct Renderer {
+    rendering: Rendering,
+    /// Show output arguments (epoll_wait's events, read's data) as `...`: they may vary.
+    hide_outputs: bool,
+}
 
 impl Renderer {
     fn symbolic(&self) -> bool {
-        self.0 == Rendering::Symbolic
+        self.rendering == Rendering::Symbolic
     }
 
     fn fd(&self, out: &mut String, fd: &FdRef) {
@@ -427,7 +505,12 @@ impl Renderer {
             Call::Read { fd, data, count } => {
                 out.push_str("read(");
                 self.fd(out, fd);
-                let _ = write!(out, ", {}, {count})", quote_bytes(data));
+                let shown = if self.hide_outputs {
+                    "...".to_string()
+                } else {
+                    quote_bytes(data)
+                };
+                let _ = write!(out, ", {shown}, {count})");
             }
             Call::Write { fd, data } => {
                 out.push_str("write(");
@@ -472,20 +555,40 @@ impl Renderer {
                     "epoll_wait("
                 });
                 self.fd(out, epfd);
-                out.push_str(", [");
-                for (i, ev) in events.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
+                if self.hide_outputs {
+                    out.push_str(", [...]");
+                } else {
+                    out.push_str(", [");
+                    for (i, ev) in events.iter().enumerate() {
+                        if i > 0 {
+                            out.push_str(", ");
+                        }
+                        self.epoll_event(out, ev);
                     }
-                    self.epoll_event(out, ev);
+                    out.push(']');
                 }
-                let _ = write!(out, "], {maxevents}, {timeout}");
+                let _ = write!(out, ", {maxevents}, {timeout}");
                 if *pwait {
                     out.push_str(", [], 8");
                 }
                 out.push(')');
             }
             Call::Fork => out.push_str("fork()"),
+            Call::Builtin { name, args } => {
+                out.push_str(name);
+                out.push('(');
+                for (i, fd) in args.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    self.fd(out, fd);
+                }
+                out.push(')');
+            }
+            Call::Note { text } => {
+                out.push_str("# ");
+                out.push_str(text);
+            }
         }
     }
 
@@ -500,6 +603,7 @@ impl Renderer {
             Ret::Err { errno } => {
                 let _ = write!(out, "-1 {errno:?} ({})", errno_text(*errno));
             }
+            Ret::Unfinished => out.push_str("?"),
         }
     }
 }
@@ -711,6 +815,8 @@ mod tests {
             dur_us: 12,
             call,
             ret,
+            resumed: false,
+            stability: Stability::Stable,
         }
     }
 
@@ -818,6 +924,48 @@ mod tests {
             e.render(Format::SYMBOLIC),
             "socket(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK, 0) = -1 EMFILE (Too many open files)"
         );
+    }
+
+    #[test]
+    fn background_calls_and_varying_outcomes() {
+        let call = Call::EpollWait {
+            epfd: fd(4, "E"),
+            events: vec![EpollEv {
+                events: libc::EPOLLIN as u32,
+                data: 3,
+                data_name: Some("L".into()),
+            }],
+            maxevents: 16,
+            timeout: -1,
+            pwait: false,
+        };
+        let mut started = event(call.clone(), Ret::Unfinished);
+        started.actor = "w1".into();
+        assert_eq!(
+            started.render(Format::SYMBOLIC.with_actors(true)),
+            "[w1] epoll_wait(E, [{events=EPOLLIN, data={u64=L}}], 16, -1) <unfinished ...>"
+        );
+        let mut done = event(call, Ret::value(1));
+        done.resumed = true;
+        done.stability = Stability::Pattern("0..1".into());
+        assert_eq!(
+            done.render(Format::SYMBOLIC),
+            "<... resumed> epoll_wait(E, [...], 16, -1) = 0..1"
+        );
+        assert!(
+            done.render(Format::RAW)
+                .contains("[{events=EPOLLIN, data={u64=3}}], 16, -1) = 1")
+        );
+        done.stability = Stability::Hidden;
+        assert_eq!(done.render_line(Format::SYMBOLIC), None);
+        assert!(done.render_line(Format::RAW).is_some());
+        let note = event(
+            Call::Note {
+                text: "woken(w1, w2) = 1".into(),
+            },
+            Ret::value(0),
+        );
+        assert_eq!(note.render(Format::SYMBOLIC), "# woken(w1, w2) = 1");
     }
 
     #[test]

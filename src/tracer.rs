@@ -166,6 +166,8 @@ impl Tracer {
             dur_us,
             call,
             ret,
+            resumed: false,
+            stability: Default::default(),
         };
         self.push(event);
         result
@@ -529,6 +531,8 @@ impl Tracer {
             dur_us: started.elapsed().as_micros() as u64,
             call: Call::Fork,
             ret,
+            resumed: false,
+            stability: Default::default(),
         };
         self.push(event);
         result
