@@ -14,6 +14,7 @@ pub mod cli;
 pub mod forkserver;
 pub mod net;
 pub mod probe;
+pub mod scenario;
 pub mod storm;
 pub mod sys;
 pub mod trace;

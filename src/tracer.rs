@@ -126,6 +126,28 @@ impl Tracer {
         self.names.alias(addr)
     }
 
+    /// The alias an address already has, without assigning one.
+    pub fn alias_of(&self, addr: &SockAddr) -> Option<String> {
+        match addr {
+            SockAddr::Unix { path } => self.names.paths.get(path).cloned(),
+            SockAddr::Inet { addr } => self.names.ports.get(&addr.port()).cloned(),
+        }
+    }
+
+    /// Fixes the alias of an address's path or port (the scenario runner names them `ADDR`).
+    /// Port 0 is never aliased: binding to it shows as `htons(0)`.
+    pub fn set_alias(&mut self, addr: &SockAddr, alias: &str) {
+        match addr {
+            SockAddr::Unix { path } => {
+                self.names.paths.insert(path.clone(), alias.to_string());
+            }
+            SockAddr::Inet { addr } if addr.port() != 0 => {
+                self.names.ports.insert(addr.port(), alias.to_string());
+            }
+            SockAddr::Inet { .. } => {}
+        }
+    }
+
     fn fd_ref(&self, fd: RawFd) -> FdRef {
         FdRef {
             num: fd,
@@ -173,9 +195,14 @@ impl Tracer {
         result
     }
 
-    /// The Ret for a call that returns a new fd, naming it on success.
+    /// The Ret for a call that returns a new fd, naming it on success. An empty name leaves
+    /// the fd unnamed (shown by number), replacing any stale name the number had.
     fn new_fd_ret(&mut self, result: &Result<RawFd, Errno>, name: &str) -> Ret {
         match result {
+            Ok(fd) if name.is_empty() => {
+                self.names.fds.remove(fd);
+                Ret::value(i64::from(*fd))
+            }
             Ok(fd) => {
                 self.names.fds.insert(*fd, name.to_string());
                 Ret::Ok {
@@ -322,16 +349,12 @@ impl Tracer {
         )
     }
 
+    /// close(2). The fd keeps its name until the number is reused, so a later call that uses
+    /// the stale number (EPOLL_CTL_DEL after close) still reads `L` in symbolic traces.
     pub fn close(&mut self, fd: RawFd) -> Result<(), Errno> {
-        let fd_ref = self.fd_ref(fd);
         self.traced(
             || sys::close(fd),
-            |t, r| {
-                if r.is_ok() {
-                    t.names.fds.remove(&fd);
-                }
-                (Call::Close { fd: fd_ref }, unit_ret(r))
-            },
+            |t, r| (Call::Close { fd: t.fd_ref(fd) }, unit_ret(r)),
         )
     }
 

@@ -1,0 +1,46 @@
+//! Scripted scenarios: a small language in which a script reads like the trace it produces,
+//! and a runner that executes it across several real processes in one deterministic order.
+//!
+//! [`parse`] turns a `.scn` file into a [`Scenario`] (or a [`ScenarioError`] with the line and
+//! column); [`run`] executes one family instance of it and returns a [`ScenarioReport`].
+//! [`load`] reads and parses a file.
+
+mod actor;
+pub mod ast;
+mod calls;
+pub mod error;
+mod expect;
+mod lexer;
+mod parser;
+pub mod report;
+mod runner;
+
+use std::path::Path;
+
+pub use ast::{Scenario, Span};
+pub use error::ScenarioError;
+pub use parser::parse;
+pub use report::{Failure, ScenarioReport, junit};
+pub use runner::run;
+
+/// Why a scenario file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(#[from] ScenarioError),
+}
+
+/// Reads and parses a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let source = String::from_utf8_lossy(&bytes);
+    Ok(parse(path, &source)?)
+}

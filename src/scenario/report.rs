@@ -1,0 +1,108 @@
+//! What a scenario run reports: pass or the first mismatch (packetdrill style: the script line,
+//! what it expected, what happened), its trace, and renderings as text, JSON and JUnit XML.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::addr::Family;
+use crate::trace::{Event, Format, render_all};
+
+/// The first step that did not go as the script said.
+#[derive(Clone, Debug, Serialize)]
+pub struct Failure {
+    pub line: usize,
+    pub col: usize,
+    /// The script line, as written.
+    pub script: String,
+    /// What happened instead, as a symbolic trace line (when a call was made).
+    pub actual: Option<String>,
+    pub message: String,
+}
+
+/// One run of one scenario for one family.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScenarioReport {
+    pub name: String,
+    pub path: PathBuf,
+    pub family: Family,
+    pub passed: bool,
+    pub failure: Option<Failure>,
+    pub duration_ms: f64,
+    pub trace: Vec<Event>,
+}
+
+impl ScenarioReport {
+    /// `PASS name [family]` or `FAIL ...` followed by the mismatch report.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "{} {} [{}] ({:.0} ms)",
+            if self.passed { "PASS" } else { "FAIL" },
+            self.path.display(),
+            self.family,
+            self.duration_ms
+        );
+        if let Some(f) = &self.failure {
+            let _ = write!(
+                out,
+                "\n  {}:{}:{}: {}\n    script: {}",
+                self.path.display(),
+                f.line,
+                f.col,
+                f.message,
+                f.script
+            );
+            if let Some(actual) = &f.actual {
+                let _ = write!(out, "\n    actual: {actual}");
+            }
+        }
+        out
+    }
+
+    pub fn render_trace(&self, format: Format) -> String {
+        render_all(&self.trace, format.with_actors(true))
+    }
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A JUnit XML document: one testsuite, one testcase per scenario instance.
+pub fn junit(reports: &[ScenarioReport]) -> String {
+    let failures = reports.iter().filter(|r| !r.passed).count();
+    let total_s: f64 = reports.iter().map(|r| r.duration_ms).sum::<f64>() / 1000.0;
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuite name=\"epollscope\" tests=\"{}\" failures=\"{failures}\" time=\"{total_s:.3}\">",
+        reports.len()
+    );
+    for r in reports {
+        let _ = write!(
+            out,
+            "  <testcase classname=\"{}\" name=\"{} [{}]\" time=\"{:.3}\"",
+            xml_escape(&r.path.display().to_string()),
+            xml_escape(&r.name),
+            r.family,
+            r.duration_ms / 1000.0
+        );
+        match &r.failure {
+            None => out.push_str("/>\n"),
+            Some(f) => {
+                let _ = writeln!(
+                    out,
+                    ">\n    <failure message=\"{}\">{}</failure>\n  </testcase>",
+                    xml_escape(&f.message),
+                    xml_escape(&r.summary())
+                );
+            }
+        }
+    }
+    out.push_str("</testsuite>\n");
+    out
+}

@@ -1,0 +1,721 @@
+//! Runs one family instance of a scenario: forks the actors, sends each step to its actor in
+//! script order, checks the outcome, and always tears down (kill, reap, remove socket files).
+//!
+//! Blocking calls run in the background are confirmed blocked by reading the actor's
+//! `/proc/PID/stat` (state S or D) and `/proc/PID/syscall` (the expected syscall number): a
+//! condition, never a sleep. That is what makes "four workers block, one connect, how many
+//! wake" deterministic.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{ForkResult, Pid};
+
+use super::actor::{self, Command, Outcome, Reply, Resolved};
+use super::ast::{Aggregate, DataArg, DomainArg, Expect, FdArg, Op, Scenario, Span, Step, Stmt};
+use super::expect::{check_aggregate, check_step};
+use super::report::{Failure, ScenarioReport};
+use crate::addr::{Family, SockAddr};
+use crate::trace::{Call, Event, Ret, Stability};
+
+/// How many consecutive polls must see a background call blocked before it counts as asleep.
+const BLOCKED_CONFIRMATIONS: u32 = 3;
+
+/// Runs `scenario` once for `family`.
+pub fn run(scenario: &Scenario, family: Family) -> ScenarioReport {
+    let started = Instant::now();
+    let mut run = Run::new(scenario, family);
+    let failure = run.start().and_then(|()| run.body()).err();
+    run.collect_leftovers();
+    run.teardown();
+    ScenarioReport {
+        name: scenario.name(),
+        path: scenario.path.clone(),
+        family,
+        passed: failure.is_none(),
+        failure,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        trace: run.trace,
+    }
+}
+
+struct Pending {
+    step: Step,
+    /// Consecutive polls that saw the call blocked.
+    confirmations: u32,
+}
+
+struct Actor {
+    name: String,
+    pid: Pid,
+    chan: OwnedFd,
+    /// Script names of fds → numbers in this process.
+    names: HashMap<String, i32>,
+    pending: Option<Pending>,
+    /// Whether its latest background call has returned (for `woken`).
+    background_done: Option<bool>,
+    exited: bool,
+}
+
+struct Run<'a> {
+    scenario: &'a Scenario,
+    family: Family,
+    actors: Vec<Actor>,
+    addrs: HashMap<String, SockAddr>,
+    dir: PathBuf,
+    trace: Vec<Event>,
+    captures: HashMap<String, i64>,
+    deadline: Instant,
+}
+
+/// A step that failed, with the line it came from.
+fn fail(scenario: &Scenario, span: Span, message: String, actual: Option<String>) -> Failure {
+    Failure {
+        line: span.line,
+        col: span.col,
+        script: scenario.line(span).to_string(),
+        actual,
+        message,
+    }
+}
+
+impl<'a> Run<'a> {
+    fn new(scenario: &'a Scenario, family: Family) -> Run<'a> {
+        static INSTANCE: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "epollscope-{}-{}",
+            std::process::id(),
+            INSTANCE.fetch_add(1, Ordering::Relaxed)
+        ));
+        Run {
+            scenario,
+            family,
+            actors: vec![],
+            addrs: HashMap::new(),
+            dir,
+            trace: vec![],
+            captures: HashMap::new(),
+            deadline: Instant::now() + scenario.timeout,
+        }
+    }
+
+    fn start(&mut self) -> Result<(), Failure> {
+        let top = Span { line: 1, col: 1 };
+        let setup = |what: &str, e: &dyn std::fmt::Display| {
+            fail(
+                self.scenario,
+                top,
+                format!("setting up the scenario: {what}: {e}"),
+                None,
+            )
+        };
+        std::fs::create_dir_all(&self.dir).map_err(|e| setup("temporary directory", &e))?;
+        let (ours, theirs) = actor::channel_pair().map_err(|e| setup("socketpair", &e))?;
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        // SAFETY: the child only rearranges its own fds and serves commands; it takes no lock
+        // another thread of this process could hold across fork except the allocator's, which
+        // glibc resets in the child.
+        match unsafe { nix::unistd::fork() }.map_err(|e| setup("fork", &e))? {
+            ForkResult::Child => {
+                drop(ours);
+                // If the runner dies, so do its actors.
+                let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+                actor::become_actor("main", theirs)
+            }
+            ForkResult::Parent { child } => {
+                drop(theirs);
+                self.actors.push(Actor {
+                    name: "main".into(),
+                    pid: child,
+                    chan: ours,
+                    names: HashMap::new(),
+                    pending: None,
+                    background_done: None,
+                    exited: false,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn body(&mut self) -> Result<(), Failure> {
+        let scenario = self.scenario;
+        for stmt in &scenario.body {
+            if Instant::now() > self.deadline {
+                let span = stmt_span(stmt);
+                return Err(fail(
+                    scenario,
+                    span,
+                    format!("scenario timed out after {:?}", scenario.timeout),
+                    None,
+                ));
+            }
+            match stmt {
+                Stmt::Step(step) => self.step(step)?,
+                Stmt::Await { actors, span } => {
+                    for name in actors {
+                        let idx = self.actor_index(name, *span)?;
+                        if self.actors[idx].pending.is_none() {
+                            return Err(fail(
+                                scenario,
+                                *span,
+                                format!("await({name}): {name} has no call in the background"),
+                                None,
+                            ));
+                        }
+                        self.collect(idx, Stability::Stable)?;
+                    }
+                }
+                Stmt::Expect {
+                    aggregate,
+                    expect,
+                    span,
+                } => self.aggregate(aggregate, expect, *span)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn actor_index(&self, name: &str, span: Span) -> Result<usize, Failure> {
+        let idx = self
+            .actors
+            .iter()
+            .position(|a| a.name == name)
+            .ok_or_else(|| {
+                fail(
+                    self.scenario,
+                    span,
+                    format!("process {name} was never forked (its fork failed)"),
+                    None,
+                )
+            })?;
+        if self.actors[idx].exited {
+            return Err(fail(
+                self.scenario,
+                span,
+                format!("process {name} has exited"),
+                None,
+            ));
+        }
+        Ok(idx)
+    }
+
+    fn addr(&mut self, name: &str) -> SockAddr {
+        let (family, dir) = (self.family, &self.dir);
+        self.addrs
+            .entry(name.to_string())
+            .or_insert_with(|| match family {
+                Family::Unix => SockAddr::unix(dir.join(format!("{name}.sock"))),
+                ip => SockAddr::ip(std::net::SocketAddr::new(ip.loopback().expect("IP"), 0)),
+            })
+            .clone()
+    }
+
+    fn resolve(
+        &mut self,
+        idx: usize,
+        step: &Step,
+    ) -> Result<(Resolved, Vec<(SockAddr, String)>), Failure> {
+        let names = &self.actors[idx].names;
+        let fd = |arg: &FdArg| -> Result<i32, Failure> {
+            match arg {
+                FdArg::Num(n) => Ok(*n),
+                FdArg::Name(name) => names.get(name).copied().ok_or_else(|| {
+                    fail(
+                        self.scenario,
+                        step.span,
+                        format!("'{name}' has no value: the step that names it did not succeed"),
+                        None,
+                    )
+                }),
+            }
+        };
+        let data = |arg: &DataArg| -> Result<u64, Failure> {
+            match arg {
+                DataArg::Num(n) => Ok(*n),
+                DataArg::Name(name) => fd(&FdArg::Name(name.clone())).map(|n| n as u64),
+            }
+        };
+        let mut aliases = vec![];
+        let op = match &step.op {
+            Op::Socket { domain, ty } => Resolved::Socket {
+                family: match domain {
+                    DomainArg::Matrix => self.family,
+                    DomainArg::Fixed(f) => *f,
+                },
+                ty: *ty,
+            },
+            Op::Setsockopt {
+                fd: f,
+                level,
+                option,
+                value,
+            } => Resolved::Setsockopt {
+                fd: fd(f)?,
+                level: *level,
+                option: *option,
+                value: *value,
+            },
+            Op::Bind { fd: f, addr } | Op::Connect { fd: f, addr } => {
+                let f = fd(f)?;
+                let a = self.addr(addr);
+                aliases.push((a.clone(), addr.clone()));
+                if matches!(step.op, Op::Bind { .. }) {
+                    Resolved::Bind { fd: f, addr: a }
+                } else {
+                    Resolved::Connect { fd: f, addr: a }
+                }
+            }
+            Op::Listen { fd: f, backlog } => Resolved::Listen {
+                fd: fd(f)?,
+                backlog: *backlog,
+            },
+            Op::Accept { fd: f } => Resolved::Accept { fd: fd(f)? },
+            Op::Accept4 { fd: f, flags } => Resolved::Accept4 {
+                fd: fd(f)?,
+                flags: *flags,
+            },
+            Op::Close { fd: f } => Resolved::Close { fd: fd(f)? },
+            Op::Shutdown { fd: f, how } => Resolved::Shutdown {
+                fd: fd(f)?,
+                how: *how,
+            },
+            Op::Dup { fd: f } => Resolved::Dup { fd: fd(f)? },
+            Op::Dup2 { fd: f, target } => Resolved::Dup2 {
+                fd: fd(f)?,
+                target: fd(target)?,
+            },
+            Op::Read { fd: f, count, .. } => Resolved::Read {
+                fd: fd(f)?,
+                count: *count,
+            },
+            Op::Write { fd: f, data } => Resolved::Write {
+                fd: fd(f)?,
+                data: data.clone(),
+            },
+            Op::EpollCreate1 { flags } => Resolved::EpollCreate1 { flags: *flags },
+            Op::EpollCtl {
+                epfd,
+                op,
+                fd: f,
+                event,
+            } => Resolved::EpollCtl {
+                epfd: fd(epfd)?,
+                op: *op,
+                fd: fd(f)?,
+                event: match event {
+                    Some(e) => Some((e.events, data(&e.data)?)),
+                    None => None,
+                },
+            },
+            Op::EpollWait {
+                epfd,
+                maxevents,
+                timeout,
+                pwait,
+                ..
+            } => Resolved::EpollWait {
+                epfd: fd(epfd)?,
+                maxevents: *maxevents,
+                timeout: *timeout,
+                pwait: *pwait,
+            },
+            Op::Fork => Resolved::Fork,
+            Op::Drain { fd: f } => Resolved::Drain { fd: fd(f)? },
+            Op::Exit { code } => Resolved::Exit { code: *code },
+        };
+        Ok((op, aliases))
+    }
+
+    fn step(&mut self, step: &Step) -> Result<(), Failure> {
+        let idx = self.actor_index(&step.actor, step.span)?;
+        if self.actors[idx].pending.is_some() {
+            // A new call by a busy actor waits for its background call, as a real process would.
+            self.collect(idx, Stability::Stable)?;
+        }
+        let (op, aliases) = self.resolve(idx, step)?;
+        let name = match &step.expect {
+            Some(Expect::Bind(n)) => n.clone(),
+            _ => String::new(),
+        };
+        let exit = matches!(op, Resolved::Exit { .. });
+        let command = Command {
+            op,
+            name,
+            background: step.background,
+            aliases,
+        };
+        let chan = self.actors[idx].chan.as_raw_fd();
+        actor::send(chan, &command, None).map_err(|e| {
+            fail(
+                self.scenario,
+                step.span,
+                format!("process {} is gone: {e}", step.actor),
+                None,
+            )
+        })?;
+        if exit {
+            return self.wait_exit(idx, step);
+        }
+        if step.background {
+            match self.receive(idx, step)? {
+                (Reply::Started(event), _) => self.trace.push(event),
+                (Reply::Done { .. }, _) => {
+                    return Err(fail(
+                        self.scenario,
+                        step.span,
+                        "actor protocol error".into(),
+                        None,
+                    ));
+                }
+            }
+            self.actors[idx].pending = Some(Pending {
+                step: step.clone(),
+                confirmations: 0,
+            });
+            self.actors[idx].background_done = Some(false);
+            return self.wait_blocked(&[idx], step.span);
+        }
+        let (reply, fd) = self.receive(idx, step)?;
+        self.finish(idx, step, reply, fd, false, Stability::Stable)
+    }
+
+    /// Waits for a message from actor `idx` within the step timeout.
+    fn receive(&mut self, idx: usize, step: &Step) -> Result<(Reply, Option<OwnedFd>), Failure> {
+        let deadline = (Instant::now() + self.scenario.step_timeout).min(self.deadline);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(self.hung(idx, step));
+            }
+            if readable(&self.actors[idx].chan, left) {
+                return match actor::recv::<Reply>(self.actors[idx].chan.as_raw_fd()) {
+                    Ok(Some((reply, fd))) => Ok((reply, fd)),
+                    _ => Err(fail(
+                        self.scenario,
+                        step.span,
+                        format!("process {} died during this step", self.actors[idx].name),
+                        None,
+                    )),
+                };
+            }
+        }
+    }
+
+    fn hung(&self, idx: usize, step: &Step) -> Failure {
+        let actor = &self.actors[idx];
+        let state = proc_state(actor.pid).unwrap_or_else(|| "gone".into());
+        fail(
+            self.scenario,
+            step.span,
+            format!(
+                "step hung: process {} (pid {}) did not return within {:?} (state: {state})",
+                actor.name, actor.pid, self.scenario.step_timeout
+            ),
+            None,
+        )
+    }
+
+    /// Records a finished call: its events, the check of its expectation, the names it binds.
+    fn finish(
+        &mut self,
+        idx: usize,
+        step: &Step,
+        reply: Reply,
+        fd: Option<OwnedFd>,
+        resumed: bool,
+        stability: Stability,
+    ) -> Result<(), Failure> {
+        let Reply::Done { events, outcome } = reply else {
+            return Err(fail(
+                self.scenario,
+                step.span,
+                "actor protocol error".into(),
+                None,
+            ));
+        };
+        let stability = match (&stability, &step.expect) {
+            (Stability::Stable, Some(e)) if !e.is_exact() => Stability::Pattern(e.text()),
+            _ => stability,
+        };
+        for mut event in events {
+            event.resumed = resumed;
+            event.stability = stability.clone();
+            self.trace.push(event);
+        }
+        let actual = self
+            .trace
+            .last()
+            .map(|e| e.render(crate::trace::Format::SYMBOLIC.with_actors(true)));
+        let names = &self.actors[idx].names;
+        if let Err(why) = check_step(step, &outcome, names) {
+            return Err(fail(self.scenario, step.span, why, actual));
+        }
+        self.bind(idx, step, &outcome, fd);
+        Ok(())
+    }
+
+    fn bind(&mut self, idx: usize, step: &Step, outcome: &Outcome, fd: Option<OwnedFd>) {
+        let Ok(value) = outcome.result else { return };
+        if let (Some(bound), Op::Bind { addr, .. }) = (&outcome.bound, &step.op) {
+            self.addrs.insert(addr.clone(), bound.clone());
+        }
+        match (&step.expect, &step.op) {
+            (Some(Expect::Bind(child)), Op::Fork) => {
+                if let Some(chan) = fd {
+                    let names = self.actors[idx].names.clone();
+                    self.actors.push(Actor {
+                        name: child.clone(),
+                        pid: Pid::from_raw(value as i32),
+                        chan,
+                        names,
+                        pending: None,
+                        background_done: None,
+                        exited: false,
+                    });
+                }
+            }
+            (Some(Expect::Bind(name)), _) => {
+                self.actors[idx].names.insert(name.clone(), value as i32);
+            }
+            (Some(Expect::Capture(var)), _) => {
+                self.captures.insert(var.clone(), value);
+            }
+            _ => {}
+        }
+    }
+
+    /// Waits for the background call of actor `idx` to return, and records it.
+    fn collect(&mut self, idx: usize, stability: Stability) -> Result<(), Failure> {
+        let pending = self.actors[idx].pending.take().expect("caller checked");
+        let step = pending.step;
+        let (reply, fd) = self.receive(idx, &step)?;
+        self.actors[idx].background_done = Some(true);
+        self.finish(idx, &step, reply, fd, true, stability)
+    }
+
+    /// Whether actor `idx`'s background call has returned (its reply is waiting, unread).
+    fn returned(&self, idx: usize) -> bool {
+        let actor = &self.actors[idx];
+        match actor.pending {
+            Some(_) => readable(&actor.chan, Duration::ZERO),
+            None => actor.background_done == Some(true),
+        }
+    }
+
+    /// Waits until each of `idxs` has either returned or is confirmed asleep in its blocking
+    /// call. Replies are left unread: `await` or the actor's next step records them, at a
+    /// point of the script's choosing, so the trace order stays deterministic.
+    fn wait_blocked(&mut self, idxs: &[usize], span: Span) -> Result<(), Failure> {
+        let deadline = (Instant::now() + self.scenario.step_timeout).min(self.deadline);
+        loop {
+            let mut settled = true;
+            for &idx in idxs {
+                if self.returned(idx) {
+                    continue;
+                }
+                let actor = &mut self.actors[idx];
+                let Some(pending) = actor.pending.as_mut() else {
+                    continue;
+                };
+                let asleep = blocked_in(actor.pid, syscalls_of(&pending.step.op));
+                pending.confirmations = if asleep { pending.confirmations + 1 } else { 0 };
+                if pending.confirmations < BLOCKED_CONFIRMATIONS {
+                    settled = false;
+                }
+            }
+            if settled {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let who: Vec<&str> = idxs
+                    .iter()
+                    .filter(|&&i| !self.returned(i))
+                    .map(|&i| self.actors[i].name.as_str())
+                    .collect();
+                return Err(fail(
+                    self.scenario,
+                    span,
+                    format!(
+                        "step hung: {} neither returned nor blocked within {:?}",
+                        who.join(", "),
+                        self.scenario.step_timeout
+                    ),
+                    None,
+                ));
+            }
+            // Wake early if any of them replies; otherwise re-check /proc in a millisecond.
+            let mut pollfds: Vec<_> = idxs
+                .iter()
+                .filter(|&&i| self.actors[i].pending.is_some())
+                .map(|&i| {
+                    nix::poll::PollFd::new(
+                        self.actors[i].chan.as_fd(),
+                        nix::poll::PollFlags::POLLIN,
+                    )
+                })
+                .collect();
+            let _ = nix::poll::poll(&mut pollfds, 1u16);
+        }
+    }
+
+    /// Records the replies of background calls nobody awaited (hidden from symbolic traces:
+    /// whether they returned may vary), so the raw trace is complete.
+    fn collect_leftovers(&mut self) {
+        for idx in 0..self.actors.len() {
+            if self.actors[idx].pending.is_some() && self.returned(idx) {
+                let _ = self.collect(idx, Stability::Hidden);
+            }
+        }
+    }
+
+    fn aggregate(
+        &mut self,
+        aggregate: &Aggregate,
+        expect: &Expect,
+        span: Span,
+    ) -> Result<(), Failure> {
+        let actual = match aggregate {
+            Aggregate::Woken(names) => {
+                let mut idxs = vec![];
+                for name in names {
+                    let idx = self.actor_index(name, span)?;
+                    if self.actors[idx].background_done.is_none() {
+                        return Err(fail(
+                            self.scenario,
+                            span,
+                            format!("woken({name}): {name} has not started a background call"),
+                            None,
+                        ));
+                    }
+                    idxs.push(idx);
+                }
+                self.wait_blocked(&idxs, span)?;
+                idxs.iter().filter(|&&i| self.returned(i)).count() as i64
+            }
+            Aggregate::Sum(vars) | Aggregate::Min(vars) | Aggregate::Max(vars) => {
+                let values: Vec<i64> = vars
+                    .iter()
+                    .map(|v| self.captures.get(v).copied().unwrap_or(0))
+                    .collect();
+                match aggregate {
+                    Aggregate::Sum(_) => values.iter().sum(),
+                    Aggregate::Min(_) => values.iter().copied().min().unwrap_or(0),
+                    _ => values.iter().copied().max().unwrap_or(0),
+                }
+            }
+        };
+        let text = format!("{} = {}", aggregate.text(), expect.text());
+        self.trace.push(note(&text));
+        check_aggregate(expect, actual).map_err(|why| {
+            fail(
+                self.scenario,
+                span,
+                why,
+                Some(format!("{} = {actual}", aggregate.text())),
+            )
+        })
+    }
+
+    /// After `exit()`: wait until the process is gone (a zombie or reaped) so that the fds it
+    /// held are closed before the next step.
+    fn wait_exit(&mut self, idx: usize, step: &Step) -> Result<(), Failure> {
+        let deadline = Instant::now() + self.scenario.step_timeout;
+        let pid = self.actors[idx].pid;
+        while !matches!(proc_state(pid).as_deref(), None | Some("Z") | Some("X")) {
+            if Instant::now() > deadline {
+                return Err(self.hung(idx, step));
+            }
+            // The channel reaches EOF as the process exits; until then re-check every ms.
+            readable(&self.actors[idx].chan, Duration::from_millis(1));
+        }
+        self.actors[idx].exited = true;
+        let actor = &self.actors[idx];
+        let mut event = note(&format!("{} exited", actor.name));
+        event.actor = actor.name.clone();
+        self.trace.push(event);
+        Ok(())
+    }
+
+    fn teardown(&mut self) {
+        for actor in &self.actors {
+            let _ = kill(actor.pid, Signal::SIGKILL);
+        }
+        // Only main is our child; the others are reaped by their parents' exit (init adopts).
+        if let Some(main) = self.actors.first() {
+            let _ = nix::sys::wait::waitpid(main.pid, None);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn note(text: &str) -> Event {
+    Event {
+        actor: "runner".into(),
+        pid: std::process::id() as i32,
+        time_us: 0,
+        dur_us: 0,
+        call: Call::Note { text: text.into() },
+        ret: Ret::value(0),
+        resumed: false,
+        stability: Stability::Stable,
+    }
+}
+
+fn stmt_span(stmt: &Stmt) -> Span {
+    match stmt {
+        Stmt::Step(s) => s.span,
+        Stmt::Await { span, .. } | Stmt::Expect { span, .. } => *span,
+    }
+}
+
+fn readable(fd: &OwnedFd, timeout: Duration) -> bool {
+    let ms = timeout.as_millis().min(u128::from(u16::MAX)) as u16;
+    let mut pfd = [nix::poll::PollFd::new(
+        fd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    matches!(nix::poll::poll(&mut pfd, ms), Ok(n) if n > 0)
+}
+
+/// The syscalls a blocked call of `op` can be sleeping in (glibc may route one call through
+/// another, e.g. epoll_wait through epoll_pwait).
+fn syscalls_of(op: &Op) -> &'static [i64] {
+    match op {
+        Op::EpollWait { .. } => &[
+            libc::SYS_epoll_wait,
+            libc::SYS_epoll_pwait,
+            libc::SYS_epoll_pwait2,
+        ],
+        Op::Accept { .. } | Op::Accept4 { .. } => &[libc::SYS_accept, libc::SYS_accept4],
+        Op::Connect { .. } => &[libc::SYS_connect],
+        Op::Read { .. } => &[libc::SYS_read],
+        _ => &[],
+    }
+}
+
+/// The one-letter state of a process from /proc/PID/stat, `None` if it is gone.
+fn proc_state(pid: Pid) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().next().map(str::to_string)
+}
+
+/// Whether `pid` is asleep inside one of `syscalls`.
+fn blocked_in(pid: Pid, syscalls: &[i64]) -> bool {
+    if !matches!(proc_state(pid).as_deref(), Some("S") | Some("D")) {
+        return false;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<i64>().ok())
+        })
+        .is_some_and(|nr| syscalls.contains(&nr))
+}
