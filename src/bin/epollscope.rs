@@ -67,6 +67,9 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     cli::init();
+    // Actors forked by actors are orphaned when a run tears down; adopt and reap them here
+    // rather than leave zombies to an init that may not reap.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
     let args = Args::parse();
     cli::finish(
         "epollscope",
@@ -139,6 +142,21 @@ fn run_scenarios(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => return Err(e.into()),
         }
+    }
+    if scenarios.is_empty() {
+        bail!(
+            "no scenario found in {} (files end in .scn{})",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if args.filter.is_some() {
+                ", and --filter must match their path"
+            } else {
+                ""
+            }
+        );
     }
     if args.list {
         for s in &scenarios {
@@ -223,12 +241,23 @@ fn run_scenarios(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.junit {
         write_junit(path, &reports)?;
     }
+    reap_orphans();
     let ok = failed == 0 && flaky.is_empty();
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Reaps every exited child (adopted orphan actors) without blocking.
+fn reap_orphans() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
 }
 
 fn print_indented(text: &str) {

@@ -127,8 +127,8 @@ fn err(span: Span, message: String) -> ParseError {
 enum Val {
     Int(i64),
     Str(Vec<u8>),
-    /// One name, or several joined by `|` (flags).
-    Names(Vec<String>),
+    /// One name, or several joined by `|` (flags), each with its position.
+    Names(Vec<String>, Vec<Span>),
     /// `{key=value, ...}`
     Struct(Vec<(String, Val, Span)>),
     Array(Vec<(Val, Span)>),
@@ -140,8 +140,8 @@ impl Val {
         match self {
             Val::Int(_) => "a number",
             Val::Str(_) => "a string",
-            Val::Names(n) if n.len() == 1 => "a name",
-            Val::Names(_) => "flags",
+            Val::Names(n, _) if n.len() == 1 => "a name",
+            Val::Names(..) => "flags",
             Val::Struct(_) => "a {...} struct",
             Val::Array(_) => "a [...] list",
             Val::Ellipsis => "'...'",
@@ -170,6 +170,7 @@ fn parse_val(cur: &mut Cursor) -> Result<(Val, Span), ParseError> {
         Some(Tok::Ellipsis) => Val::Ellipsis,
         Some(Tok::Ident(name)) => {
             let mut names = vec![name.clone()];
+            let mut spans = vec![span];
             while cur.eat('|') {
                 let part_span = cur.span();
                 match cur.next().map(|t| &t.tok) {
@@ -177,8 +178,9 @@ fn parse_val(cur: &mut Cursor) -> Result<(Val, Span), ParseError> {
                     Some(Tok::Int(n)) => names.push(format!("{n:#x}")),
                     _ => return Err(err(part_span, "expected a flag after '|'".into())),
                 }
+                spans.push(part_span);
             }
-            Val::Names(names)
+            Val::Names(names, spans)
         }
         Some(Tok::Punct('{')) => {
             let mut fields = vec![];
@@ -273,7 +275,7 @@ impl Args<'_> {
     fn fd(&self, i: usize) -> Result<FdArg, ParseError> {
         match &self.vals[i] {
             (Val::Int(n), _) => Ok(FdArg::Num(*n as i32)),
-            (Val::Names(names), span) if names.len() == 1 => {
+            (Val::Names(names, _), span) if names.len() == 1 => {
                 self.scope.check_fd(&names[0], self.actor, *span)?;
                 Ok(FdArg::Name(names[0].clone()))
             }
@@ -293,14 +295,13 @@ impl Args<'_> {
     }
 
     fn flags(&self, i: usize, table: &[(&str, i64)], what: &str) -> Result<i64, ParseError> {
-        let (val, span) = &self.vals[i];
-        let names = match val {
+        let (names, spans) = match &self.vals[i].0 {
             Val::Int(n) => return Ok(*n),
-            Val::Names(names) => names,
+            Val::Names(names, spans) => (names, spans),
             _ => return Err(self.mismatch(i, what)),
         };
         let mut value = 0;
-        for name in names {
+        for (name, span) in names.iter().zip(spans) {
             if let Some(hex) = name.strip_prefix("0x") {
                 value |= i64::from_str_radix(hex, 16).unwrap_or(0);
                 continue;
@@ -325,7 +326,7 @@ impl Args<'_> {
 
     fn addr(&self, i: usize) -> Result<String, ParseError> {
         match &self.vals[i] {
-            (Val::Names(names), _)
+            (Val::Names(names, _), _)
                 if names.len() == 1
                     && names[0].starts_with("ADDR")
                     && names[0][4..].chars().all(|c| c.is_ascii_digit()) =>
@@ -358,9 +359,15 @@ impl Args<'_> {
         for (key, value, key_span) in fields {
             match key.as_str() {
                 "events" => {
-                    let text = match value {
-                        Val::Names(n) => n.join("|"),
-                        Val::Int(n) => n.to_string(),
+                    let mut bits = 0;
+                    match value {
+                        Val::Names(names, spans) => {
+                            for (name, span) in names.iter().zip(spans) {
+                                bits |= crate::trace::parse_epoll_events(name)
+                                    .map_err(|e| err(*span, e))?;
+                            }
+                        }
+                        Val::Int(n) => bits = *n as u32,
                         other => {
                             return Err(err(
                                 *key_span,
@@ -370,9 +377,7 @@ impl Args<'_> {
                                 ),
                             ));
                         }
-                    };
-                    let bits =
-                        crate::trace::parse_epoll_events(&text).map_err(|e| err(*key_span, e))?;
+                    }
                     events = Some(bits);
                 }
                 "data" => data = Some(self.data(value, *key_span)?),
@@ -394,7 +399,7 @@ impl Args<'_> {
     fn data(&self, val: &Val, span: Span) -> Result<DataArg, ParseError> {
         match val {
             Val::Int(n) => Ok(DataArg::Num(*n as u64)),
-            Val::Names(n) if n.len() == 1 => {
+            Val::Names(n, _) if n.len() == 1 => {
                 self.scope.check_fd(&n[0], self.actor, span)?;
                 Ok(DataArg::Name(n[0].clone()))
             }
@@ -517,7 +522,7 @@ pub fn build_op(
         "socket" => {
             a.count(&[3], "socket(FAMILY, SOCK_STREAM, 0)")?;
             let domain = match &a.vals[0].0 {
-                Val::Names(n) if n.len() == 1 => match n[0].as_str() {
+                Val::Names(n, _) if n.len() == 1 => match n[0].as_str() {
                     "FAMILY" => DomainArg::Matrix,
                     "AF_UNIX" | "AF_LOCAL" => DomainArg::Fixed(Family::Unix),
                     "AF_INET" => DomainArg::Fixed(Family::Inet),
@@ -656,7 +661,7 @@ pub fn build_op(
                 "epoll_ctl(E, EPOLL_CTL_ADD, L, {events=EPOLLIN, data=L})",
             )?;
             let event = match &a.vals[3] {
-                (Val::Names(n), _) if n.len() == 1 && n[0] == "NULL" => None,
+                (Val::Names(n, _), _) if n.len() == 1 && n[0] == "NULL" => None,
                 (val, span) => Some(a.event(val, *span)?),
             };
             Op::EpollCtl {

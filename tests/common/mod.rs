@@ -41,6 +41,11 @@ pub fn processes_in_group(pgid: i32) -> Vec<i32> {
 
 /// Runs a tool to completion (stdin closed) and asserts that no process of its group survives.
 pub fn run_clean(cmd: &mut std::process::Command) -> Output {
+    run_clean_with_pid(cmd).0
+}
+
+/// As [`run_clean`], also returning the tool's pid.
+pub fn run_clean_with_pid(cmd: &mut std::process::Command) -> (Output, u32) {
     let child = cmd
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -55,7 +60,7 @@ pub fn run_clean(cmd: &mut std::process::Command) -> Output {
         "processes left behind in group {pgid}: {left:?}\nstderr: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    output
+    (output, pgid as u32)
 }
 
 /// A socket path unique to this test process and tag, removed first if a previous run left it.

@@ -1,0 +1,172 @@
+//! Every class of bad scenario input gets one precise message at the right line and column.
+
+use std::path::Path;
+
+use epollscope::scenario::parse;
+
+/// The one-line error for `source`, which must fail to parse.
+fn error(source: &str) -> String {
+    match parse(Path::new("t.scn"), source) {
+        Ok(_) => panic!("expected an error for:\n{source}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const LISTENER: &str = "socket(FAMILY, SOCK_STREAM, 0) = L\n";
+
+#[test]
+fn unknown_call() {
+    assert_eq!(
+        error(&format!("{LISTENER}frobnicate(L) = 0\n")),
+        "t.scn:2:1: unknown call 'frobnicate' (known: socket, setsockopt, bind, listen, connect, \
+         accept, accept4, close, shutdown, dup, dup2, read, write, epoll_create1, epoll_ctl, \
+         epoll_wait, epoll_pwait, fork, drain, exit)"
+    );
+}
+
+#[test]
+fn bad_flags() {
+    assert_eq!(
+        error(&format!(
+            "{LISTENER}epoll_create1(0) = E\n\
+             epoll_ctl(E, EPOLL_CTL_ADD, L, {{events=EPOLLIN|EPOLLEDGE, data=L}}) = 0\n"
+        )),
+        "t.scn:3:48: unknown epoll flag 'EPOLLEDGE'"
+    );
+    assert_eq!(
+        error("socket(FAMILY, SOCK_STREAM|SOCK_FAST, 0) = L\n"),
+        "t.scn:1:28: unknown flag 'SOCK_FAST' for the type of socket() \
+         (known: SOCK_STREAM, SOCK_NONBLOCK, SOCK_CLOEXEC)"
+    );
+    assert_eq!(
+        error(&format!("{LISTENER}shutdown(L, SHUT_ALL) = 0\n")),
+        "t.scn:2:13: unknown flag 'SHUT_ALL' for how of shutdown() (known: SHUT_RD, SHUT_WR, SHUT_RDWR)"
+    );
+    assert_eq!(
+        error("family: ipx\n"),
+        "t.scn:1:9: unknown socket family 'ipx': expected unix, inet or inet6"
+    );
+    assert_eq!(
+        error(&format!("{LISTENER}close(L) = -1 EFOO\n")),
+        "t.scn:2:15: unknown errno 'EFOO'"
+    );
+}
+
+#[test]
+fn undefined_names() {
+    assert_eq!(
+        error("listen(L, 128) = 0\n"),
+        "t.scn:1:8: undefined name 'L'"
+    );
+    assert_eq!(
+        error("[w1] socket(FAMILY, SOCK_STREAM, 0) = L\n"),
+        "t.scn:1:2: undefined name 'w1': processes are main and those made by fork() = NAME"
+    );
+    // An fd made by a child after the fork is not the parent's.
+    assert_eq!(
+        error("fork() = w1\n[w1] socket(FAMILY, SOCK_STREAM, 0) = L\nclose(L)\n"),
+        "t.scn:3:7: undefined name 'L' in process main (another process made it after main was forked)"
+    );
+    assert_eq!(
+        error("expect sum($a, $b) = 2\n"),
+        "t.scn:1:12: undefined name '$a'"
+    );
+}
+
+#[test]
+fn type_mismatches() {
+    assert_eq!(
+        error(&format!("{LISTENER}listen(L, \"many\") = 0\n")),
+        "t.scn:2:11: type mismatch: argument 2 of listen() must be a backlog (a number), not a string"
+    );
+    assert_eq!(
+        error(&format!("{LISTENER}close(L) = M\n")),
+        "t.scn:2:12: type mismatch: close() returns a number, not an fd or a process, so its result cannot be named 'M'"
+    );
+    assert_eq!(
+        error("fork() = w1\nclose(w1)\n"),
+        "t.scn:2:7: type mismatch: 'w1' is a process, not an fd"
+    );
+    assert_eq!(
+        error(&format!("{LISTENER}[L] close(L)\n")),
+        "t.scn:2:2: type mismatch: 'L' is an fd, not a process"
+    );
+    assert_eq!(
+        error(&format!("{LISTENER}bind(L, L) = 0\n")),
+        "t.scn:2:9: type mismatch: argument 2 of bind() must be an address: ADDR, ADDR2, ..., not a name"
+    );
+    assert_eq!(
+        error(&format!("{LISTENER}fork() = L\n")),
+        "t.scn:2:10: type mismatch: 'L' is already an fd, it cannot also name a process"
+    );
+    assert_eq!(
+        error(
+            "fork() = w1\n[w1] socket(FAMILY, SOCK_STREAM, 0) = C\n[w1] accept(C) = A &\nexpect woken(w1) = A\n"
+        ),
+        "t.scn:4:20: type mismatch: an aggregate is a number; expect N or LO..HI"
+    );
+    assert_eq!(
+        error(&format!("{LISTENER}listen(L)\n")),
+        "t.scn:2:9: listen() takes 2 arguments, got 1: listen(L, BACKLOG)"
+    );
+}
+
+#[test]
+fn unterminated_and_unbalanced_blocks() {
+    assert_eq!(
+        error("# x\nrepeat 3 {\nsocket(FAMILY, SOCK_STREAM, 0) = L\n"),
+        "t.scn:2:1: unterminated block: this repeat has no closing '}'"
+    );
+    // The `}` closes the inner block: the outer one is left open.
+    assert_eq!(
+        error("repeat 2 {\nrepeat 2 {\n}\n"),
+        "t.scn:1:1: unterminated block: this repeat has no closing '}'"
+    );
+    assert_eq!(error("}\n"), "t.scn:1:1: '}' without an open repeat block");
+    assert_eq!(
+        error("repeat {\n}\n"),
+        "t.scn:1:8: repeat needs a count: repeat N {"
+    );
+    assert_eq!(
+        error("write(3, \"abc)\n"),
+        "t.scn:1:10: unterminated string"
+    );
+}
+
+#[test]
+fn expectations_where_none_can_be() {
+    assert_eq!(
+        error("fork() = w1\n[w1] exit() = 0\n"),
+        "t.scn:2:15: exit() cannot have an expectation: it does not return"
+    );
+    assert_eq!(
+        error(
+            "fork() = w1\n[w1] epoll_create1(0) = E\n[w1] epoll_wait(E, [], 16, -1) = 0 &\nawait(w1) = 1\n"
+        ),
+        "t.scn:4:11: await(...) cannot have an expectation: it collects background calls; \
+         put the expectation on the call's own line"
+    );
+    assert_eq!(
+        error("fork()\n"),
+        "t.scn:1:1: fork() must name the new process: fork() = w1"
+    );
+    assert_eq!(
+        error(&format!("{LISTENER}listen(L, 1) = 0 &\n")),
+        "t.scn:2:18: listen() cannot run in the background: only calls that can block \
+         (epoll_wait, epoll_pwait, accept, accept4, connect, read) can"
+    );
+}
+
+#[test]
+fn rendered_error_shows_the_line_and_a_caret() {
+    let err = parse(
+        Path::new("t.scn"),
+        "socket(FAMILY, SOCK_STREAM, 0) = L\nlisten(L, x) = 0\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.render(),
+        "t.scn:2:11: type mismatch: argument 2 of listen() must be a backlog (a number), not a name\n\
+         2 | listen(L, x) = 0\n              ^"
+    );
+}
