@@ -185,11 +185,7 @@ fn run_scenarios(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut reports = vec![];
     for (i, attempts) in runs.into_iter().enumerate() {
         let first = &attempts[0];
-        let symbolic = first.render_trace(Format::SYMBOLIC);
-        if attempts
-            .iter()
-            .any(|r| r.passed != first.passed || r.render_trace(Format::SYMBOLIC) != symbolic)
-        {
+        if scenario::is_flaky(&attempts) {
             flaky.push(i);
         }
         // Report the first failing attempt if any, so a flaky failure is shown.

@@ -20,7 +20,7 @@ use std::path::Path;
 pub use ast::{Scenario, Span};
 pub use error::ScenarioError;
 pub use parser::parse;
-pub use report::{Failure, ScenarioReport, junit};
+pub use report::{Failure, ScenarioReport, is_flaky, junit};
 pub use runner::run;
 
 /// Why a scenario file could not be loaded.

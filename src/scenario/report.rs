@@ -65,6 +65,18 @@ impl ScenarioReport {
     }
 }
 
+/// Whether repeated runs of one scenario instance disagree: a different verdict, or a different
+/// symbolic trace (which shows only what a scenario declares stable).
+pub fn is_flaky(attempts: &[ScenarioReport]) -> bool {
+    let Some(first) = attempts.first() else {
+        return false;
+    };
+    let trace = first.render_trace(Format::SYMBOLIC);
+    attempts[1..]
+        .iter()
+        .any(|r| r.passed != first.passed || r.render_trace(Format::SYMBOLIC) != trace)
+}
+
 fn xml_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -105,4 +117,62 @@ pub fn junit(reports: &[ScenarioReport]) -> String {
     }
     out.push_str("</testsuite>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{Call, Ret, Stability};
+
+    fn report(passed: bool, woke: i64, stability: Stability) -> ScenarioReport {
+        let event = Event {
+            actor: "w1".into(),
+            pid: 1,
+            time_us: 0,
+            dur_us: 0,
+            call: Call::Accept {
+                fd: crate::trace::FdRef {
+                    num: 3,
+                    name: Some("L".into()),
+                },
+            },
+            ret: Ret::value(woke),
+            resumed: false,
+            stability,
+        };
+        ScenarioReport {
+            name: "s".into(),
+            path: "s.scn".into(),
+            family: Family::Inet,
+            passed,
+            failure: None,
+            duration_ms: 1.0,
+            trace: vec![event],
+        }
+    }
+
+    #[test]
+    fn flaky_means_a_different_verdict_or_symbolic_trace() {
+        let same = [
+            report(true, 4, Stability::Stable),
+            report(true, 4, Stability::Stable),
+        ];
+        assert!(!is_flaky(&same));
+        let verdict = [
+            report(true, 4, Stability::Stable),
+            report(false, 4, Stability::Stable),
+        ];
+        assert!(is_flaky(&verdict));
+        let trace = [
+            report(true, 4, Stability::Stable),
+            report(true, 5, Stability::Stable),
+        ];
+        assert!(is_flaky(&trace));
+        // A value the scenario declared variable (a pattern) may differ.
+        let declared = [
+            report(true, 4, Stability::Pattern("?".into())),
+            report(true, 5, Stability::Pattern("?".into())),
+        ];
+        assert!(!is_flaky(&declared));
+    }
 }
