@@ -24,3 +24,36 @@ fn every_scenario_passes_and_matches_its_snapshot() {
         insta::assert_snapshot!(snapshot);
     });
 }
+
+/// Actors started by exec (as the preload shim needs) behave exactly as forked ones: same
+/// verdict, same symbolic trace, for a scenario with several processes and background calls.
+#[test]
+fn exec_started_actors_trace_like_forked_ones() {
+    let scenario = scenario::load(std::path::Path::new("scenarios/herd-epollexclusive.scn"))
+        .expect("scenario");
+    let exec = scenario::RunOptions {
+        actor_exe: Some(assert_cmd::cargo::cargo_bin("epollscope")),
+        env: vec![("EPOLLSCOPE_EXEC_TEST".into(), "1".into())],
+    };
+    for &family in &scenario.families {
+        let forked = scenario::run(&scenario, family);
+        let execd = scenario::run_with(&scenario, family, &exec);
+        assert!(execd.passed, "{}", execd.summary());
+        assert_eq!(
+            forked.render_trace(Format::SYMBOLIC),
+            execd.render_trace(Format::SYMBOLIC)
+        );
+    }
+    // Exec really happens: a program that does not exist fails the run cleanly.
+    let missing = scenario::RunOptions {
+        actor_exe: Some("/nonexistent/epollscope".into()),
+        env: vec![],
+    };
+    let report = scenario::run_with(&scenario, scenario.families[0], &missing);
+    let failure = report.failure.expect("cannot pass without actors");
+    assert!(
+        failure.message.contains("process main died"),
+        "{}",
+        failure.message
+    );
+}

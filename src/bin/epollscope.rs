@@ -30,6 +30,9 @@ enum Cmd {
 2 on bad input (an unreadable or malformed scenario, a bad flag)."
     )]
     Run(RunArgs),
+    /// (internal) A scenario actor started by exec, serving the runner on fd 3.
+    #[command(name = "__actor", hide = true)]
+    Actor,
 }
 
 #[derive(clap::Args, Debug)]
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         "epollscope",
         match args.command {
             Cmd::Run(run) => run_scenarios(run),
+            Cmd::Actor => scenario::actor_main(),
         },
     )
 }

@@ -211,6 +211,73 @@ fn park(fd: OwnedFd) -> Result<OwnedFd, Errno> {
     Ok(unsafe { OwnedFd::from_raw_fd(high) })
 }
 
+/// The fd on which an exec'd actor finds its channel.
+const EXEC_CHANNEL_FD: i32 = 3;
+
+/// An actor program to exec, prepared before fork (no allocation happens after it).
+pub struct ExecPlan {
+    exe: std::ffi::CString,
+    argv: Vec<std::ffi::CString>,
+    envp: Vec<std::ffi::CString>,
+}
+
+impl ExecPlan {
+    pub fn new(exe: &std::path::Path, extra_env: &[(String, String)]) -> Result<ExecPlan, String> {
+        use std::os::unix::ffi::OsStrExt;
+        let cstr = |b: &[u8]| std::ffi::CString::new(b).map_err(|e| e.to_string());
+        let mut envp = vec![];
+        for (k, v) in std::env::vars_os() {
+            if extra_env
+                .iter()
+                .any(|(ek, _)| ek.as_bytes() == k.as_bytes())
+            {
+                continue;
+            }
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            envp.push(cstr(&kv)?);
+        }
+        for (k, v) in extra_env {
+            envp.push(cstr(format!("{k}={v}").as_bytes())?);
+        }
+        Ok(ExecPlan {
+            exe: cstr(exe.as_os_str().as_bytes())?,
+            argv: vec![cstr(b"epollscope")?, cstr(b"__actor")?],
+            envp,
+        })
+    }
+
+    /// In the forked child: puts the channel on fd 3 and execs; exits 127 if exec fails.
+    pub fn exec(self, chan: OwnedFd) -> ! {
+        let raw = chan.as_raw_fd();
+        // SAFETY: dup2 onto fd 3 in a child that owns its whole fd table; dup2 clears
+        // FD_CLOEXEC on the copy, which is what lets the channel survive exec.
+        let moved = unsafe { libc::dup2(raw, EXEC_CHANNEL_FD) };
+        if moved < 0 {
+            std::process::exit(127);
+        }
+        if raw == EXEC_CHANNEL_FD {
+            // dup2 onto itself keeps FD_CLOEXEC; clear it by hand.
+            let _ = nix::fcntl::fcntl(
+                &chan,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            );
+            std::mem::forget(chan);
+        }
+        let _ = nix::unistd::execve(&self.exe, &self.argv, &self.envp);
+        std::process::exit(127)
+    }
+}
+
+/// The main of an exec'd actor (`epollscope __actor`): serve on the channel left on fd 3.
+pub fn actor_main() -> ! {
+    // SAFETY: the runner put the channel on fd 3 before exec; nothing else in this fresh
+    // program owns it.
+    let chan = unsafe { OwnedFd::from_raw_fd(EXEC_CHANNEL_FD) };
+    become_actor("main", chan)
+}
+
 /// Becomes an actor in a freshly forked process: closes every fd but stdio and the channel
 /// (so fd numbers start at 3 as in a new program) and serves commands until told to exit.
 pub fn become_actor(name: &str, chan: OwnedFd) -> ! {

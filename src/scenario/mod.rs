@@ -17,11 +17,12 @@ mod runner;
 
 use std::path::Path;
 
+pub use actor::actor_main;
 pub use ast::{Scenario, Span};
 pub use error::ScenarioError;
 pub use parser::parse;
 pub use report::{Failure, ScenarioReport, is_flaky, junit};
-pub use runner::run;
+pub use runner::{RunOptions, run, run_with};
 
 /// Why a scenario file could not be loaded.
 #[derive(Debug, thiserror::Error)]

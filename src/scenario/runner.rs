@@ -25,10 +25,26 @@ use crate::trace::{Call, Event, Ret, Stability};
 /// How many consecutive polls must see a background call blocked before it counts as asleep.
 const BLOCKED_CONFIRMATIONS: u32 = 3;
 
-/// Runs `scenario` once for `family`.
+/// How the actors are started.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Exec this program (with the argument `__actor`) as the main actor instead of only
+    /// forking: needed for anything that acts at exec time, such as an LD_PRELOAD shim. The
+    /// program must call [`crate::scenario::actor_main`] for that argument.
+    pub actor_exe: Option<PathBuf>,
+    /// Environment added for the exec'd actor (e.g. `LD_PRELOAD`).
+    pub env: Vec<(String, String)>,
+}
+
+/// Runs `scenario` once for `family`, with actors forked from this process.
 pub fn run(scenario: &Scenario, family: Family) -> ScenarioReport {
+    run_with(scenario, family, &RunOptions::default())
+}
+
+/// Runs `scenario` once for `family`, starting actors as `options` says.
+pub fn run_with(scenario: &Scenario, family: Family, options: &RunOptions) -> ScenarioReport {
     let started = Instant::now();
-    let mut run = Run::new(scenario, family);
+    let mut run = Run::new(scenario, family, options);
     let failure = run.start().and_then(|()| run.body()).err();
     run.collect_leftovers();
     run.teardown();
@@ -63,6 +79,7 @@ struct Actor {
 
 struct Run<'a> {
     scenario: &'a Scenario,
+    options: &'a RunOptions,
     family: Family,
     actors: Vec<Actor>,
     addrs: HashMap<String, SockAddr>,
@@ -84,7 +101,7 @@ fn fail(scenario: &Scenario, span: Span, message: String, actual: Option<String>
 }
 
 impl<'a> Run<'a> {
-    fn new(scenario: &'a Scenario, family: Family) -> Run<'a> {
+    fn new(scenario: &'a Scenario, family: Family, options: &'a RunOptions) -> Run<'a> {
         static INSTANCE: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "epollscope-{}-{}",
@@ -93,6 +110,7 @@ impl<'a> Run<'a> {
         ));
         Run {
             scenario,
+            options,
             family,
             actors: vec![],
             addrs: HashMap::new(),
@@ -115,6 +133,14 @@ impl<'a> Run<'a> {
         };
         std::fs::create_dir_all(&self.dir).map_err(|e| setup("temporary directory", &e))?;
         let (ours, theirs) = actor::channel_pair().map_err(|e| setup("socketpair", &e))?;
+        // Everything exec needs is prepared before fork: the child only makes syscalls.
+        let exec = match &self.options.actor_exe {
+            Some(exe) => Some(
+                actor::ExecPlan::new(exe, &self.options.env)
+                    .map_err(|e| setup("preparing the actor program", &e))?,
+            ),
+            None => None,
+        };
         let _ = std::io::Write::flush(&mut std::io::stdout());
         // SAFETY: the child only rearranges its own fds and serves commands; it takes no lock
         // another thread of this process could hold across fork except the allocator's, which
@@ -124,7 +150,10 @@ impl<'a> Run<'a> {
                 drop(ours);
                 // If the runner dies, so do its actors.
                 let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-                actor::become_actor("main", theirs)
+                match exec {
+                    Some(plan) => plan.exec(theirs),
+                    None => actor::become_actor("main", theirs),
+                }
             }
             ForkResult::Parent { child } => {
                 drop(theirs);
