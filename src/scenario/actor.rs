@@ -288,6 +288,15 @@ pub fn become_actor(name: &str, chan: OwnedFd) -> ! {
         libc::syscall(libc::SYS_close_range, 3, keep - 1, 0);
         libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0);
     }
+    // As servers do: a write to a reset connection fails with EPIPE instead of killing the
+    // process, which is the behaviour scenarios want to show.
+    // SAFETY: SIG_IGN installs no handler code.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigIgn,
+        );
+    }
     let mut tracer = Tracer::new(name);
     serve(&mut tracer, chan)
 }
