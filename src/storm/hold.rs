@@ -1,0 +1,103 @@
+//! Holding the connections of a finished storm open until the user is done with them: a
+//! character or EOF on stdin, a fixed time, or SIGINT/SIGTERM.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use super::Storm;
+
+/// SIGINT and SIGTERM, blocked and delivered through a signalfd so that the storm and the hold
+/// can end cleanly (closing every connection) instead of dying mid-way.
+#[derive(Debug)]
+pub struct StopSignals {
+    fd: SignalFd,
+}
+
+impl StopSignals {
+    /// Blocks SIGINT and SIGTERM for the calling thread; call it before starting any thread.
+    pub fn install() -> nix::Result<StopSignals> {
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGINT);
+        mask.add(Signal::SIGTERM);
+        mask.thread_block()?;
+        let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        Ok(StopSignals { fd })
+    }
+
+    /// The pending stop signal, if any (consumed).
+    pub fn take(&self) -> Option<Signal> {
+        let info = self.fd.read_signal().ok().flatten()?;
+        Signal::try_from(info.ssi_signo as i32).ok()
+    }
+}
+
+/// How long [`Storm::hold`] keeps the connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// Until a character or EOF (or an error) on stdin.
+    UntilStdin,
+    For(Duration),
+}
+
+/// Why [`Storm::hold`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldEnd {
+    Stdin,
+    Elapsed,
+    Signal(Signal),
+}
+
+impl Storm {
+    /// Keeps the connections open until `hold` says otherwise or a stop signal arrives.
+    pub fn hold(&self, hold: Hold, stop: Option<&StopSignals>) -> io::Result<HoldEnd> {
+        let deadline = match hold {
+            Hold::For(d) => Some(Instant::now() + d),
+            Hold::UntilStdin => None,
+        };
+        let stdin = io::stdin();
+        loop {
+            if let Some(signal) = stop.and_then(StopSignals::take) {
+                return Ok(HoldEnd::Signal(signal));
+            }
+            let timeout = match deadline {
+                None => PollTimeout::NONE,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(HoldEnd::Elapsed);
+                    }
+                    // Round up so that we never wake just before the deadline and spin.
+                    let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128);
+                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let mut fds = Vec::with_capacity(2);
+            if let Some(stop) = stop {
+                fds.push(PollFd::new(stop.fd.as_fd(), PollFlags::POLLIN));
+            }
+            if hold == Hold::UntilStdin {
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+            }
+            match nix::poll::poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            // Any readiness on stdin (data, EOF as POLLHUP, or a closed fd as POLLNVAL) ends it.
+            let stdin_ready = hold == Hold::UntilStdin
+                && fds
+                    .last()
+                    .and_then(PollFd::revents)
+                    .is_some_and(|r| !r.is_empty());
+            if stdin_ready {
+                return Ok(HoldEnd::Stdin);
+            }
+        }
+    }
+}
