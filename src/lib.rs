@@ -12,6 +12,7 @@
 pub mod addr;
 pub mod cli;
 pub mod forkserver;
+pub mod monitor;
 pub mod net;
 pub mod probe;
 pub mod scenario;

@@ -1,0 +1,1 @@
+//! `epollscope monitor`.

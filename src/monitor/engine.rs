@@ -1,0 +1,609 @@
+//! The monitor: the flow table, event dispatch (callbacks, queue, user-defined events), flow
+//! filter, idle timeouts, and the monitoring sockets through which applications read flows.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde::Serialize;
+
+use super::event::{EndReason, Event, EventKind, EventMask};
+use super::filter::Filter;
+use super::flow::{Flow, RawEvent};
+use super::packet::{self, ACK, SYN, Segment, Skip};
+use super::stream::{BufInfo, Fragment, OverlapPolicy};
+use super::{MonError, Side, Sides, TcpState};
+
+static NEXT_CTX: AtomicU32 = AtomicU32::new(1);
+
+/// A flow's monitoring-socket id: the monitor it belongs to and the flow's number (1, 2, ... in
+/// order of the SYNs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowId {
+    ctx: u32,
+    pub n: u64,
+}
+
+impl Serialize for FlowId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.n)
+    }
+}
+
+/// A socket id: a flow's active socket, or the monitor's passive (listening) socket, which has
+/// no bytestream (mOS's `MOS_SOCK_MONITOR_STREAM` vs `..._ACTIVE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SockId {
+    Passive(u32),
+    Flow(FlowId),
+}
+
+impl From<FlowId> for SockId {
+    fn from(id: FlowId) -> SockId {
+        SockId::Flow(id)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Receive buffer per side, bytes (0: no buffering).
+    pub buffer_size: usize,
+    pub overlap: OverlapPolicy,
+    /// A flow with no packet for this long (capture time) times out.
+    pub idle_timeout_ns: u64,
+    /// Events kept for [`Monitor::events`].
+    pub queue: EventMask,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            buffer_size: 256 * 1024,
+            overlap: OverlapPolicy::First,
+            idle_timeout_ns: 60_000_000_000,
+            queue: EventMask::DEFAULT,
+        }
+    }
+}
+
+/// Packet counters.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Stats {
+    pub packets: u64,
+    pub tcp_segments: u64,
+    pub not_tcp: u64,
+    pub fragments: u64,
+    pub malformed: u64,
+    pub filtered: u64,
+    pub orphans: u64,
+    pub flows: u64,
+}
+
+/// A snapshot of one flow.
+#[derive(Clone, Debug, Serialize)]
+pub struct FlowInfo {
+    pub id: FlowId,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub cli_state: TcpState,
+    pub svr_state: TcpState,
+    /// In-order bytes each side received: [cli, svr].
+    pub bytes: [u64; 2],
+    pub start_ns: u64,
+    pub last_ns: u64,
+    pub ended: Option<EndReason>,
+}
+
+fn info(id: FlowId, f: &Flow) -> FlowInfo {
+    FlowInfo {
+        id,
+        client: f.client,
+        server: f.server,
+        cli_state: f.side(Side::Cli).state,
+        svr_state: f.side(Side::Svr).state,
+        bytes: [f.side(Side::Cli).bytes, f.side(Side::Svr).bytes],
+        start_ns: f.start_ns,
+        last_ns: f.last_ns,
+        ended: f.ended,
+    }
+}
+
+/// FxHash: the flow table is hit once per packet and its keys are not attacker-chosen in a
+/// way that matters for an offline tool; SipHash costs a measurable share at 1 GB/s.
+#[derive(Default)]
+struct Fx(u64);
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u16(&mut self, v: u16) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+
+type Callback = Box<dyn FnMut(&Event, Option<&mut FlowSocket<'_>>)>;
+type UserFilter = Box<dyn Fn(&FlowInfo, &Event) -> bool>;
+
+struct UserEvent {
+    mask: EventMask,
+    base: EventMask,
+    filter: UserFilter,
+}
+
+pub struct Monitor {
+    ctx: u32,
+    config: Config,
+    flows: FxMap<u64, Flow>,
+    by_tuple: FxMap<(SocketAddr, SocketAddr), (u64, Side)>,
+    next_flow: u64,
+    filter: Option<Filter>,
+    callbacks: Vec<(EventMask, Callback)>,
+    user_events: Vec<UserEvent>,
+    queue: Vec<Event>,
+    raw: Vec<RawEvent>,
+    with_pending: Vec<u64>,
+    ended: Vec<u64>,
+    next_sweep_ns: u64,
+    stats: Stats,
+}
+
+impl Default for Monitor {
+    fn default() -> Monitor {
+        Monitor::new(Config::default())
+    }
+}
+
+impl Monitor {
+    pub fn new(config: Config) -> Monitor {
+        Monitor {
+            ctx: NEXT_CTX.fetch_add(1, Ordering::Relaxed),
+            config,
+            flows: FxMap::default(),
+            by_tuple: FxMap::default(),
+            next_flow: 1,
+            filter: None,
+            callbacks: vec![],
+            user_events: vec![],
+            queue: vec![],
+            raw: vec![],
+            with_pending: vec![],
+            ended: vec![],
+            next_sweep_ns: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Only flows matching `filter` are monitored; other packets are ignored (not orphans).
+    pub fn set_filter(&mut self, filter: Filter) {
+        self.filter = Some(filter);
+    }
+
+    /// Calls `cb` for every event in `mask` (built-in bits or user-defined ones), with the
+    /// flow's socket when the event belongs to a flow.
+    pub fn on(
+        &mut self,
+        mask: EventMask,
+        cb: impl FnMut(&Event, Option<&mut FlowSocket<'_>>) + 'static,
+    ) {
+        self.callbacks.push((mask, Box::new(cb)));
+    }
+
+    /// Defines an event raised whenever one of `base` is raised and `filter` accepts it; returns
+    /// its bit, to pass to [`Monitor::on`] or to match in [`Event::mask`].
+    pub fn define_event(
+        &mut self,
+        base: EventMask,
+        filter: impl Fn(&FlowInfo, &Event) -> bool + 'static,
+    ) -> EventMask {
+        let mask = EventMask(1u64 << (32 + self.user_events.len().min(31)));
+        self.user_events.push(UserEvent {
+            mask,
+            base,
+            filter: Box::new(filter),
+        });
+        self.config.queue = self.config.queue | mask;
+        mask
+    }
+
+    /// Drains the queued events, oldest first.
+    pub fn events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.queue.drain(..)
+    }
+
+    /// The monitor's passive socket (no bytestream of its own).
+    pub fn passive_socket(&self) -> SockId {
+        SockId::Passive(self.ctx)
+    }
+
+    /// The monitoring socket of a flow, valid until the packet after its CONN_END.
+    pub fn socket(&mut self, id: impl Into<SockId>) -> Result<FlowSocket<'_>, MonError> {
+        match id.into() {
+            SockId::Passive(ctx) | SockId::Flow(FlowId { ctx, .. }) if ctx != self.ctx => {
+                Err(MonError::BadContext)
+            }
+            SockId::Passive(_) => Err(MonError::NotFlowSocket),
+            SockId::Flow(id) => match self.flows.get_mut(&id.n) {
+                Some(flow) => Ok(FlowSocket { id, flow }),
+                None => Err(MonError::BadSocket),
+            },
+        }
+    }
+
+    /// Snapshots of the flows still held, by id.
+    pub fn flows(&self) -> Vec<FlowInfo> {
+        let mut out: Vec<FlowInfo> = self
+            .flows
+            .iter()
+            .map(|(&n, f)| info(FlowId { ctx: self.ctx, n }, f))
+            .collect();
+        out.sort_by_key(|f| f.id.n);
+        out
+    }
+
+    /// Feeds one captured frame of link type `linktype`, captured at `ts_ns`.
+    pub fn feed(&mut self, ts_ns: u64, linktype: u32, frame: &[u8]) {
+        self.stats.packets += 1;
+        match packet::decode(linktype, frame) {
+            Ok(seg) => self.feed_segment(ts_ns, &seg),
+            Err(Skip::NotIp | Skip::NotTcp) => self.stats.not_tcp += 1,
+            Err(Skip::Fragment) => self.stats.fragments += 1,
+            Err(Skip::Malformed) => self.stats.malformed += 1,
+        }
+    }
+
+    /// Feeds one decoded TCP segment.
+    pub fn feed_segment(&mut self, ts: u64, seg: &Segment) {
+        self.settle(ts);
+        self.stats.tcp_segments += 1;
+        if ts >= self.next_sweep_ns {
+            self.sweep(ts);
+        }
+        if self.filter.as_ref().is_some_and(|f| !f.matches(seg)) {
+            self.stats.filtered += 1;
+            return;
+        }
+        let n = match self.by_tuple.get(&(seg.src, seg.dst)) {
+            Some(&(n, from)) => {
+                if let Some(flow) = self.flows.get_mut(&n) {
+                    flow.process(ts, from, seg, &mut self.raw);
+                }
+                Some(n)
+            }
+            None if seg.has(SYN) && !seg.has(ACK) => {
+                let n = self.next_flow;
+                self.next_flow += 1;
+                self.stats.flows += 1;
+                let flow = Flow::from_syn(
+                    ts,
+                    seg,
+                    self.config.buffer_size,
+                    self.config.overlap,
+                    &mut self.raw,
+                );
+                self.flows.insert(n, flow);
+                self.by_tuple.insert((seg.src, seg.dst), (n, Side::Cli));
+                self.by_tuple.insert((seg.dst, seg.src), (n, Side::Svr));
+                Some(n)
+            }
+            None => {
+                self.stats.orphans += 1;
+                self.raw.push((
+                    None,
+                    EventKind::Orphan {
+                        src: seg.src,
+                        dst: seg.dst,
+                    },
+                ));
+                None
+            }
+        };
+        if let Some(n) = n {
+            self.after(n);
+        }
+        self.dispatch(ts, n);
+    }
+
+    /// Book-keeping after a flow processed something: overflow to settle later, or its end.
+    fn after(&mut self, n: u64) {
+        let Some(flow) = self.flows.get(&n) else {
+            return;
+        };
+        if flow.has_pending() && !self.with_pending.contains(&n) {
+            self.with_pending.push(n);
+        }
+        if flow.ended.is_some() && !self.ended.contains(&n) {
+            // Unmap now so a new SYN on the same ports opens a new flow; free at the next packet
+            // so that the application can still read the socket after CONN_END.
+            self.by_tuple.remove(&(flow.client, flow.server));
+            self.by_tuple.remove(&(flow.server, flow.client));
+            self.ended.push(n);
+        }
+    }
+
+    /// Before the next packet: overwrite where the application ignored an overflow, and free
+    /// flows whose end was delivered.
+    fn settle(&mut self, ts: u64) {
+        for n in std::mem::take(&mut self.with_pending) {
+            if let Some(flow) = self.flows.get_mut(&n) {
+                flow.resolve_pending(&mut self.raw);
+            }
+            self.dispatch(ts, Some(n));
+        }
+        for n in std::mem::take(&mut self.ended) {
+            self.flows.remove(&n);
+        }
+    }
+
+    /// Times out idle flows (checked once a second of capture time).
+    fn sweep(&mut self, ts: u64) {
+        self.next_sweep_ns = ts.saturating_add(1_000_000_000);
+        let limit = self.config.idle_timeout_ns;
+        let mut idle: Vec<u64> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.ended.is_none() && ts.saturating_sub(f.last_ns) > limit)
+            .map(|(&n, _)| n)
+            .collect();
+        idle.sort_unstable();
+        for n in idle {
+            if let Some(flow) = self.flows.get_mut(&n) {
+                for side in Side::BOTH {
+                    if !flow.side(side).stopped {
+                        self.raw.push((Some(side), EventKind::Timeout));
+                    }
+                }
+                flow.end(EndReason::Timeout, &mut self.raw);
+            }
+            self.after(n);
+            self.dispatch(ts, Some(n));
+        }
+    }
+
+    /// End of input: settle pending overflows (so every received byte is readable) and time
+    /// out nothing: flows still open stay open.
+    pub fn finish(&mut self) {
+        for n in std::mem::take(&mut self.with_pending) {
+            let ts = self.flows.get(&n).map_or(0, |f| f.last_ns);
+            if let Some(flow) = self.flows.get_mut(&n) {
+                flow.resolve_pending(&mut self.raw);
+            }
+            self.dispatch(ts, Some(n));
+        }
+    }
+
+    fn dispatch(&mut self, ts: u64, n: Option<u64>) {
+        if self.raw.is_empty() {
+            return;
+        }
+        let mut raw = std::mem::take(&mut self.raw);
+        let ctx = self.ctx;
+        for (side, kind) in raw.drain(..) {
+            let base = Event {
+                ts_ns: ts,
+                flow: n.map(|n| FlowId { ctx, n }),
+                side,
+                mask: kind.base_mask(),
+                kind,
+            };
+            let mut derived = vec![];
+            for ude in &self.user_events {
+                if !ude.base.intersects(base.mask) {
+                    continue;
+                }
+                let accept = match n.and_then(|n| self.flows.get(&n)) {
+                    Some(flow) => (ude.filter)(
+                        &info(
+                            FlowId {
+                                ctx,
+                                n: n.unwrap_or(0),
+                            },
+                            flow,
+                        ),
+                        &base,
+                    ),
+                    None => false,
+                };
+                if accept {
+                    derived.push(Event {
+                        mask: ude.mask,
+                        ..base.clone()
+                    });
+                }
+            }
+            self.deliver(base);
+            for ev in derived {
+                self.deliver(ev);
+            }
+        }
+        self.raw = raw;
+    }
+
+    fn deliver(&mut self, ev: Event) {
+        if !self.callbacks.is_empty() {
+            let mut sock = ev.flow.and_then(|id| {
+                self.flows
+                    .get_mut(&id.n)
+                    .map(|flow| FlowSocket { id, flow })
+            });
+            for (mask, cb) in &mut self.callbacks {
+                if mask.intersects(ev.mask) {
+                    cb(&ev, sock.as_mut());
+                }
+            }
+            // A callback may have drained or enlarged: the flow may no longer need overwriting.
+        }
+        if self.config.queue.intersects(ev.mask) {
+            self.queue.push(ev);
+        }
+    }
+}
+
+/// Option level of the monitoring-socket options (`SOL_MONSOCKET`).
+pub const SOL_MONSOCKET: i32 = 0xfffe;
+
+/// A flow's monitoring socket: read each side's bytestream and set its options.
+pub struct FlowSocket<'a> {
+    id: FlowId,
+    flow: &'a mut Flow,
+}
+
+impl FlowSocket<'_> {
+    pub fn id(&self) -> FlowId {
+        self.id
+    }
+    pub fn client(&self) -> SocketAddr {
+        self.flow.client
+    }
+    pub fn server(&self) -> SocketAddr {
+        self.flow.server
+    }
+    pub fn info(&self) -> FlowInfo {
+        info(self.id, self.flow)
+    }
+
+    fn readable(&mut self, side: Side) -> Result<&mut super::flow::SideStack, MonError> {
+        let s = self.flow.side_mut(side);
+        if s.stopped {
+            return Err(MonError::Stopped);
+        }
+        if !s.readable {
+            return Err(MonError::NotConnected(s.state));
+        }
+        Ok(s)
+    }
+
+    /// `mtcp_peek`: reads up to `buf.len()` bytes at the side's peek offset and advances it.
+    pub fn peek(&mut self, side: Side, buf: &mut [u8]) -> Result<usize, MonError> {
+        self.readable(side)?.buf.peek(buf)
+    }
+
+    /// `mtcp_ppeek`: reads at stream offset `offset` (0 = first byte after the ISN), from
+    /// in-order data or a stored fragment, without moving the peek offset.
+    pub fn ppeek(&mut self, side: Side, buf: &mut [u8], offset: u64) -> Result<usize, MonError> {
+        self.readable(side)?.buf.ppeek(buf, offset)
+    }
+
+    /// `MOS_CLIBUF`/`MOS_SVRBUF`: resize the side's receive buffer; 0 disables buffering for
+    /// good (later peeks fail with EINVAL).
+    pub fn set_buffer_size(&mut self, side: Side, bytes: usize) -> Result<(), MonError> {
+        let s = self.flow.side_mut(side);
+        if s.stopped {
+            return Err(MonError::Stopped);
+        }
+        s.buf.resize(bytes)
+    }
+
+    /// `MOS_CLIOVERLAP`/`MOS_SVROVERLAP`.
+    pub fn set_overlap_policy(
+        &mut self,
+        side: Side,
+        policy: OverlapPolicy,
+    ) -> Result<(), MonError> {
+        let s = self.flow.side_mut(side);
+        if s.stopped {
+            return Err(MonError::Stopped);
+        }
+        s.buf.policy = policy;
+        Ok(())
+    }
+
+    /// `MOS_STOP_MON`: no more events or buffering for the side(s); its buffer is freed.
+    pub fn stop_monitoring(&mut self, sides: Sides) {
+        for side in Side::BOTH {
+            if sides.contains(side) {
+                let s = self.flow.side_mut(side);
+                s.stopped = true;
+                s.buf = super::stream::SideBuf::new(0, s.buf.policy);
+            }
+        }
+    }
+
+    /// `MOS_TCP_STATE_CLI`/`_SVR`.
+    pub fn tcp_state(&self, side: Side) -> TcpState {
+        self.flow.side(side).state
+    }
+
+    /// `MOS_INFO_CLIBUF`/`_SVRBUF`.
+    pub fn buffer_info(&self, side: Side) -> Result<BufInfo, MonError> {
+        let s = self.flow.side(side);
+        if s.stopped {
+            return Err(MonError::Stopped);
+        }
+        let isn = s.isn.ok_or(MonError::NotConnected(s.state))?;
+        let at = |off: u64| isn.wrapping_add(off as u32);
+        Ok(BufInfo {
+            init_seq: isn,
+            last_byte_read: at(s.buf.read_offset()),
+            next_byte_expected: at(s.buf.next()).wrapping_add(1),
+            last_byte_received: at(s.buf.high()),
+        })
+    }
+
+    /// `MOS_FRAGINFO_CLIBUF`/`_SVRBUF`: the buffered ranges (in-order data first).
+    pub fn fragments(&self, side: Side) -> Result<Vec<Fragment>, MonError> {
+        let s = self.flow.side(side);
+        if s.stopped {
+            return Err(MonError::Stopped);
+        }
+        Ok(s.buf.fragments())
+    }
+
+    /// `mtcp_setsockopt` with mOS's numbers, for code ported from C.
+    pub fn setsockopt(&mut self, level: i32, name: i32, value: i32) -> Result<(), MonError> {
+        let bad = MonError::InvalidValue("option value out of range");
+        let side_of = |v: i32| match v {
+            0 => Ok(Sides::Cli),
+            1 => Ok(Sides::Svr),
+            2 => Ok(Sides::Both),
+            _ => Err(MonError::InvalidValue("side must be 0, 1 or 2")),
+        };
+        let policy = |v: i32| match v {
+            0 => Ok(OverlapPolicy::First),
+            1 => Ok(OverlapPolicy::Last),
+            _ => Err(MonError::InvalidValue("overlap policy must be 0 or 1")),
+        };
+        match (level, name) {
+            (SOL_MONSOCKET, 0x09) => {
+                self.set_buffer_size(Side::Cli, usize::try_from(value).map_err(|_| bad)?)
+            }
+            (SOL_MONSOCKET, 0x0a) => {
+                self.set_buffer_size(Side::Svr, usize::try_from(value).map_err(|_| bad)?)
+            }
+            (SOL_MONSOCKET, 0x0c) => {
+                self.stop_monitoring(side_of(value)?);
+                Ok(())
+            }
+            (SOL_MONSOCKET, 0x0f) => self.set_overlap_policy(Side::Cli, policy(value)?),
+            (SOL_MONSOCKET, 0x10) => self.set_overlap_policy(Side::Svr, policy(value)?),
+            _ => Err(MonError::NotImplemented { level, name }),
+        }
+    }
+}

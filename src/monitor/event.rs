@@ -1,0 +1,134 @@
+//! Monitor events: mOS's event bits, what each carries, and user-defined events.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use super::{FlowId, Side, TcpState};
+
+/// A set of events as mOS's bit flags; user-defined events get bits from 32 up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct EventMask(pub u64);
+
+impl EventMask {
+    pub const PKT_IN: EventMask = EventMask(1 << 0);
+    pub const CONN_START: EventMask = EventMask(1 << 2);
+    pub const CONN_NEW_DATA: EventMask = EventMask(1 << 4);
+    pub const ERROR: EventMask = EventMask(1 << 5);
+    pub const TIMEOUT: EventMask = EventMask(1 << 6);
+    pub const TCP_STATE_CHANGE: EventMask = EventMask(1 << 7);
+    pub const ORPHAN: EventMask = EventMask(1 << 8);
+    pub const REXMIT: EventMask = EventMask(1 << 9);
+    pub const CONN_END: EventMask = EventMask(1 << 10);
+    /// Every built-in event but PKT_IN (which would double the queue for no information).
+    pub const DEFAULT: EventMask = EventMask(
+        Self::CONN_START.0
+            | Self::CONN_NEW_DATA.0
+            | Self::ERROR.0
+            | Self::TIMEOUT.0
+            | Self::TCP_STATE_CHANGE.0
+            | Self::ORPHAN.0
+            | Self::REXMIT.0
+            | Self::CONN_END.0,
+    );
+    pub const ALL: EventMask = EventMask(u64::MAX);
+    pub const NONE: EventMask = EventMask(0);
+
+    pub fn intersects(self, other: EventMask) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
+impl std::ops::BitOr for EventMask {
+    type Output = EventMask;
+    fn bitor(self, rhs: EventMask) -> EventMask {
+        EventMask(self.0 | rhs.0)
+    }
+}
+
+/// Why a flow ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndReason {
+    Fin,
+    Rst,
+    Timeout,
+}
+
+/// What happened, with its details.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    PktIn {
+        len: u32,
+    },
+    ConnStart,
+    NewData {
+        bytes: u64,
+    },
+    /// The side's buffer is full: drain it (peek) or enlarge it before the next packet, or the
+    /// oldest unread bytes are overwritten.
+    Overflow {
+        needed: u64,
+        capacity: usize,
+    },
+    Timeout,
+    StateChange {
+        from: TcpState,
+        to: TcpState,
+    },
+    Orphan {
+        src: SocketAddr,
+        dst: SocketAddr,
+    },
+    Rexmit {
+        offset: u64,
+        len: u32,
+    },
+    ConnEnd {
+        reason: EndReason,
+    },
+}
+
+impl EventKind {
+    /// The built-in event bit this kind is raised as.
+    pub fn base_mask(&self) -> EventMask {
+        match self {
+            EventKind::PktIn { .. } => EventMask::PKT_IN,
+            EventKind::ConnStart => EventMask::CONN_START,
+            EventKind::NewData { .. } => EventMask::CONN_NEW_DATA,
+            EventKind::Overflow { .. } => EventMask::ERROR,
+            EventKind::Timeout => EventMask::TIMEOUT,
+            EventKind::StateChange { .. } => EventMask::TCP_STATE_CHANGE,
+            EventKind::Orphan { .. } => EventMask::ORPHAN,
+            EventKind::Rexmit { .. } => EventMask::REXMIT,
+            EventKind::ConnEnd { .. } => EventMask::CONN_END,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::PktIn { .. } => "PKT_IN",
+            EventKind::ConnStart => "CONN_START",
+            EventKind::NewData { .. } => "CONN_NEW_DATA",
+            EventKind::Overflow { .. } => "ERROR",
+            EventKind::Timeout => "TIMEOUT",
+            EventKind::StateChange { .. } => "TCP_STATE_CHANGE",
+            EventKind::Orphan { .. } => "ORPHAN",
+            EventKind::Rexmit { .. } => "REXMIT",
+            EventKind::ConnEnd { .. } => "CONN_END",
+        }
+    }
+}
+
+/// One event: when (capture time, ns since the epoch), on which flow and side, and what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub ts_ns: u64,
+    pub flow: Option<FlowId>,
+    pub side: Option<Side>,
+    /// The bit it was raised as: the built-in one, or a user-defined event's.
+    pub mask: EventMask,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
