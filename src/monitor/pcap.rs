@@ -97,9 +97,14 @@ fn u32_at(d: &[u8], at: usize, big: bool) -> u32 {
 impl<R: Read> Reader<R> {
     /// Reads the file header; fails on anything that is not a supported capture.
     pub fn new(src: R) -> Result<Reader<R>, PcapError> {
+        Reader::with_capacity(src, 4 << 20)
+    }
+
+    /// As [`Reader::new`], with a read buffer of `capacity` bytes (it grows for larger records).
+    pub fn with_capacity(src: R, capacity: usize) -> Result<Reader<R>, PcapError> {
         let mut r = Reader {
             src,
-            buf: vec![0; 4 << 20],
+            buf: vec![0; capacity.max(64)],
             start: 0,
             end: 0,
             eof: false,
@@ -180,11 +185,14 @@ impl<R: Read> Reader<R> {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
-            if n > self.buf.len() {
-                self.buf.resize(n, 0);
-            }
         }
         while self.avail() < n && !self.eof {
+            if self.end == self.buf.len() {
+                // Grow by doubling, only as far as the file really goes: a corrupt length must
+                // not cost a large allocation before the short read reveals it.
+                let len = (self.buf.len() * 2).min(self.start + n);
+                self.buf.resize(len, 0);
+            }
             match self.src.read(&mut self.buf[self.end..]) {
                 Ok(0) => self.eof = true,
                 Ok(k) => self.end += k,
