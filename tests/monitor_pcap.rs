@@ -46,8 +46,7 @@ fn reassemble(bytes: &[u8]) -> Result<Vec<[Vec<u8>; 2]>, PcapError> {
     let mut m = Monitor::new(Config::default());
     let mut flows: Vec<(FlowId, [Vec<u8>; 2])> = vec![];
     let mut evs = vec![];
-    loop {
-        let Some(p) = r.next_packet()? else { break };
+    while let Some(p) = r.next_packet()? {
         m.feed(p.ts_ns, p.linktype, p.data);
         evs.extend(m.events());
         for ev in evs.drain(..) {
