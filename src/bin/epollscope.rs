@@ -33,6 +33,12 @@ enum Cmd {
     /// (internal) A scenario actor started by exec, serving the runner on fd 3.
     #[command(name = "__actor", hide = true)]
     Actor,
+    /// Reassemble TCP flows from a pcap/pcapng file or live capture (mOS monitoring semantics).
+    #[command(
+        after_help = "Exit status: 0 when the input was read, 2 on bad input (unreadable, \
+truncated or corrupt capture, unknown link type, no permission to capture)."
+    )]
+    Monitor(epollscope::monitor::cli::MonitorArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -79,6 +85,7 @@ fn main() -> ExitCode {
         match args.command {
             Cmd::Run(run) => run_scenarios(run),
             Cmd::Actor => scenario::actor_main(),
+            Cmd::Monitor(args) => epollscope::monitor::cli::run(args),
         },
     )
 }
