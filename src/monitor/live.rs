@@ -60,6 +60,14 @@ impl Capture {
             Errno::EPERM | Errno::EACCES => LiveError::Permission(e),
             e => LiveError::Io(e.into()),
         })?;
+        // A burst on loopback (64 KiB GSO frames) overruns the default queue while a slow
+        // consumer (debug build, --follow printing) works: ask for a deep one. FORCE needs
+        // CAP_NET_ADMIN; without it the plain option is capped by net.core.rmem_max.
+        let deep = 64 << 20;
+        if nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::RcvBufForce, &deep).is_err()
+        {
+            let _ = nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::RcvBuf, &deep);
+        }
         Ok(Capture {
             fd,
             ifindex,
