@@ -11,6 +11,7 @@
 
 pub mod addr;
 pub mod cli;
+pub mod fastpath;
 pub mod forkserver;
 pub mod monitor;
 pub mod net;

@@ -1,0 +1,252 @@
+//! Fastsocket's per-core listen table, emulated with SO_REUSEPORT on a modern kernel.
+//!
+//! What it reproduces:
+//! * **listen_spawn**: at a worker's first epoll_ctl(ADD) of a listener inherited from the
+//!   process that called listen() (so: after fork), the worker gets its own listener: a new
+//!   socket with the same options, SO_REUSEPORT, bound to the same address, listening with the
+//!   same backlog, dup3'd onto the same fd number with the original O_NONBLOCK/FD_CLOEXEC.
+//!   The kernel then hashes new connections across the workers' listeners (the per-core
+//!   listen table), and no worker is woken for another's connection (herd avoidance).
+//! * **Retiring the global listener**: the inherited listener stays open in the master (and
+//!   would stay in the reuseport group, getting a share of connections nobody accepts). The
+//!   first worker to spawn therefore shuts it down for reading, which takes it out of the
+//!   group while keeping it bound; a process that later registers it in its own epoll set
+//!   (a master that serves) makes it listen again.
+//! * Optional CPU steering: SO_INCOMING_CPU on each spawned listener (the CPU its worker runs
+//!   on at spawn time).
+//!
+//! What it cannot: the per-core established table, Receive Flow Deliver and VFS-light sockets
+//! are kernel internals without a user-space equivalent; unix sockets have no reuseport.
+//! Connections queued on a worker's listener when it closes are reset unless the kernel
+//! migrates them (`net.ipv4.tcp_migrate_req=1`, Linux 5.14); [`migrate_note`] reports which.
+
+use nix::errno::Errno;
+
+use super::{Backend, EmulationOptions, FastPath, ListenTable, PeerAddr};
+use crate::sys::{self, RawFd};
+
+pub struct EmulatedBackend {
+    table: ListenTable,
+    options: EmulationOptions,
+}
+
+impl EmulatedBackend {
+    pub fn new(options: EmulationOptions) -> EmulatedBackend {
+        EmulatedBackend {
+            table: ListenTable::new(),
+            options,
+        }
+    }
+}
+
+/// One line on what happens to connections queued on a listener when it is closed.
+pub fn migrate_note() -> String {
+    match std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").map(|s| s.trim().to_string()) {
+        Ok(v) if v == "1" => "net.ipv4.tcp_migrate_req=1: connections queued on a closing worker's listener migrate to another".into(),
+        Ok(_) => "net.ipv4.tcp_migrate_req=0: connections still queued on a worker's listener when it closes are reset (set it to 1 to migrate them)".into(),
+        Err(_) => "no tcp_migrate_req on this kernel: connections still queued on a worker's listener when it closes are reset".into(),
+    }
+}
+
+/// Whether `fd` is a TCP socket (the only kind with a reuseport group to join).
+fn is_tcp(fd: RawFd) -> Option<(i32, i32, i32)> {
+    let domain = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).ok()?;
+    let ty = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE).ok()?;
+    let protocol = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL).ok()?;
+    ((domain == libc::AF_INET || domain == libc::AF_INET6) && ty == libc::SOCK_STREAM)
+        .then_some((domain, ty, protocol))
+}
+
+/// Options a spawned listener copies from the one it replaces (those accepted sockets inherit
+/// or that change which connections the listener takes).
+const COPIED: &[(i32, i32)] = &[
+    (libc::SOL_SOCKET, libc::SO_REUSEADDR),
+    (libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+    (libc::IPPROTO_TCP, libc::TCP_NODELAY),
+    (libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT),
+    (libc::IPPROTO_TCP, libc::TCP_FASTOPEN),
+];
+
+fn check(ret: i32) -> Result<i32, Errno> {
+    if ret < 0 { Err(Errno::last()) } else { Ok(ret) }
+}
+
+/// The bound address of `fd`, in kernel layout.
+fn local_addr(fd: RawFd) -> Result<PeerAddr, Errno> {
+    let mut a = PeerAddr::default();
+    // SAFETY: storage and len are valid for writes for the duration of the call.
+    check(unsafe {
+        libc::getsockname(
+            fd,
+            (&mut a.storage as *mut libc::sockaddr_storage).cast(),
+            &mut a.len,
+        )
+    })?;
+    Ok(a)
+}
+
+fn fcntl_get(fd: RawFd, cmd: i32) -> Result<i32, Errno> {
+    // SAFETY: F_GETFL/F_GETFD take no argument and touch no memory.
+    check(unsafe { libc::fcntl(fd, cmd) })
+}
+
+/// A new listener like `fd`: same family, options and address, SO_REUSEPORT, listening.
+/// Returns the new fd (close-on-exec; the caller moves it).
+fn new_listener_like(
+    fd: RawFd,
+    (domain, ty, protocol): (i32, i32, i32),
+    backlog: i32,
+    options: EmulationOptions,
+) -> Result<RawFd, Errno> {
+    let addr = local_addr(fd)?;
+    let new = sys::socket(domain, ty | libc::SOCK_CLOEXEC, protocol)?;
+    let setup = (|| {
+        for &(level, name) in COPIED {
+            if let Ok(v) = sys::getsockopt_int(fd, level, name)
+                && v != 0
+            {
+                sys::setsockopt_int(new, level, name, v)?;
+            }
+        }
+        if domain == libc::AF_INET6 {
+            let v6only = sys::getsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)?;
+            sys::setsockopt_int(new, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, v6only)?;
+        }
+        sys::setsockopt_int(new, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        if options.cpu_steering {
+            // SAFETY: sched_getcpu takes no arguments.
+            let cpu = unsafe { libc::sched_getcpu() };
+            if cpu >= 0 {
+                sys::setsockopt_int(new, libc::SOL_SOCKET, libc::SO_INCOMING_CPU, cpu)?;
+            }
+        }
+        // SAFETY: addr holds the sockaddr getsockname wrote, addr.len bytes of it.
+        check(unsafe {
+            libc::bind(
+                new,
+                (&addr.storage as *const libc::sockaddr_storage).cast(),
+                addr.len,
+            )
+        })?;
+        sys::listen(new, backlog)
+    })();
+    match setup {
+        Ok(()) => Ok(new),
+        Err(e) => {
+            let _ = sys::close(new);
+            Err(e)
+        }
+    }
+}
+
+/// Makes a retired listener listen again. A listener bound to port 0 lost its port when it
+/// stopped listening, so it is bound again to the address it had (EINVAL: it kept its port).
+fn revive(fd: RawFd, backlog: i32) {
+    if let Ok(addr) = local_addr(fd) {
+        // SAFETY: addr holds the sockaddr getsockname wrote, addr.len bytes of it.
+        let _ = unsafe {
+            libc::bind(
+                fd,
+                (&addr.storage as *const libc::sockaddr_storage).cast(),
+                addr.len,
+            )
+        };
+    }
+    let _ = sys::listen(fd, backlog);
+}
+
+impl FastPath for EmulatedBackend {
+    fn backend(&self) -> Backend {
+        Backend::Emulated
+    }
+
+    fn table(&self) -> &ListenTable {
+        &self.table
+    }
+
+    fn socket(&self, domain: i32, ty: i32, protocol: i32) -> Result<RawFd, Errno> {
+        sys::socket(domain, ty, protocol)
+    }
+
+    /// All sockets of a reuseport group must set SO_REUSEPORT before bind, the global one too.
+    fn before_bind(&self, fd: RawFd) {
+        if is_tcp(fd).is_some() {
+            let _ = sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1);
+        }
+    }
+
+    fn listen(&self, fd: RawFd, backlog: i32) -> Result<(), Errno> {
+        sys::listen(fd, backlog)?;
+        self.table
+            .mark_listen(fd, std::process::id() as i32, backlog);
+        Ok(())
+    }
+
+    fn accept4(&self, fd: RawFd, peer: Option<&mut PeerAddr>, flags: i32) -> Result<RawFd, Errno> {
+        let (addr, len) = match peer {
+            Some(p) => (
+                (&mut p.storage as *mut libc::sockaddr_storage).cast(),
+                &mut p.len as *mut libc::socklen_t,
+            ),
+            None => (std::ptr::null_mut(), std::ptr::null_mut()),
+        };
+        // SAFETY: addr/len are NULL or point into the live PeerAddr, len holding its size.
+        check(unsafe { libc::accept4(fd, addr, len, flags) })
+    }
+
+    fn close(&self, fd: RawFd) -> Result<(), Errno> {
+        self.table.forget(fd);
+        sys::close(fd)
+    }
+
+    fn shutdown(&self, fd: RawFd, how: i32) -> Result<(), Errno> {
+        sys::shutdown(fd, how)
+    }
+
+    fn spawn_listen(&self, fd: RawFd, _cpu: i32) -> Result<(), Errno> {
+        let Some(entry) = self.table.get(fd) else {
+            return Err(Errno::EINVAL);
+        };
+        let Some(kind) = is_tcp(fd) else {
+            return Err(Errno::EOPNOTSUPP);
+        };
+        let status = fcntl_get(fd, libc::F_GETFL)?;
+        let fd_flags = fcntl_get(fd, libc::F_GETFD)?;
+        let new = new_listener_like(fd, kind, entry.backlog, self.options)?;
+        // The worker has its own listener now: take the shared one out of the reuseport group
+        // so that it gets no share of the connections (nobody accepts on it). SHUT_RD on a
+        // listener stops it listening but keeps it bound; ENOTCONN means another worker was
+        // first.
+        let _ = sys::shutdown(fd, libc::SHUT_RD);
+        let result = (|| {
+            if status & libc::O_NONBLOCK != 0 {
+                // SAFETY: F_SETFL with an integer flag argument on our own new fd.
+                check(unsafe { libc::fcntl(new, libc::F_SETFL, libc::O_NONBLOCK) })?;
+            }
+            let cloexec = if fd_flags & libc::FD_CLOEXEC != 0 {
+                libc::O_CLOEXEC
+            } else {
+                0
+            };
+            // SAFETY: dup3 onto the number the caller registers; replacing it is the point.
+            check(unsafe { libc::dup3(new, fd, cloexec) })
+        })();
+        let _ = sys::close(new);
+        result.map(drop)
+    }
+
+    /// Spawn only in a process other than the one that called listen (a forked worker).
+    /// Registering its own, retired, listener makes the listening process listen again.
+    fn wants_spawn(&self, fd: RawFd, pid: i32) -> bool {
+        match self.table.get(fd) {
+            Some(e) if e.owner != pid => e.spawned_in != pid,
+            Some(e) => {
+                if sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN) == Ok(0) {
+                    revive(fd, e.backlog);
+                }
+                false
+            }
+            None => false,
+        }
+    }
+}
