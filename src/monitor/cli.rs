@@ -92,6 +92,7 @@ struct Run {
     m: Monitor,
     flows: BTreeMap<u64, FlowOut>,
     events: Vec<Event>,
+    pending: Vec<Event>,
     scratch: Vec<u8>,
     first_ts: Option<u64>,
     counted: [u64; 2],
@@ -132,6 +133,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         m,
         flows: BTreeMap::new(),
         events: vec![],
+        pending: vec![],
         scratch: vec![0; 1 << 16],
         first_ts: None,
         counted: [0; 2],
@@ -249,8 +251,10 @@ impl Run {
 
     /// Handles the events of the last packet: read new bytes, record or print.
     fn drain(&mut self) -> anyhow::Result<()> {
-        let evs: Vec<Event> = self.m.events().collect();
-        for ev in evs {
+        // Reuse one vector: this runs once per packet.
+        let mut evs = std::mem::take(&mut self.pending);
+        evs.extend(self.m.events());
+        for ev in evs.drain(..) {
             let mut chunk = vec![];
             if let (Some(id), Some(side)) = (ev.flow, ev.side)
                 && let Ok(mut sock) = self.m.socket(id)
@@ -286,6 +290,7 @@ impl Run {
                 self.events.push(ev);
             }
         }
+        self.pending = evs;
         Ok(())
     }
 
