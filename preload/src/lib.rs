@@ -1,0 +1,243 @@
+//! epollscope's LD_PRELOAD shim: intercepts the socket, epoll and process calls of any
+//! dynamically linked program, traces them (one [`epollscope::trace::Event`] per call) and/or
+//! routes them through the Fastsocket fast path ([`epollscope::fastpath`]).
+//!
+//! Configured by environment variables (see [`epollscope::shim`]). Ground rules, because the
+//! host program is somebody else's:
+//! * never kill it: no panic crosses the C boundary (every piece of shim logic runs under
+//!   `catch_unwind`, and a failure falls back to the plain call); a bad setting prints one
+//!   line and leaves the program untouched;
+//! * never change what it sees: errno is restored exactly as the real call left it, and no
+//!   lock is held across a real call;
+//! * never trace ourselves: a thread-local guard sends the shim's own calls (writing the
+//!   trace, listen_spawn's sockets) straight to the C library.
+
+mod hooks_epoll;
+mod hooks_net;
+mod hooks_proc;
+mod real;
+mod record;
+mod sink;
+
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use epollscope::fastpath::{self, EmulationOptions, FastPath};
+use epollscope::shim::{LineFormat, Settings};
+
+use crate::sink::Sink;
+
+/// The shim's state for this process image.
+pub struct Shim {
+    pub sink: Option<Sink>,
+    pub format: LineFormat,
+    pub fastpath: Option<Box<dyn FastPath>>,
+}
+
+static SHIM: OnceLock<Shim> = OnceLock::new();
+/// This process's pid, kept current across fork (getpid is a real system call nowadays).
+static PID: AtomicI32 = AtomicI32::new(0);
+
+thread_local! {
+    /// Set while the shim itself is at work on this thread.
+    static IN_SHIM: Cell<bool> = const { Cell::new(false) };
+    /// IN_SHIM as it was when this thread entered fork's prepare handler.
+    static BEFORE_FORK: Cell<bool> = const { Cell::new(false) };
+}
+
+pub fn pid() -> i32 {
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: getpid cannot fail.
+            let p = unsafe { libc::getpid() };
+            PID.store(p, Ordering::Relaxed);
+            p
+        }
+        p => p,
+    }
+}
+
+/// One line on stderr, prefixed with who says it. Written with write(2): no std locks, no
+/// panic if stderr is closed.
+pub fn say(text: &str) {
+    let line = format!("epollscope-preload[{}]: {text}\n", pid());
+    // SAFETY: line is a live buffer of line.len() bytes.
+    unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+}
+
+fn build() -> Shim {
+    let passthrough = Shim {
+        sink: None,
+        format: LineFormat::Json,
+        fastpath: None,
+    };
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(why) => {
+            say(&format!("{why}; running the program untouched"));
+            return passthrough;
+        }
+    };
+    if let Some(epollscope::shim::TraceTarget::Dir(dir)) = &settings.trace
+        && !dir.is_dir()
+    {
+        say(&format!(
+            "EPOLLSCOPE_TRACE: {} is not a directory; running the program untouched",
+            dir.display()
+        ));
+        return passthrough;
+    }
+    let fastpath = match settings.fastpath {
+        None => None,
+        Some(requested) => {
+            let options = EmulationOptions {
+                cpu_steering: settings.cpu_steering,
+            };
+            match fastpath::choose(requested, &settings.device, options) {
+                Ok(choice) => {
+                    say(&format!(
+                        "fast path: {} ({})",
+                        choice.fastpath.backend().name(),
+                        choice.reason
+                    ));
+                    Some(choice.fastpath)
+                }
+                Err(why) => {
+                    say(&format!("{why}; fast path off"));
+                    None
+                }
+            }
+        }
+    };
+    Shim {
+        sink: settings.trace.map(|t| Sink::new(t, settings.buffer)),
+        format: settings.format,
+        fastpath,
+    }
+}
+
+/// The shim's state, built on first use (by the constructor, or earlier by a call from another
+/// library's constructor). Callers hold the guard, so building it makes no traced calls.
+fn shim() -> &'static Shim {
+    SHIM.get_or_init(|| {
+        let built = catch_unwind(build).unwrap_or_else(|_| Shim {
+            sink: None,
+            format: LineFormat::Json,
+            fastpath: None,
+        });
+        register_atfork();
+        built
+    })
+}
+
+/// The shim at work on this thread; dropping it ends the shim's turn.
+pub struct Entered {
+    pub shim: &'static Shim,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        IN_SHIM.with(|g| g.set(false));
+    }
+}
+
+/// Enters the shim, unless this thread is already in it (then the caller makes the plain
+/// call) or there is nothing to do.
+pub fn enter() -> Option<Entered> {
+    if IN_SHIM.with(|g| g.replace(true)) {
+        return None;
+    }
+    match catch_unwind(shim) {
+        Ok(shim) if shim.sink.is_some() || shim.fastpath.is_some() => Some(Entered { shim }),
+        _ => {
+            IN_SHIM.with(|g| g.set(false));
+            None
+        }
+    }
+}
+
+/// Runs shim logic that must not unwind into C: `None` if it panicked.
+pub fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    catch_unwind(AssertUnwindSafe(f)).ok()
+}
+
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+pub fn set_errno(value: i32) {
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = value };
+}
+
+/// Writes out the trace buffer (exit, exec, _exit).
+pub fn flush() {
+    if let Some(Some(sink)) = SHIM.get().map(|s| s.sink.as_ref()) {
+        let _ = guarded(|| sink.flush());
+    }
+}
+
+extern "C" fn prepare_fork() {
+    let was = IN_SHIM.with(|g| g.replace(true));
+    BEFORE_FORK.with(|b| b.set(was));
+    if let Some(Some(sink)) = SHIM.get().map(|s| s.sink.as_ref()) {
+        sink.before_fork();
+    }
+}
+
+extern "C" fn parent_after_fork() {
+    if let Some(Some(sink)) = SHIM.get().map(|s| s.sink.as_ref()) {
+        sink.after_fork_parent();
+    }
+    IN_SHIM.with(|g| g.set(BEFORE_FORK.with(Cell::get)));
+}
+
+extern "C" fn child_after_fork() {
+    // SAFETY: getpid cannot fail.
+    PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    if let Some(Some(sink)) = SHIM.get().map(|s| s.sink.as_ref()) {
+        sink.after_fork_child();
+    }
+    IN_SHIM.with(|g| g.set(BEFORE_FORK.with(Cell::get)));
+}
+
+fn register_atfork() {
+    // SAFETY: the handlers are plain extern "C" functions that live as long as the library.
+    unsafe {
+        libc::pthread_atfork(
+            Some(prepare_fork),
+            Some(parent_after_fork),
+            Some(child_after_fork),
+        );
+    }
+}
+
+extern "C" fn constructor() {
+    if IN_SHIM.with(|g| g.replace(true)) {
+        return;
+    }
+    let _ = catch_unwind(shim);
+    IN_SHIM.with(|g| g.set(false));
+}
+
+extern "C" fn destructor() {
+    IN_SHIM.with(|g| g.set(true));
+    if let Some(Some(sink)) = SHIM.get().map(|s| s.sink.as_ref()) {
+        let _ = guarded(|| {
+            sink.flush();
+            sink.unbuffer();
+        });
+    }
+    IN_SHIM.with(|g| g.set(false));
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CONSTRUCTOR: extern "C" fn() = constructor;
+
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static DESTRUCTOR: extern "C" fn() = destructor;

@@ -1,0 +1,60 @@
+//! Turning one intercepted call into one trace line: the event (with the shared formatter's
+//! types), its rendering (JSON or raw strace-like), and the append to the sink.
+
+use epollscope::trace::{Call, Event, FdRef, Format, Ret, Stability};
+use nix::errno::Errno;
+
+use crate::Shim;
+use epollscope::shim::LineFormat;
+
+/// Wall-clock microseconds (clock_gettime through the vDSO: no system call).
+pub fn now_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+pub fn fd(num: i32) -> FdRef {
+    FdRef { num, name: None }
+}
+
+/// What a C call's return value and errno mean as a trace result.
+pub fn ret(value: i64, errno: i32) -> Ret {
+    if value < 0 {
+        Ret::Err {
+            errno: Errno::from_raw(errno),
+        }
+    } else {
+        Ret::value(value)
+    }
+}
+
+impl Shim {
+    /// Records a finished call that started at `start` (from [`now_us`]).
+    /// `call` is only built when tracing, so an untraced fast path pays nothing for it.
+    pub fn record(&self, start: u64, call: impl FnOnce() -> Call, value: i64, errno: i32) {
+        let Some(sink) = &self.sink else { return };
+        let _ = crate::guarded(|| {
+            let event = Event {
+                actor: String::new(),
+                pid: crate::pid(),
+                time_us: start,
+                dur_us: now_us().saturating_sub(start),
+                call: call(),
+                ret: ret(value, errno),
+                resumed: false,
+                stability: Stability::Stable,
+            };
+            let mut line = match self.format {
+                LineFormat::Json => serde_json::to_vec(&event).unwrap_or_default(),
+                LineFormat::Raw => event.render(Format::RAW.with_actors(true)).into_bytes(),
+            };
+            line.push(b'\n');
+            sink.append(&line);
+        });
+    }
+}

@@ -1,0 +1,116 @@
+//! Helpers for the preload shim's tests: the shim library (built on demand: `cargo test` does
+//! not build a cdylib), the example programs, and reading the per-process trace files.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// `target/<profile>/`, from where this test binary lives (`target/<profile>/deps/`).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The shim library, built (or found up to date) once per test binary.
+pub fn preload_lib() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = profile_dir();
+            let release = dir.file_name().is_some_and(|n| n == "release");
+            let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            cargo
+                .args(["build", "-q", "-p", "epollscope-preload"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if release {
+                cargo.arg("--release");
+            }
+            if let Some(target) = dir.parent() {
+                cargo.arg("--target-dir").arg(target);
+            }
+            // The example programs and the epollscope binary the tests run, too: a lone
+            // `cargo test --test shim_...` does not build examples.
+            cargo.args([
+                "-p",
+                "epollscope",
+                "--lib",
+                "--example",
+                "shim_probe",
+                "--bin",
+                "epollscope",
+            ]);
+            let out = cargo.output().expect("run cargo build for the shim");
+            assert!(
+                out.status.success(),
+                "building the shim failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let lib = dir.join("libepollscope_preload.so");
+            assert!(lib.is_file(), "{} missing after the build", lib.display());
+            lib
+        })
+        .clone()
+}
+
+/// An example program built by cargo for this test run.
+pub fn example(name: &str) -> Command {
+    preload_lib();
+    Command::new(profile_dir().join("examples").join(name))
+}
+
+/// A fresh, empty directory for one test's trace files.
+pub fn trace_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("es-shim-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `cmd` under the shim with the given settings (every other shim variable cleared).
+pub fn under_shim<'a>(cmd: &'a mut Command, vars: &[(&str, &str)]) -> &'a mut Command {
+    for v in [
+        "EPOLLSCOPE_TRACE",
+        "EPOLLSCOPE_TRACE_FORMAT",
+        "EPOLLSCOPE_TRACE_BUFFER",
+        "EPOLLSCOPE_FASTPATH",
+    ] {
+        cmd.env_remove(v);
+    }
+    cmd.env("LD_PRELOAD", preload_lib());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Every JSON trace line in `dir`, with the pid of the file it came from.
+pub fn trace_lines(dir: &Path) -> Vec<(i32, serde_json::Value)> {
+    let mut out = vec![];
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("trace.").and_then(|p| p.parse().ok()) else {
+            continue;
+        };
+        for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("bad trace line in {name}: {e}: {line}"));
+            out.push((pid, v));
+        }
+    }
+    out
+}
+
+/// Lines of call `call` that succeeded.
+pub fn ok_calls<'a>(
+    lines: &'a [(i32, serde_json::Value)],
+    call: &str,
+) -> Vec<&'a (i32, serde_json::Value)> {
+    lines
+        .iter()
+        .filter(|(_, v)| v["call"] == call && v["ret"].get("ok").is_some())
+        .collect()
+}
