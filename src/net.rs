@@ -26,7 +26,7 @@ pub enum SetupError {
     AddrInUse { addr: SockAddr },
     #[error("permission denied for {addr} (ports below 1024 need root; paths need write access)")]
     Permission { addr: SockAddr },
-    #[error("{call} {addr}: {errno} ({})", crate::trace::errno_text(*errno))]
+    #[error("{call} {addr}: {errno:?} ({})", crate::trace::errno_text(*errno))]
     Call {
         call: &'static str,
         addr: SockAddr,

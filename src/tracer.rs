@@ -165,7 +165,9 @@ impl Tracer {
 
     fn push(&mut self, event: Event) {
         if let Some(format) = self.echo {
-            println!("{}", event.render(format));
+            // A closed stdout must not stop (or panic) the experiment being traced.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stdout(), "{}", event.render(format));
         }
         self.events.push(event);
     }

@@ -186,6 +186,11 @@ fn unusable_addresses_exit_2_and_are_left_alone() {
     drop(live);
     std::fs::remove_file(&live_path).unwrap();
 
+    assert_bad(
+        &["unix", "/nonexistent/dir/x.sock"],
+        "epoll-socket-test: error: bind /nonexistent/dir/x.sock: ENOENT (No such file or directory)",
+    );
+
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     assert_bad(&["inet", &port], "is already in use");

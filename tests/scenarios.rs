@@ -34,6 +34,7 @@ fn exec_started_actors_trace_like_forked_ones() {
     let exec = scenario::RunOptions {
         actor_exe: Some(assert_cmd::cargo::cargo_bin("epollscope")),
         env: vec![("EPOLLSCOPE_EXEC_TEST".into(), "1".into())],
+        ..scenario::RunOptions::default()
     };
     for &family in &scenario.families {
         let forked = scenario::run(&scenario, family);
@@ -47,7 +48,7 @@ fn exec_started_actors_trace_like_forked_ones() {
     // Exec really happens: a program that does not exist fails the run cleanly.
     let missing = scenario::RunOptions {
         actor_exe: Some("/nonexistent/epollscope".into()),
-        env: vec![],
+        ..scenario::RunOptions::default()
     };
     let report = scenario::run_with(&scenario, scenario.families[0], &missing);
     let failure = report.failure.expect("cannot pass without actors");

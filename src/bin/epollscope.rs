@@ -39,6 +39,11 @@ enum Cmd {
 truncated or corrupt capture, unknown link type, no permission to capture)."
     )]
     Monitor(epollscope::monitor::cli::MonitorArgs),
+    /// Run a program under the preload shim and print its socket and epoll calls, all processes.
+    #[command(after_help = "Exit status: the program's own (128+N when killed by signal N).")]
+    Trace(epollscope::shim::command::TraceArgs),
+    /// Run a program traced, then under the Fastsocket fast path, and compare the two runs.
+    Compare(epollscope::shim::command::CompareArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -69,6 +74,10 @@ struct RunArgs {
     /// List the scenarios with what they demonstrate, and run nothing.
     #[arg(long)]
     list: bool,
+    /// Record every IP scenario's loopback traffic to DIR/<scenario>-<family>.pcap and add
+    /// its flows to the report (needs root or CAP_NET_RAW).
+    #[arg(long, value_name = "DIR")]
+    capture: Option<PathBuf>,
     /// Scenario instances run at once [default: 2 per CPU].
     #[arg(long, short = 'j')]
     jobs: Option<usize>,
@@ -86,6 +95,8 @@ fn main() -> ExitCode {
             Cmd::Run(run) => run_scenarios(run),
             Cmd::Actor => scenario::actor_main(),
             Cmd::Monitor(args) => epollscope::monitor::cli::run(args),
+            Cmd::Trace(args) => epollscope::shim::command::trace(args),
+            Cmd::Compare(args) => epollscope::shim::command::compare(args),
         },
     )
 }
@@ -190,7 +201,15 @@ fn run_scenarios(args: RunArgs) -> anyhow::Result<ExitCode> {
     let jobs = args
         .jobs
         .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let runs = run_all(&instances, args.repeat, jobs.max(1));
+    if let Some(dir) = &args.capture {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the capture directory {}", dir.display()))?;
+    }
+    let options = scenario::RunOptions {
+        capture_dir: args.capture.clone(),
+        ..scenario::RunOptions::default()
+    };
+    let runs = run_all(&instances, args.repeat, jobs.max(1), &options);
 
     let mut flaky = vec![];
     let mut reports = vec![];
@@ -283,6 +302,7 @@ fn run_all(
     instances: &[(&Scenario, Family)],
     repeat: usize,
     jobs: usize,
+    options: &scenario::RunOptions,
 ) -> Vec<Vec<ScenarioReport>> {
     let work: Vec<(usize, usize)> = (0..instances.len())
         .flat_map(|i| (0..repeat).map(move |r| (i, r)))
@@ -302,7 +322,7 @@ fn run_all(
                     };
                     let Some((i, r)) = item else { break };
                     let (scenario, family) = instances[i];
-                    let report = scenario::run(scenario, family);
+                    let report = scenario::run_with(scenario, family, options);
                     let mut done = results.lock().expect("lock");
                     done.insert((i, r), report);
                     if progress {

@@ -27,6 +27,8 @@ pub struct Scenario {
     pub families: Vec<Family>,
     pub timeout: Duration,
     pub step_timeout: Duration,
+    /// `capture`: record the run's loopback traffic and summarise its flows.
+    pub capture: bool,
     /// The statements, with `repeat` blocks already unrolled.
     pub body: Vec<Stmt>,
 }

@@ -8,6 +8,7 @@
 mod actor;
 pub mod ast;
 mod calls;
+pub mod capture;
 pub mod error;
 mod expect;
 mod lexer;

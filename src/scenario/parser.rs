@@ -8,6 +8,7 @@
 //! repeat N {  ...  }               $i in names and values is the iteration (1..N)
 //! await(ACTOR, ...)
 //! expect woken(ACTOR, ...) = RESULT | expect sum|min|max($a, ...) = RESULT
+//! capture                          record the run's loopback traffic
 //! ```
 
 use std::path::Path;
@@ -103,6 +104,7 @@ fn parse_inner(path: &Path, source: &str) -> Result<Scenario, ParseError> {
         families: vec![],
         timeout: Duration::from_secs(10),
         step_timeout: Duration::from_secs(2),
+        capture: false,
         scope: Scope::new(),
         body: vec![],
     };
@@ -121,6 +123,7 @@ fn parse_inner(path: &Path, source: &str) -> Result<Scenario, ParseError> {
         families,
         timeout: parser.timeout,
         step_timeout: parser.step_timeout,
+        capture: parser.capture,
         body: parser.body,
     })
 }
@@ -259,6 +262,7 @@ struct StatementParser {
     families: Vec<Family>,
     timeout: Duration,
     step_timeout: Duration,
+    capture: bool,
     scope: Scope,
     body: Vec<Stmt>,
 }
@@ -275,6 +279,10 @@ impl StatementParser {
         }
         if let Tok::Ident(word) = &first.tok {
             match word.as_str() {
+                "capture" if tokens.len() == 1 => {
+                    self.capture = true;
+                    return Ok(());
+                }
                 "await" => return self.await_stmt(&mut cur),
                 "expect" => return self.expect_stmt(&mut cur),
                 _ => {}

@@ -31,6 +31,9 @@ pub struct ScenarioReport {
     pub failure: Option<Failure>,
     pub duration_ms: f64,
     pub trace: Vec<Event>,
+    /// The wire traffic, when the scenario or the runner asked for a capture.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<super::capture::CaptureReport>,
 }
 
 impl ScenarioReport {
@@ -56,6 +59,10 @@ impl ScenarioReport {
             if let Some(actual) = &f.actual {
                 let _ = write!(out, "\n    actual: {actual}");
             }
+        }
+        if let Some(capture) = &self.capture {
+            out.push('\n');
+            out.push_str(&capture.render());
         }
         out
     }
@@ -148,6 +155,7 @@ mod tests {
             failure: None,
             duration_ms: 1.0,
             trace: vec![event],
+            capture: None,
         }
     }
 

@@ -34,6 +34,9 @@ pub struct RunOptions {
     pub actor_exe: Option<PathBuf>,
     /// Environment added for the exec'd actor (e.g. `LD_PRELOAD`).
     pub env: Vec<(String, String)>,
+    /// Capture every IP run's loopback traffic (not only scenarios that say `capture`) and
+    /// write it to `DIR/<scenario>-<family>.pcap`.
+    pub capture_dir: Option<PathBuf>,
 }
 
 /// Runs `scenario` once for `family`, with actors forked from this process.
@@ -45,9 +48,33 @@ pub fn run(scenario: &Scenario, family: Family) -> ScenarioReport {
 pub fn run_with(scenario: &Scenario, family: Family, options: &RunOptions) -> ScenarioReport {
     let started = Instant::now();
     let mut run = Run::new(scenario, family, options);
+    let wanted = scenario.capture || options.capture_dir.is_some();
+    let recorder = match (wanted, family) {
+        (false, _) => None,
+        (true, Family::Unix) => Some(Err(
+            "not captured: unix sockets put nothing on the wire".to_string()
+        )),
+        (true, _) => Some(super::capture::Recorder::start()),
+    };
     let failure = run.start().and_then(|()| run.body()).err();
     run.collect_leftovers();
     run.teardown();
+    let capture = recorder.map(|r| match r {
+        Ok(recorder) => {
+            let ports: Vec<u16> = run
+                .addrs
+                .values()
+                .filter_map(SockAddr::port)
+                .filter(|&p| p != 0)
+                .collect();
+            let path = options
+                .capture_dir
+                .as_ref()
+                .map(|dir| dir.join(format!("{}-{family}.pcap", scenario.name())));
+            recorder.finish(&ports, path.as_deref())
+        }
+        Err(why) => super::capture::CaptureReport::not_captured(&why),
+    });
     ScenarioReport {
         name: scenario.name(),
         path: scenario.path.clone(),
@@ -56,6 +83,7 @@ pub fn run_with(scenario: &Scenario, family: Family, options: &RunOptions) -> Sc
         failure,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         trace: run.trace,
+        capture,
     }
 }
 
