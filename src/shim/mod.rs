@@ -15,6 +15,8 @@
 //! program entirely alone.
 
 pub mod addr;
+pub mod command;
+pub mod merge;
 
 use std::path::{Path, PathBuf};
 
