@@ -17,6 +17,7 @@ pub mod monitor;
 pub mod net;
 pub mod probe;
 pub mod scenario;
+pub mod shim;
 pub mod storm;
 pub mod sys;
 pub mod trace;
