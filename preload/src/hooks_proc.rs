@@ -3,7 +3,7 @@
 //! fork flushes in its prepare handler (see the crate root), so a line is written once.
 #![allow(clippy::missing_safety_doc)] // C entry points: the contract is the C function's.
 
-use libc::{c_char, c_int, pid_t};
+use libc::{c_char, c_int, c_uint, pid_t};
 
 use epollscope::trace::Call;
 
@@ -80,6 +80,38 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
         name: "dup3".into(),
         args: vec![fd(old), fd(new), fd(flags)],
     }) as c_int
+}
+
+/// close_range and closefrom close many fds at once (python's subprocess does, between fork
+/// and exec): the sink's fd must not be closed under it, nor its number reused by the host.
+fn release_sink(first: c_uint, last: c_uint) {
+    let saved = crate::errno();
+    if let Some(e) = enter()
+        && let Some(sink) = &e.shim.sink
+    {
+        sink.release_if_in(first, last);
+    }
+    crate::set_errno(saved);
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    let Some(real) = real::close_range() else {
+        return enosys();
+    };
+    release_sink(first, last);
+    // SAFETY: the caller's arguments, passed through unchanged.
+    unsafe { real(first, last, flags) }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn closefrom(first: c_int) {
+    let Some(real) = real::closefrom() else {
+        return;
+    };
+    release_sink(first.max(0) as c_uint, c_uint::MAX);
+    // SAFETY: the caller's argument, passed through unchanged.
+    unsafe { real(first) }
 }
 
 #[unsafe(no_mangle)]

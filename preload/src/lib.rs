@@ -201,6 +201,9 @@ extern "C" fn child_after_fork() {
     if let Some(Some(sink)) = SHIM.get().map(|s| s.sink.as_ref()) {
         sink.after_fork_child();
     }
+    if let Some(Some(fp)) = SHIM.get().map(|s| s.fastpath.as_ref()) {
+        let _ = guarded(|| fp.after_fork_child());
+    }
     IN_SHIM.with(|g| g.set(BEFORE_FORK.with(Cell::get)));
 }
 

@@ -37,7 +37,7 @@ macro_rules! real_fns {
     };
 }
 
-use libc::{c_char, c_int, epoll_event, pid_t, sigset_t, sockaddr, socklen_t, timespec};
+use libc::{c_char, c_int, c_uint, epoll_event, pid_t, sigset_t, sockaddr, socklen_t, timespec};
 
 real_fns! {
     socket: fn(c_int, c_int, c_int) -> c_int;
@@ -51,6 +51,8 @@ real_fns! {
     dup: fn(c_int) -> c_int;
     dup2: fn(c_int, c_int) -> c_int;
     dup3: fn(c_int, c_int, c_int) -> c_int;
+    close_range: fn(c_uint, c_uint, c_int) -> c_int;
+    closefrom: fn(c_int) -> ();
     fork: fn() -> pid_t;
     epoll_create: fn(c_int) -> c_int;
     epoll_create1: fn(c_int) -> c_int;

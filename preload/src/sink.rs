@@ -108,13 +108,16 @@ impl Sink {
     }
 
     /// The child writes its own file: forget the parent's fd (still open, still the
-    /// parent's file) and open anew on the first flush.
+    /// parent's file) and open its own now, while it still has its parent's credentials
+    /// (servers switch their workers to an unprivileged user, who could not create it).
     pub fn after_fork_child(&self) {
         let old = self.fd.swap(-1, Ordering::Relaxed);
         if old >= 0 && !matches!(self.target, TraceTarget::Stderr) {
             // SAFETY: closing the child's copy of the sink's own fd.
             unsafe { libc::close(old) };
         }
+        self.broken.store(false, Ordering::Relaxed);
+        self.open();
         self.unlock();
     }
 
@@ -126,6 +129,16 @@ impl Sink {
         // SAFETY: duplicating the sink's own fd; the old number is left to the host's call.
         let moved = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, fd + 1) };
         self.fd.store(moved, Ordering::Relaxed);
+    }
+
+    /// The host is closing fds `first..=last` (close_range, closefrom): if the sink's is
+    /// among them, write out and let it go; the sink reopens on the next flush.
+    pub fn release_if_in(&self, first: u32, last: u32) {
+        let fd = self.fd.load(Ordering::Relaxed);
+        if fd > 2 && (first..=last).contains(&(fd as u32)) {
+            self.flush();
+            self.fd.store(-1, Ordering::Relaxed);
+        }
     }
 
     fn open(&self) -> i32 {

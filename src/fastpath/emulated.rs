@@ -12,6 +12,10 @@
 //!   first worker to spawn therefore shuts it down for reading, which takes it out of the
 //!   group while keeping it bound; a process that later registers it in its own epoll set
 //!   (a master that serves) makes it listen again.
+//! * **Privilege drop**: a reuseport group admits only sockets created by the same user, and
+//!   servers switch their workers to an unprivileged user before registering the listener.
+//!   So each forked child gets its socket right after fork, with its parent's credentials,
+//!   and the spawn uses it.
 //! * Optional CPU steering: SO_INCOMING_CPU on each spawned listener (the CPU its worker runs
 //!   on at spawn time).
 //!
@@ -96,10 +100,22 @@ fn new_listener_like(
     fd: RawFd,
     (domain, ty, protocol): (i32, i32, i32),
     backlog: i32,
+    prepared: Option<RawFd>,
     options: EmulationOptions,
 ) -> Result<RawFd, Errno> {
-    let addr = local_addr(fd)?;
-    let new = sys::socket(domain, ty | libc::SOCK_CLOEXEC, protocol)?;
+    let addr = match local_addr(fd) {
+        Ok(a) => a,
+        Err(e) => {
+            if let Some(p) = prepared {
+                let _ = sys::close(p);
+            }
+            return Err(e);
+        }
+    };
+    let new = match prepared {
+        Some(p) => p,
+        None => sys::socket(domain, ty | libc::SOCK_CLOEXEC, protocol)?,
+    };
     let setup = (|| {
         for &(level, name) in COPIED {
             if let Ok(v) = sys::getsockopt_int(fd, level, name)
@@ -195,8 +211,30 @@ impl FastPath for EmulatedBackend {
     }
 
     fn close(&self, fd: RawFd) -> Result<(), Errno> {
-        self.table.forget(fd);
+        if let Some(prepared) = self.table.forget(fd) {
+            let _ = sys::close(prepared);
+        }
         sys::close(fd)
+    }
+
+    /// Creates, with the credentials the child still shares with its parent, the socket each
+    /// inherited listener will be spawned on (see [`ListenTable::set_prepared`]).
+    fn after_fork_child(&self) {
+        let pid = std::process::id() as i32;
+        for (fd, entry) in self.table.listeners() {
+            if entry.owner == pid || entry.spawned_in == pid {
+                continue;
+            }
+            let Some((domain, ty, protocol)) = is_tcp(fd) else {
+                continue;
+            };
+            if let Ok(sock) = sys::socket(domain, ty | libc::SOCK_CLOEXEC, protocol)
+                && let Some(old) = self.table.set_prepared(fd, sock)
+            {
+                // The parent's own prepared socket, inherited: this child has its own now.
+                let _ = sys::close(old);
+            }
+        }
     }
 
     fn shutdown(&self, fd: RawFd, how: i32) -> Result<(), Errno> {
@@ -212,7 +250,8 @@ impl FastPath for EmulatedBackend {
         };
         let status = fcntl_get(fd, libc::F_GETFL)?;
         let fd_flags = fcntl_get(fd, libc::F_GETFD)?;
-        let new = new_listener_like(fd, kind, entry.backlog, self.options)?;
+        let prepared = self.table.take_prepared(fd);
+        let new = new_listener_like(fd, kind, entry.backlog, prepared, self.options)?;
         // The worker has its own listener now: take the shared one out of the reuseport group
         // so that it gets no share of the connections (nobody accepts on it). SHUT_RD on a
         // listener stops it listening but keeps it bound; ENOTCONN means another worker was

@@ -112,6 +112,8 @@ pub trait FastPath: Send + Sync {
     fn spawn_listen(&self, fd: RawFd, cpu: i32) -> Result<(), Errno>;
     /// Whether an epoll_ctl(ADD) of `fd` in process `pid` should spawn first.
     fn wants_spawn(&self, fd: RawFd, pid: i32) -> bool;
+    /// Called in a new child process right after fork, before it runs any of its own code.
+    fn after_fork_child(&self) {}
 
     /// epoll_ctl with the listen_spawn heuristic: an ADD of a listener not yet spawned in this
     /// process spawns first. A failed spawn is not the caller's failure: the registration

@@ -122,7 +122,7 @@ impl FastPath for ModuleBackend {
     }
 
     fn close(&self, fd: RawFd) -> Result<(), Errno> {
-        self.table.forget(fd);
+        let _ = self.table.forget(fd);
         let mut arg = FsocketIoctlArg::for_fd(fd);
         self.ioctl(abi::FSOCKET_IOC_CLOSE, &mut arg).map(drop)
     }

@@ -6,7 +6,7 @@
 //! child holding a lock, and two threads marking fds at once cannot lose an update. Fds at or
 //! above [`MAX_FD`] are not tracked (their calls take the ordinary path).
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 /// Tracked fd numbers are `0..MAX_FD` (libfsocket's first array size).
 pub const MAX_FD: usize = 65536;
@@ -18,6 +18,9 @@ struct Slot {
     /// Pid of the process in which the fd was replaced by a spawned local listener.
     spawned_in: AtomicI32,
     backlog: AtomicI32,
+    /// A socket made for this listener's next spawn, plus one (0: none). See
+    /// [`ListenTable::set_prepared`].
+    prepared: AtomicI32,
 }
 
 /// A listener as the table knows it.
@@ -31,6 +34,8 @@ pub struct ListenEntry {
 /// Listening fds of this process (inherited across fork with the rest of memory).
 pub struct ListenTable {
     slots: Vec<Slot>,
+    /// One past the highest fd ever marked: bounds the scan in [`ListenTable::listeners`].
+    high_water: AtomicUsize,
 }
 
 impl Default for ListenTable {
@@ -43,6 +48,7 @@ impl ListenTable {
     pub fn new() -> ListenTable {
         ListenTable {
             slots: (0..MAX_FD).map(|_| Slot::default()).collect(),
+            high_water: AtomicUsize::new(0),
         }
     }
 
@@ -53,6 +59,8 @@ impl ListenTable {
     /// Records that `pid` made `fd` listen with `backlog`.
     pub fn mark_listen(&self, fd: i32, pid: i32, backlog: i32) {
         if let Some(s) = self.slot(fd) {
+            self.high_water
+                .fetch_max(fd as usize + 1, Ordering::Relaxed);
             s.backlog.store(backlog, Ordering::Relaxed);
             s.spawned_in.store(0, Ordering::Relaxed);
             s.owner.store(pid, Ordering::Release);
@@ -82,11 +90,36 @@ impl ListenTable {
     }
 
     /// The fd was closed (or replaced by dup2 onto it): it is no longer a listener.
-    pub fn forget(&self, fd: i32) {
-        if let Some(s) = self.slot(fd) {
-            s.owner.store(0, Ordering::Release);
-            s.spawned_in.store(0, Ordering::Relaxed);
-        }
+    /// Returns the socket prepared for it, if any, for the caller to close.
+    pub fn forget(&self, fd: i32) -> Option<i32> {
+        let s = self.slot(fd)?;
+        s.owner.store(0, Ordering::Release);
+        s.spawned_in.store(0, Ordering::Relaxed);
+        self.take_prepared(fd)
+    }
+
+    /// Keeps `sock` for the next spawn of listener `fd`; returns the one it replaces.
+    ///
+    /// Why: a reuseport group only admits sockets created by the same user, and servers
+    /// drop privileges in their workers before registering the listener (nginx runs its
+    /// workers as `nobody`). A socket created right after fork, still with the master's
+    /// credentials, can join the group later.
+    pub fn set_prepared(&self, fd: i32, sock: i32) -> Option<i32> {
+        let old = self.slot(fd)?.prepared.swap(sock + 1, Ordering::AcqRel);
+        (old > 0).then_some(old - 1)
+    }
+
+    pub fn take_prepared(&self, fd: i32) -> Option<i32> {
+        let old = self.slot(fd)?.prepared.swap(0, Ordering::AcqRel);
+        (old > 0).then_some(old - 1)
+    }
+
+    /// Every listener: (fd, entry).
+    pub fn listeners(&self) -> Vec<(i32, ListenEntry)> {
+        let end = self.high_water.load(Ordering::Relaxed).min(MAX_FD);
+        (0..end as i32)
+            .filter_map(|fd| self.get(fd).map(|e| (fd, e)))
+            .collect()
     }
 
     /// `new` became a duplicate of `old` (dup/dup2/dup3): it is a listener if `old` is.
@@ -98,7 +131,9 @@ impl ListenTable {
                     self.mark_spawned(new, e.spawned_in);
                 }
             }
-            None => self.forget(new),
+            None => {
+                self.forget(new);
+            }
         }
     }
 }
@@ -125,8 +160,12 @@ mod tests {
         assert_eq!(t.get(9).unwrap().spawned_in, 200);
         t.duplicate(4, 9);
         assert!(!t.is_listen(9));
-        t.forget(3);
+        assert_eq!(t.set_prepared(3, 40), None);
+        assert_eq!(t.set_prepared(3, 41), Some(40));
+        assert_eq!(t.listeners().len(), 1);
+        assert_eq!(t.forget(3), Some(41));
         assert!(!t.is_listen(3));
+        assert_eq!(t.take_prepared(3), None);
         // Out-of-range fds are ignored, not a panic.
         t.mark_listen(-1, 1, 1);
         t.mark_listen(MAX_FD as i32, 1, 1);

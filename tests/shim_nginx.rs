@@ -1,0 +1,274 @@
+//! nginx (4 workers, master process, our own config in a temp dir) serving on loopback,
+//! natively and under the preload shim in fastsocket mode, where every worker must own its
+//! own listener and several workers must accept. Skipped, with the reason printed, when nginx
+//! is not installed (Debian: `apt-get install nginx-light`).
+
+mod shim_support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shim_support::*;
+
+const WORKERS: usize = 4;
+
+fn nginx_binary() -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin"])
+        .map(|d| Path::new(d).join("nginx"))
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running nginx; killed with its whole process group if the test fails.
+struct Nginx {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(tag: &str, shim: Option<&[(&str, &str)]>) -> Nginx {
+        let dir = trace_dir(tag);
+        let port = free_port();
+        let conf = format!(
+            "worker_processes {WORKERS};\n\
+             daemon off;\n\
+             master_process on;\n\
+             pid {d}/nginx.pid;\n\
+             error_log {d}/error.log info;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n\
+               access_log {d}/access.log;\n\
+               client_body_temp_path {d}/body;\n\
+               keepalive_timeout 0;\n\
+               server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"$pid\\n\"; }} }}\n\
+             }}\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        std::fs::create_dir_all(dir.join("trace")).unwrap();
+        let mut cmd = Command::new(nginx_binary().unwrap());
+        cmd.arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
+            .process_group(0);
+        if let Some(vars) = shim {
+            under_shim(&mut cmd, vars);
+        }
+        let child = cmd.spawn().expect("start nginx");
+        Nginx { child, dir, port }
+    }
+
+    fn trace_dir(&self) -> PathBuf {
+        self.dir.join("trace")
+    }
+
+    fn log(&self) -> String {
+        format!(
+            "stderr: {}\nerror.log: {}",
+            std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default(),
+            std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+        )
+    }
+
+    fn workers(&self) -> Vec<u32> {
+        let pid = self.child.id();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// Waits until `ready` holds, failing after 30 s with nginx's logs.
+    fn wait_for(&mut self, what: &str, mut ready: impl FnMut(&Nginx) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready(self) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("nginx exited ({status}) before {what}\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "no {what}\n{}", self.log());
+            std::thread::yield_now();
+        }
+    }
+
+    /// One request on a new connection: the pid of the worker that served it.
+    fn request(&self) -> u32 {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        resp.trim_end()
+            .rsplit('\n')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Graceful shutdown (SIGQUIT to the master), then nothing of nginx may be left.
+    fn stop(mut self) {
+        let pgid = self.child.id() as i32;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGQUIT,
+        )
+        .unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "nginx exit {status}\n{}", self.log());
+        let left = processes_in_group(pgid);
+        assert!(left.is_empty(), "nginx processes left: {left:?}");
+        let _ = std::fs::remove_dir_all(&self.dir);
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+/// Live (non-zombie) processes in process group `pgid`.
+fn processes_in_group(pgid: i32) -> Vec<i32> {
+    let mut found = vec![];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 2 && f[0] != "Z" && f[2] == pgid.to_string() {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn socket_inode(pid: u32, fd: i64) -> u64 {
+    std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
+        .map(|m| m.ino())
+        .unwrap_or(0)
+}
+
+#[test]
+fn nginx_serves_natively() {
+    if nginx_binary().is_none() {
+        eprintln!("skipped: nginx is not installed (apt-get install nginx-light)");
+        return;
+    }
+    let mut nginx = Nginx::start("nginx-native", None);
+    nginx.wait_for("4 workers accepting", |n| {
+        n.workers().len() == WORKERS && TcpStream::connect(("127.0.0.1", n.port)).is_ok()
+    });
+    let workers = nginx.workers();
+    for _ in 0..20 {
+        assert!(workers.contains(&nginx.request()));
+    }
+    nginx.stop();
+}
+
+#[test]
+fn nginx_under_the_fastsocket_shim_gives_every_worker_its_own_listener() {
+    if nginx_binary().is_none() {
+        eprintln!("skipped: nginx is not installed (apt-get install nginx-light)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("es-shim-nginx-fast-{}", std::process::id()));
+    let trace = format!("dir:{}/trace", dir.display());
+    let mut nginx = Nginx::start(
+        "nginx-fast",
+        Some(&[
+            ("EPOLLSCOPE_FASTPATH", "emulated"),
+            ("EPOLLSCOPE_TRACE", &trace),
+            // Read while nginx runs: write every line at once.
+            ("EPOLLSCOPE_TRACE_BUFFER", "0"),
+        ]),
+    );
+    assert_eq!(nginx.dir, dir);
+    let spawns = |n: &Nginx| -> Vec<i32> {
+        let lines = trace_lines(&n.trace_dir());
+        ok_calls(&lines, "builtin")
+            .iter()
+            .filter(|(_, v)| v["name"] == "listen_spawn")
+            .map(|(pid, _)| *pid)
+            .collect()
+    };
+    nginx.wait_for("a listen_spawn in every worker", |n| {
+        spawns(n).len() == WORKERS && n.workers().len() == WORKERS
+    });
+    let workers = nginx.workers();
+    let mut spawned: Vec<u32> = spawns(&nginx).iter().map(|&p| p as u32).collect();
+    spawned.sort();
+    let mut sorted = workers.clone();
+    sorted.sort();
+    assert_eq!(spawned, sorted, "one spawn per worker");
+
+    // The listen fd number names a different socket in each worker and in the master.
+    let lines = trace_lines(&nginx.trace_dir());
+    let listen = ok_calls(&lines, "listen");
+    // (nginx calls listen twice on its socket: once to open it, once to apply the backlog.)
+    let fd = listen[0].1["fd"]["num"].as_i64().unwrap();
+    assert!(
+        listen
+            .iter()
+            .all(|(pid, v)| *pid == nginx.child.id() as i32 && v["fd"]["num"] == fd),
+        "only the master listens, on one fd: {listen:?}"
+    );
+    let mut inodes: Vec<u64> = workers.iter().map(|&w| socket_inode(w, fd)).collect();
+    inodes.push(socket_inode(nginx.child.id(), fd));
+    let mut distinct = inodes.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(!distinct.contains(&0), "{inodes:?}");
+    assert_eq!(distinct.len(), WORKERS + 1, "inodes {inodes:?}");
+
+    // Every request is served, by several workers.
+    let mut by_worker = std::collections::BTreeMap::new();
+    let requests = 60;
+    for _ in 0..requests {
+        let pid = nginx.request();
+        assert!(workers.contains(&pid), "served by {pid}, not a worker");
+        *by_worker.entry(pid).or_insert(0) += 1;
+    }
+    assert!(by_worker.len() >= 2, "{by_worker:?}");
+    let lines = trace_lines(&nginx.trace_dir());
+    let accepted_by: std::collections::BTreeSet<i32> = ok_calls(&lines, "accept4")
+        .iter()
+        .map(|(pid, _)| *pid)
+        .collect();
+    assert!(accepted_by.len() >= 2, "{accepted_by:?}");
+    let stderr = std::fs::read_to_string(nginx.dir.join("stderr")).unwrap();
+    assert!(stderr.contains("fast path: emulated"), "{stderr}");
+    nginx.stop();
+}
