@@ -145,3 +145,40 @@ fn raw_format_is_the_strace_like_rendering() {
     assert!(text.lines().all(|l| l.starts_with("[pid ")), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_unix_socket_gets_every_process_lines_on_its_own_connection() {
+    use std::io::Read;
+    let path = std::env::temp_dir().join(format!("es-shim-sink-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    // Two processes (the program and its forked child), one connection each.
+    let reader = std::thread::spawn(move || {
+        (0..2)
+            .map(|_| {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut text = String::new();
+                s.read_to_string(&mut text).unwrap();
+                text
+            })
+            .collect::<Vec<String>>()
+    });
+    let out = under_shim(
+        example("shim_probe").args(["threads", "2", "3"]),
+        &[("EPOLLSCOPE_TRACE", &format!("unix:{}", path.display()))],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let streams = reader.join().unwrap();
+    let accepts: usize = streams
+        .iter()
+        .map(|t| t.matches("\"call\":\"accept4\"").count())
+        .sum();
+    assert_eq!(accepts, 9, "{streams:?}");
+    let _ = std::fs::remove_file(&path);
+}

@@ -50,7 +50,12 @@ impl Shim {
                 stability: Stability::Stable,
             };
             let mut line = match self.format {
-                LineFormat::Json => serde_json::to_vec(&event).unwrap_or_default(),
+                LineFormat::Json => {
+                    // One allocation of the usual size instead of a few regrowths.
+                    let mut v = Vec::with_capacity(256);
+                    let _ = serde_json::to_writer(&mut v, &event);
+                    v
+                }
                 LineFormat::Raw => event.render(Format::RAW.with_actors(true)).into_bytes(),
             };
             line.push(b'\n');
