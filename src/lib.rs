@@ -14,6 +14,7 @@ pub mod cli;
 pub mod fastpath;
 pub mod forkserver;
 pub mod monitor;
+pub mod names;
 pub mod net;
 pub mod probe;
 pub mod scenario;

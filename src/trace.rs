@@ -18,6 +18,11 @@ use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::SockAddr;
+use crate::names::{
+    EPOLL_CREATE_FLAGS, EPOLL_OPS, SHUT_HOW, SOCK_FLAGS, domain_name, name_of, socket_type_name,
+    sockopt_level_name, sockopt_name,
+};
+pub use crate::names::{epoll_events_name, parse_epoll_events};
 
 /// An fd as it appeared in a call: its number and, if it has one, its role name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -478,7 +483,11 @@ impl Renderer {
             Call::Accept4 { fd, flags } => {
                 out.push_str("accept4(");
                 self.fd(out, fd);
-                let _ = write!(out, ", ..., {})", sock_flags_name(*flags));
+                let _ = write!(
+                    out,
+                    ", ..., {})",
+                    crate::names::flags_name(*flags, SOCK_FLAGS)
+                );
             }
             Call::Close { fd } => {
                 out.push_str("close(");
@@ -488,7 +497,7 @@ impl Renderer {
             Call::Shutdown { fd, how } => {
                 out.push_str("shutdown(");
                 self.fd(out, fd);
-                let _ = write!(out, ", {})", shutdown_how_name(*how));
+                let _ = write!(out, ", {})", name_of(SHUT_HOW, *how));
             }
             Call::Dup { fd } => {
                 out.push_str("dup(");
@@ -518,12 +527,11 @@ impl Renderer {
                 let _ = write!(out, ", {}, {})", quote_bytes(data), data.len());
             }
             Call::EpollCreate1 { flags } => {
-                let name = if *flags & libc::EPOLL_CLOEXEC != 0 {
-                    "EPOLL_CLOEXEC".to_string()
-                } else {
-                    flags.to_string()
-                };
-                let _ = write!(out, "epoll_create1({name})");
+                let _ = write!(
+                    out,
+                    "epoll_create1({})",
+                    crate::names::flags_name(*flags, EPOLL_CREATE_FLAGS)
+                );
             }
             Call::EpollCtl {
                 epfd,
@@ -533,7 +541,7 @@ impl Renderer {
             } => {
                 out.push_str("epoll_ctl(");
                 self.fd(out, epfd);
-                let _ = write!(out, ", {}, ", epoll_op_name(*op));
+                let _ = write!(out, ", {}, ", name_of(EPOLL_OPS, *op));
                 self.fd(out, fd);
                 out.push_str(", ");
                 match event {
@@ -616,142 +624,6 @@ pub fn errno_text(errno: Errno) -> String {
         Some((head, _)) => head.to_string(),
         None => text,
     }
-}
-
-/// Names of the flag bits, in the order strace prints them.
-const EPOLL_BITS: &[(u32, &str)] = &[
-    (libc::EPOLLIN as u32, "EPOLLIN"),
-    (libc::EPOLLPRI as u32, "EPOLLPRI"),
-    (libc::EPOLLOUT as u32, "EPOLLOUT"),
-    (libc::EPOLLERR as u32, "EPOLLERR"),
-    (libc::EPOLLHUP as u32, "EPOLLHUP"),
-    (libc::EPOLLRDNORM as u32, "EPOLLRDNORM"),
-    (libc::EPOLLRDBAND as u32, "EPOLLRDBAND"),
-    (libc::EPOLLWRNORM as u32, "EPOLLWRNORM"),
-    (libc::EPOLLWRBAND as u32, "EPOLLWRBAND"),
-    (libc::EPOLLMSG as u32, "EPOLLMSG"),
-    (libc::EPOLLRDHUP as u32, "EPOLLRDHUP"),
-    (libc::EPOLLEXCLUSIVE as u32, "EPOLLEXCLUSIVE"),
-    (libc::EPOLLWAKEUP as u32, "EPOLLWAKEUP"),
-    (libc::EPOLLONESHOT as u32, "EPOLLONESHOT"),
-    (libc::EPOLLET as u32, "EPOLLET"),
-];
-
-fn flag_names(value: u32, table: &[(u32, &str)]) -> String {
-    if value == 0 {
-        return "0".into();
-    }
-    let mut parts: Vec<String> = Vec::new();
-    let mut rest = value;
-    for &(bit, name) in table {
-        if value & bit == bit && bit != 0 {
-            parts.push(name.into());
-            rest &= !bit;
-        }
-    }
-    if rest != 0 {
-        parts.push(format!("{rest:#x}"));
-    }
-    parts.join("|")
-}
-
-/// `EPOLLIN|EPOLLET`, `0`, or the hex of bits with no name.
-pub fn epoll_events_name(events: u32) -> String {
-    flag_names(events, EPOLL_BITS)
-}
-
-/// Parses `EPOLLIN|EPOLLET` (the `EPOLL` prefix is optional, case-insensitive; `0` is none).
-pub fn parse_epoll_events(text: &str) -> Result<u32, String> {
-    let mut value = 0;
-    for part in text.split('|').map(str::trim) {
-        if part == "0" {
-            continue;
-        }
-        let upper = part.to_ascii_uppercase();
-        let full = if upper.starts_with("EPOLL") {
-            upper
-        } else {
-            format!("EPOLL{upper}")
-        };
-        match EPOLL_BITS.iter().find(|(_, name)| *name == full) {
-            Some((bit, _)) => value |= bit,
-            None => return Err(format!("unknown epoll flag '{part}'")),
-        }
-    }
-    Ok(value)
-}
-
-fn domain_name(domain: i32) -> String {
-    crate::addr::Family::from_raw(domain)
-        .map(|f| f.af_name().to_string())
-        .unwrap_or_else(|| domain.to_string())
-}
-
-fn socket_type_name(ty: i32) -> String {
-    let base = match ty & 0xf {
-        libc::SOCK_STREAM => "SOCK_STREAM".to_string(),
-        libc::SOCK_DGRAM => "SOCK_DGRAM".to_string(),
-        libc::SOCK_SEQPACKET => "SOCK_SEQPACKET".to_string(),
-        other => other.to_string(),
-    };
-    match sock_flags_name(ty & !0xf) {
-        flags if flags == "0" => base,
-        flags => format!("{base}|{flags}"),
-    }
-}
-
-/// `SOCK_NONBLOCK|SOCK_CLOEXEC` flags of socket() and accept4().
-pub fn sock_flags_name(flags: i32) -> String {
-    flag_names(
-        flags as u32,
-        &[
-            (libc::SOCK_NONBLOCK as u32, "SOCK_NONBLOCK"),
-            (libc::SOCK_CLOEXEC as u32, "SOCK_CLOEXEC"),
-        ],
-    )
-}
-
-pub fn epoll_op_name(op: i32) -> String {
-    match op {
-        libc::EPOLL_CTL_ADD => "EPOLL_CTL_ADD".into(),
-        libc::EPOLL_CTL_DEL => "EPOLL_CTL_DEL".into(),
-        libc::EPOLL_CTL_MOD => "EPOLL_CTL_MOD".into(),
-        other => other.to_string(),
-    }
-}
-
-pub fn shutdown_how_name(how: i32) -> String {
-    match how {
-        libc::SHUT_RD => "SHUT_RD".into(),
-        libc::SHUT_WR => "SHUT_WR".into(),
-        libc::SHUT_RDWR => "SHUT_RDWR".into(),
-        other => other.to_string(),
-    }
-}
-
-fn sockopt_level_name(level: i32) -> String {
-    match level {
-        libc::SOL_SOCKET => "SOL_SOCKET".into(),
-        libc::IPPROTO_TCP => "SOL_TCP".into(),
-        libc::IPPROTO_IPV6 => "SOL_IPV6".into(),
-        other => other.to_string(),
-    }
-}
-
-fn sockopt_name(level: i32, option: i32) -> String {
-    let name = match (level, option) {
-        (libc::SOL_SOCKET, libc::SO_REUSEADDR) => "SO_REUSEADDR",
-        (libc::SOL_SOCKET, libc::SO_REUSEPORT) => "SO_REUSEPORT",
-        (libc::SOL_SOCKET, libc::SO_RCVBUF) => "SO_RCVBUF",
-        (libc::SOL_SOCKET, libc::SO_SNDBUF) => "SO_SNDBUF",
-        (libc::SOL_SOCKET, libc::SO_LINGER) => "SO_LINGER",
-        (libc::SOL_SOCKET, libc::SO_INCOMING_CPU) => "SO_INCOMING_CPU",
-        (libc::IPPROTO_TCP, libc::TCP_NODELAY) => "TCP_NODELAY",
-        (libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT) => "TCP_DEFER_ACCEPT",
-        (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) => "IPV6_V6ONLY",
-        _ => return option.to_string(),
-    };
-    name.into()
 }
 
 /// Quotes bytes like strace: C escapes, octal for the rest, at most 32 bytes then `...`.

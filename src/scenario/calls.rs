@@ -8,6 +8,7 @@ use super::error::ParseError;
 use super::lexer::Tok;
 use super::parser::Cursor;
 use crate::addr::Family;
+use crate::names;
 
 /// What a name stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -294,7 +295,7 @@ impl Args<'_> {
         matches!(self.vals.get(i), Some((Val::Ellipsis, _)))
     }
 
-    fn flags(&self, i: usize, table: &[(&str, i64)], what: &str) -> Result<i64, ParseError> {
+    fn flags(&self, i: usize, table: &[(&str, i32)], what: &str) -> Result<i64, ParseError> {
         let (names, spans) = match &self.vals[i].0 {
             Val::Int(n) => return Ok(*n),
             Val::Names(names, spans) => (names, spans),
@@ -307,7 +308,7 @@ impl Args<'_> {
                 continue;
             }
             match table.iter().find(|(n, _)| n == name) {
-                Some((_, bit)) => value |= bit,
+                Some((_, bit)) => value |= i64::from(*bit),
                 None => {
                     let known: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
                     return Err(err(
@@ -363,8 +364,8 @@ impl Args<'_> {
                     match value {
                         Val::Names(names, spans) => {
                             for (name, span) in names.iter().zip(spans) {
-                                bits |= crate::trace::parse_epoll_events(name)
-                                    .map_err(|e| err(*span, e))?;
+                                bits |=
+                                    names::parse_epoll_events(name).map_err(|e| err(*span, e))?;
                             }
                         }
                         Val::Int(n) => bits = *n as u32,
@@ -418,43 +419,18 @@ impl Args<'_> {
     }
 }
 
-const SOCK_TYPES: &[(&str, i64)] = &[
-    ("SOCK_STREAM", libc::SOCK_STREAM as i64),
-    ("SOCK_NONBLOCK", libc::SOCK_NONBLOCK as i64),
-    ("SOCK_CLOEXEC", libc::SOCK_CLOEXEC as i64),
-];
-const ACCEPT_FLAGS: &[(&str, i64)] = &[
-    ("SOCK_NONBLOCK", libc::SOCK_NONBLOCK as i64),
-    ("SOCK_CLOEXEC", libc::SOCK_CLOEXEC as i64),
-];
-const SHUT_HOW: &[(&str, i64)] = &[
-    ("SHUT_RD", libc::SHUT_RD as i64),
-    ("SHUT_WR", libc::SHUT_WR as i64),
-    ("SHUT_RDWR", libc::SHUT_RDWR as i64),
-];
-const EPOLL_OPS: &[(&str, i64)] = &[
-    ("EPOLL_CTL_ADD", libc::EPOLL_CTL_ADD as i64),
-    ("EPOLL_CTL_DEL", libc::EPOLL_CTL_DEL as i64),
-    ("EPOLL_CTL_MOD", libc::EPOLL_CTL_MOD as i64),
-];
-const EPOLL_CREATE_FLAGS: &[(&str, i64)] = &[("EPOLL_CLOEXEC", libc::EPOLL_CLOEXEC as i64)];
-const SOCKOPT_LEVELS: &[(&str, i64)] = &[
-    ("SOL_SOCKET", libc::SOL_SOCKET as i64),
-    ("SOL_TCP", libc::IPPROTO_TCP as i64),
-    ("IPPROTO_TCP", libc::IPPROTO_TCP as i64),
-    ("SOL_IPV6", libc::IPPROTO_IPV6 as i64),
-    ("IPPROTO_IPV6", libc::IPPROTO_IPV6 as i64),
-];
-const SOCKOPTS: &[(&str, i64)] = &[
-    ("SO_REUSEADDR", libc::SO_REUSEADDR as i64),
-    ("SO_REUSEPORT", libc::SO_REUSEPORT as i64),
-    ("SO_RCVBUF", libc::SO_RCVBUF as i64),
-    ("SO_SNDBUF", libc::SO_SNDBUF as i64),
-    ("SO_INCOMING_CPU", libc::SO_INCOMING_CPU as i64),
-    ("TCP_NODELAY", libc::TCP_NODELAY as i64),
-    ("TCP_DEFER_ACCEPT", libc::TCP_DEFER_ACCEPT as i64),
-    ("IPV6_V6ONLY", libc::IPV6_V6ONLY as i64),
-];
+/// socket()'s type: SOCK_STREAM (the only type the runner supports) and the flags.
+fn socket_type_table() -> Vec<(&'static str, i32)> {
+    let stream = names::SOCK_TYPES
+        .iter()
+        .filter(|(n, _)| *n == "SOCK_STREAM");
+    stream.chain(names::SOCK_FLAGS).copied().collect()
+}
+
+/// The option names a script may use (any level; the level argument is checked separately).
+fn sockopt_table() -> Vec<(&'static str, i32)> {
+    names::SOCKOPTS.iter().map(|&(n, _, v)| (n, v)).collect()
+}
 
 /// Every call a scenario can make, for "unknown call" messages.
 pub const CALLS: &[&str] = &[
@@ -538,7 +514,7 @@ pub fn build_op(
                 },
                 _ => return Err(a.mismatch(0, "a family such as FAMILY or AF_INET")),
             };
-            let ty = a.flags(1, SOCK_TYPES, "the type")? as i32;
+            let ty = a.flags(1, &socket_type_table(), "the type")? as i32;
             if a.int(2, "a protocol number")? != 0 {
                 return Err(err(a.vals[2].1, "only protocol 0 is supported".into()));
             }
@@ -555,8 +531,8 @@ pub fn build_op(
             };
             Op::Setsockopt {
                 fd: a.fd(0)?,
-                level: a.flags(1, SOCKOPT_LEVELS, "the level")? as i32,
-                option: a.flags(2, SOCKOPTS, "the option")? as i32,
+                level: a.flags(1, names::SOCKOPT_LEVELS, "the level")? as i32,
+                option: a.flags(2, &sockopt_table(), "the option")? as i32,
                 value: value as i32,
             }
         }
@@ -588,7 +564,7 @@ pub fn build_op(
             }
             Op::Accept4 {
                 fd: a.fd(0)?,
-                flags: a.flags(flags_at, ACCEPT_FLAGS, "the flags")? as i32,
+                flags: a.flags(flags_at, names::SOCK_FLAGS, "the flags")? as i32,
             }
         }
         "close" | "dup" | "drain" => {
@@ -611,7 +587,7 @@ pub fn build_op(
             a.count(&[2], "shutdown(FD, SHUT_RD)")?;
             Op::Shutdown {
                 fd: a.fd(0)?,
-                how: a.flags(1, SHUT_HOW, "how")? as i32,
+                how: a.flags(1, names::SHUT_HOW, "how")? as i32,
             }
         }
         "read" => {
@@ -652,7 +628,7 @@ pub fn build_op(
         "epoll_create1" => {
             a.count(&[1], "epoll_create1(EPOLL_CLOEXEC) or epoll_create1(0)")?;
             Op::EpollCreate1 {
-                flags: a.flags(0, EPOLL_CREATE_FLAGS, "the flags")? as i32,
+                flags: a.flags(0, names::EPOLL_CREATE_FLAGS, "the flags")? as i32,
             }
         }
         "epoll_ctl" => {
@@ -666,7 +642,7 @@ pub fn build_op(
             };
             Op::EpollCtl {
                 epfd: a.fd(0)?,
-                op: a.flags(1, EPOLL_OPS, "the operation")? as i32,
+                op: a.flags(1, names::EPOLL_OPS, "the operation")? as i32,
                 fd: a.fd(2)?,
                 event,
             }
