@@ -401,6 +401,16 @@ impl Renderer {
         let _ = write!(out, ", {}", a.len);
     }
 
+    /// Renders `items` separated by `, `.
+    fn list<T>(&self, out: &mut String, items: &[T], item: fn(&Self, &mut String, &T)) {
+        for (i, x) in items.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            item(self, out, x);
+        }
+    }
+
     fn epoll_event(&self, out: &mut String, ev: &EpollEv) {
         out.push_str("{events=");
         out.push_str(&epoll_events_name(ev.events));
@@ -567,12 +577,7 @@ impl Renderer {
                     out.push_str(", [...]");
                 } else {
                     out.push_str(", [");
-                    for (i, ev) in events.iter().enumerate() {
-                        if i > 0 {
-                            out.push_str(", ");
-                        }
-                        self.epoll_event(out, ev);
-                    }
+                    self.list(out, events, Self::epoll_event);
                     out.push(']');
                 }
                 let _ = write!(out, ", {maxevents}, {timeout}");
@@ -585,12 +590,7 @@ impl Renderer {
             Call::Builtin { name, args } => {
                 out.push_str(name);
                 out.push('(');
-                for (i, fd) in args.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    self.fd(out, fd);
-                }
+                self.list(out, args, Self::fd);
                 out.push(')');
             }
             Call::Note { text } => {
