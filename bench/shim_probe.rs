@@ -8,6 +8,10 @@
 //!   errno each left, one per line.
 //! * `serve-fork W`: a master listens on 127.0.0.1:0, forks W workers that register the
 //!   listener in epoll and accept; prints `port P` and `ready`, then serves until stdin closes.
+//! * `prefork W N`: the same server, driven by itself: once every worker says it is ready,
+//!   the master makes N connections, each
+//!   answered by a worker, then stops the workers cleanly (they exit, so traces are complete).
+//!   Workers accept non-blocking after every wake, so a woken loser sees EAGAIN: the herd.
 
 use std::io::{BufRead, Write};
 use std::net::TcpStream;
@@ -182,6 +186,84 @@ fn worker(fd: i32) -> ! {
     }
 }
 
+fn prefork(workers: usize, connections: usize) {
+    let (fd, port) = listener();
+    // SAFETY: fcntl on our own listener.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut quit = [0i32; 2];
+    let mut ready = [0i32; 2];
+    // SAFETY: pipe fills the two-element arrays.
+    unsafe {
+        libc::pipe2(quit.as_mut_ptr(), libc::O_CLOEXEC);
+        libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC);
+    }
+    let mut pids = vec![];
+    for _ in 0..workers {
+        // SAFETY: the child runs libc calls only and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: closing the child's copy of the write end.
+            unsafe { libc::close(quit[1]) };
+            prefork_worker(fd, quit[0], ready[1]);
+        }
+        pids.push(pid);
+    }
+    // Serve only once every worker is in its event loop, as a real server's readiness would
+    // say: a connection queued before that can be reset when the fast path hands the
+    // listener over to the workers (unless net.ipv4.tcp_migrate_req=1).
+    let mut byte = [0u8; 1];
+    for _ in 0..workers {
+        // SAFETY: reading one byte into a live buffer.
+        unsafe { libc::read(ready[0], byte.as_mut_ptr().cast(), 1) };
+    }
+    let mut served = 0;
+    for _ in 0..connections {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let mut pid = String::new();
+        if std::io::Read::read_to_string(&mut s, &mut pid).is_ok() && !pid.is_empty() {
+            served += 1;
+        }
+    }
+    // SAFETY: closing the write end tells every worker to exit; then reap them.
+    unsafe {
+        libc::close(quit[1]);
+        for pid in pids {
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+    println!("served {served} of {connections}");
+}
+
+fn prefork_worker(fd: i32, quit: i32, ready: i32) -> ! {
+    // SAFETY: epoll, accept and close on fds this process owns.
+    unsafe {
+        let ep = libc::epoll_create1(libc::EPOLL_CLOEXEC);
+        for (watched, tag) in [(fd, 0u64), (quit, 1)] {
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: tag,
+            };
+            libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, watched, &mut ev);
+        }
+        libc::write(ready, b"r".as_ptr().cast(), 1);
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 4];
+        loop {
+            let n = libc::epoll_wait(ep, evs.as_mut_ptr(), 4, -1);
+            for ev in evs.iter().take(n.max(0) as usize) {
+                if ev.u64 == 1 {
+                    std::process::exit(0);
+                }
+                let c = libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), 0);
+                if c >= 0 {
+                    let pid = libc::getpid().to_string();
+                    libc::write(c, pid.as_ptr().cast(), pid.len());
+                    libc::close(c);
+                }
+            }
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(4);
@@ -189,8 +271,9 @@ fn main() {
         Some("threads") => threads(num(1), num(2)),
         Some("errno") => errno_checks(),
         Some("serve-fork") => serve_fork(num(1)),
+        Some("prefork") => prefork(num(1), num(2)),
         _ => {
-            eprintln!("usage: shim_probe threads N M | errno | serve-fork W");
+            eprintln!("usage: shim_probe threads N M | errno | serve-fork W | prefork W N");
             std::process::exit(2);
         }
     }

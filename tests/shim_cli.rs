@@ -154,3 +154,27 @@ fn python_http_server_is_traced_completely() {
     assert_eq!(ok_calls(&lines, "listen").len(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn compare_on_a_pre_forking_server_shows_the_spawned_listeners() {
+    let out = epollscope()
+        .args(["compare", "--", &probe(), "prefork", "4", "60"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("served 60 of 60").count(), 2, "{text}");
+    // Natively one listener (the master's); under the fast path one more per worker.
+    assert!(
+        text.contains("listeners per process     1                   1,1,1,1,1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("listen_spawn              0                   4\n"),
+        "{text}"
+    );
+}

@@ -19,10 +19,14 @@
 //! * Optional CPU steering: SO_INCOMING_CPU on each spawned listener (the CPU its worker runs
 //!   on at spawn time).
 //!
+//! Connections queued on the master's listener before the first worker retires it (a client
+//! that connects before the workers are up) and those queued on a worker's listener when it
+//! closes are reset by the kernel, unless `net.ipv4.tcp_migrate_req=1` (Linux 5.14), which
+//! moves them to another listener of the group: the shim reports the setting at start and
+//! leaves it alone (it is the system's). With it at 0, serve once the workers are ready.
+//!
 //! What it cannot: the per-core established table, Receive Flow Deliver and VFS-light sockets
 //! are kernel internals without a user-space equivalent; unix sockets have no reuseport.
-//! Connections queued on a worker's listener when it closes are reset unless the kernel
-//! migrates them (`net.ipv4.tcp_migrate_req=1`, Linux 5.14); [`migrate_note`] reports which.
 
 use nix::errno::Errno;
 
@@ -46,9 +50,9 @@ impl EmulatedBackend {
 /// One line on what happens to connections queued on a listener when it is closed.
 pub fn migrate_note() -> String {
     match std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").map(|s| s.trim().to_string()) {
-        Ok(v) if v == "1" => "net.ipv4.tcp_migrate_req=1: connections queued on a closing worker's listener migrate to another".into(),
-        Ok(_) => "net.ipv4.tcp_migrate_req=0: connections still queued on a worker's listener when it closes are reset (set it to 1 to migrate them)".into(),
-        Err(_) => "no tcp_migrate_req on this kernel: connections still queued on a worker's listener when it closes are reset".into(),
+        Ok(v) if v == "1" => "net.ipv4.tcp_migrate_req=1: connections queued on a retired or closing listener migrate to another".into(),
+        Ok(_) => "net.ipv4.tcp_migrate_req=0: connections still queued on a listener when it is retired or closed are reset (set it to 1 to migrate them)".into(),
+        Err(_) => "no tcp_migrate_req on this kernel: connections still queued on a listener when it is retired or closed are reset".into(),
     }
 }
 
