@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p epollscope-preload -p epollscope --lib --example churn
-exec target/release/examples/churn bench "${1:-100000}" "${2:-3}"
+exec "${CARGO_TARGET_DIR:-target}"/release/examples/churn bench "${1:-100000}" "${2:-3}"
