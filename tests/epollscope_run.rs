@@ -2,6 +2,7 @@
 //! outputs, and clean-up after a step that hangs.
 
 mod common;
+mod shim_support;
 
 use std::path::PathBuf;
 
@@ -187,4 +188,65 @@ fn bad_input_exits_2_with_file_line_column_and_caret() {
     assert!(stderr(&missing).starts_with("epollscope: error: /nonexistent/x.scn: No such file"));
     let flag = run_clean(tool("epollscope").args(["run", "--repeat", "zero"]));
     assert_eq!(flag.status.code(), Some(2));
+}
+
+/// `--under both` runs each instance natively and under the Fastsocket shim and shows what
+/// changed: four herd waiters all wake natively, one wakes when each has its own listener.
+#[test]
+fn under_both_shows_the_herd_disappear() {
+    let lib = shim_support::preload_lib();
+    let out = run_clean(
+        tool("epollscope")
+            .args(["run", "--under", "both", "--family", "inet"])
+            .arg("scenarios/herd-epoll-shared-listener.scn")
+            .env("EPOLLSCOPE_PRELOAD", &lib),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "scenarios/herd-epoll-shared-listener.scn [inet]: native PASS, fastsocket PASS"
+        ),
+        "{text}"
+    );
+    // Natively at least two of the four wake (measured: all four); under the shim exactly one.
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("  woken(w1, w2, w3, w4): native "))
+        .unwrap_or_else(|| panic!("no woken difference in:\n{text}"));
+    let native: i64 = line
+        .split("native ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("native count");
+    assert!((2..=4).contains(&native), "{line}");
+    assert!(line.ends_with("fastsocket 1"), "{line}");
+    // The side-by-side view marks the changed line.
+    assert!(text.contains(" | # woken(w1, w2, w3, w4) = 1"), "{text}");
+    assert!(text.ends_with(
+        "native: 1 passed, 0 failed; fastsocket: 1 passed, 0 failed; 1 of 1 traces differ\n"
+    ));
+    assert!(
+        stderr(&out).contains("fast path: emulated"),
+        "the shim reports its backend"
+    );
+}
+
+#[test]
+fn under_fastsocket_without_the_shim_library_is_bad_input() {
+    let out = run_clean(
+        tool("epollscope")
+            .args(["run", "--under", "fastsocket"])
+            .arg("scenarios/herd-epoll-shared-listener.scn")
+            .env(
+                "EPOLLSCOPE_PRELOAD",
+                "/nonexistent/libepollscope_preload.so",
+            ),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "epollscope: error: EPOLLSCOPE_PRELOAD=/nonexistent/libepollscope_preload.so: no such file"
+    );
 }

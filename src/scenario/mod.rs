@@ -9,6 +9,8 @@ mod actor;
 pub mod ast;
 mod calls;
 pub mod capture;
+pub mod cli;
+pub mod compare;
 pub mod error;
 mod expect;
 mod lexer;

@@ -667,7 +667,10 @@ impl<'a> Run<'a> {
             }
         };
         let text = format!("{} = {}", aggregate.text(), expect.text());
-        self.trace.push(note(&text));
+        let mut event = note(&text);
+        // The symbolic rendering shows the expectation (stable); the value is for comparisons.
+        event.ret = Ret::value(actual);
+        self.trace.push(event);
         check_aggregate(expect, actual).map_err(|why| {
             fail(
                 self.scenario,

@@ -1,0 +1,437 @@
+//! `epollscope run`: selects scenario files, runs every family instance on a pool of threads
+//! (natively, under the Fastsocket shim, or both to compare), and reports as text, JSON or
+//! JUnit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use super::compare::{Difference, comparison_lines, differences, side_by_side};
+use super::{LoadError, RunOptions, Scenario, ScenarioReport, is_flaky, junit, load, run_with};
+use crate::addr::Family;
+use crate::cli::EXIT_BAD_INPUT;
+use crate::trace::Format;
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Scenario files or directories [default: scenarios]
+    paths: Vec<PathBuf>,
+    /// Print one JSON object: every scenario instance with its trace, and the totals.
+    #[arg(long)]
+    json: bool,
+    /// Also write a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Print each scenario's symbolic trace (role names; stable across runs).
+    #[arg(long)]
+    trace: bool,
+    /// Print each scenario's raw trace (fd numbers, pids, times).
+    #[arg(long)]
+    raw: bool,
+    /// Run everything N times and report scenarios whose trace or verdict differs (flaky).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    repeat: usize,
+    /// Only scenarios whose path contains PATTERN.
+    #[arg(long, value_name = "PATTERN")]
+    filter: Option<String>,
+    /// Only this family of each scenario's matrix.
+    #[arg(long)]
+    family: Option<String>,
+    /// List the scenarios with what they demonstrate, and run nothing.
+    #[arg(long)]
+    list: bool,
+    /// Record every IP scenario's loopback traffic to DIR/<scenario>-<family>.pcap and add
+    /// its flows to the report (needs root or CAP_NET_RAW).
+    #[arg(long, value_name = "DIR")]
+    capture: Option<PathBuf>,
+    /// Run the actors natively, under the Fastsocket preload shim, or both ways and compare.
+    #[arg(long, value_enum, default_value = "native")]
+    under: Under,
+    /// Scenario instances run at once [default: 2 per CPU].
+    #[arg(long, short = 'j')]
+    jobs: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Under {
+    Native,
+    Fastsocket,
+    Both,
+}
+
+/// Expands directories into their `.scn` files, sorted.
+fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = vec![];
+    for path in paths {
+        let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+        if meta.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("{}", path.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "scn"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// How actors run under the Fastsocket shim: exec'd (LD_PRELOAD acts at exec) with the shim's
+/// fast path on.
+fn fastsocket_options(base: &RunOptions) -> anyhow::Result<RunOptions> {
+    let mode = crate::shim::ShimMode {
+        fastpath: Some(crate::fastpath::Requested::Auto),
+        ..Default::default()
+    };
+    let env = crate::shim::preload_env(&mode).map_err(anyhow::Error::msg)?;
+    let exe = std::env::current_exe().context("locating the epollscope binary")?;
+    Ok(RunOptions {
+        actor_exe: Some(exe),
+        env,
+        ..base.clone()
+    })
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from("scenarios")]
+    } else {
+        args.paths.clone()
+    };
+    let only_family: Option<Family> = args.family.as_deref().map(str::parse).transpose()?;
+    if args.repeat == 0 {
+        bail!("--repeat must be at least 1");
+    }
+    let mut scenarios = vec![];
+    for file in collect_files(&paths)? {
+        if args
+            .filter
+            .as_deref()
+            .is_some_and(|p| !file.to_string_lossy().contains(p))
+        {
+            continue;
+        }
+        match load(&file) {
+            Ok(s) => scenarios.push(s),
+            Err(LoadError::Parse(e)) => {
+                // One line first (what tools grep for), then the line and a caret.
+                eprintln!("{}", e.render());
+                return Ok(ExitCode::from(EXIT_BAD_INPUT));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if scenarios.is_empty() {
+        let searched: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        bail!(
+            "no scenario found in {} (files end in .scn{})",
+            searched.join(", "),
+            if args.filter.is_some() {
+                ", and --filter must match their path"
+            } else {
+                ""
+            }
+        );
+    }
+    if args.list {
+        for s in &scenarios {
+            let families: Vec<&str> = s.families.iter().map(|f| f.name()).collect();
+            let first = s.description.lines().next().unwrap_or("(no description)");
+            println!(
+                "{:<44} {:<16} {first}",
+                s.path.display(),
+                families.join(",")
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let instances: Vec<(&Scenario, Family)> = scenarios
+        .iter()
+        .flat_map(|s| s.families.iter().map(move |&f| (s, f)))
+        .filter(|(_, f)| only_family.is_none_or(|o| o == *f))
+        .collect();
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    if let Some(dir) = &args.capture {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the capture directory {}", dir.display()))?;
+    }
+    let native = RunOptions {
+        capture_dir: args.capture.clone(),
+        ..RunOptions::default()
+    };
+    let code = match args.under {
+        Under::Native => report(&args, run_all(&instances, args.repeat, jobs, &native))?,
+        Under::Fastsocket => {
+            let fast = fastsocket_options(&native)?;
+            report(&args, run_all(&instances, args.repeat, jobs, &fast))?
+        }
+        Under::Both => {
+            let fast = fastsocket_options(&native)?;
+            let left = run_all(&instances, 1, jobs, &native);
+            let right = run_all(&instances, 1, jobs, &fast);
+            compare(&args, left, right)?
+        }
+    };
+    reap_orphans();
+    Ok(code)
+}
+
+#[derive(Serialize)]
+struct Totals {
+    passed: usize,
+    failed: usize,
+    flaky: usize,
+}
+
+#[derive(Serialize)]
+struct JsonInstance<'a> {
+    #[serde(flatten)]
+    report: &'a ScenarioReport,
+    symbolic_trace: String,
+}
+
+/// Prints one run of every instance (the first failing attempt of each, if any) and the
+/// totals; exit 1 when one failed or was flaky.
+fn report(args: &RunArgs, runs: Vec<Vec<ScenarioReport>>) -> anyhow::Result<ExitCode> {
+    let mut flaky = vec![];
+    let mut reports = vec![];
+    for (i, attempts) in runs.into_iter().enumerate() {
+        if is_flaky(&attempts) {
+            flaky.push(i);
+        }
+        let shown = attempts
+            .iter()
+            .find(|r| !r.passed)
+            .unwrap_or(&attempts[0])
+            .clone();
+        reports.push(shown);
+    }
+    let passed = reports.iter().filter(|r| r.passed).count();
+    let failed = reports.len() - passed;
+    if args.json {
+        let items: Vec<JsonInstance> = reports
+            .iter()
+            .map(|r| JsonInstance {
+                report: r,
+                symbolic_trace: r.render_trace(Format::SYMBOLIC),
+            })
+            .collect();
+        let totals = Totals {
+            passed,
+            failed,
+            flaky: flaky.len(),
+        };
+        let doc = serde_json::json!({ "scenarios": items, "totals": totals });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        for (i, r) in reports.iter().enumerate() {
+            println!("{}", r.summary());
+            if flaky.contains(&i) {
+                println!(
+                    "  FLAKY: the trace or verdict differed across {} runs",
+                    args.repeat
+                );
+            }
+            if args.trace {
+                print_indented(&r.render_trace(Format::SYMBOLIC));
+            }
+            if args.raw {
+                print_indented(&r.render_trace(Format::RAW));
+            }
+        }
+        let mut line = format!("{passed} passed, {failed} failed");
+        if args.repeat > 1 {
+            line.push_str(&format!(
+                " ({} flaky in {} runs each)",
+                flaky.len(),
+                args.repeat
+            ));
+        }
+        println!("{line}");
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, junit(&reports))
+            .with_context(|| format!("writing the JUnit report {}", path.display()))?;
+    }
+    let ok = failed == 0 && flaky.is_empty();
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[derive(Serialize)]
+struct Comparison<'a> {
+    name: &'a str,
+    path: &'a Path,
+    family: Family,
+    same_trace: bool,
+    differences: Vec<Difference>,
+    native: JsonInstance<'a>,
+    fastsocket: JsonInstance<'a>,
+}
+
+/// Prints each instance's native and Fastsocket runs side by side. Exit 0 when the comparison
+/// ran and every native run passed: what the shim changes is the result, not a failure.
+fn compare(
+    args: &RunArgs,
+    native: Vec<Vec<ScenarioReport>>,
+    fast: Vec<Vec<ScenarioReport>>,
+) -> anyhow::Result<ExitCode> {
+    let pairs: Vec<(&ScenarioReport, &ScenarioReport)> = native
+        .iter()
+        .zip(&fast)
+        .map(|(n, f)| (&n[0], &f[0]))
+        .collect();
+    let verdict = |r: &ScenarioReport| if r.passed { "PASS" } else { "FAIL" };
+    let mut comparisons = vec![];
+    let mut differing = 0;
+    for &(n, f) in &pairs {
+        let (left, right) = (comparison_lines(n), comparison_lines(f));
+        let same_trace = left == right;
+        differing += usize::from(!same_trace);
+        let diffs = differences(n, f);
+        if args.json {
+            let json = |r| JsonInstance {
+                report: r,
+                symbolic_trace: r.render_trace(Format::SYMBOLIC),
+            };
+            comparisons.push(Comparison {
+                name: &n.name,
+                path: &n.path,
+                family: n.family,
+                same_trace,
+                differences: diffs,
+                native: json(n),
+                fastsocket: json(f),
+            });
+            continue;
+        }
+        println!(
+            "{} [{}]: native {}, fastsocket {}{}",
+            n.path.display(),
+            n.family,
+            verdict(n),
+            verdict(f),
+            if same_trace { ", same trace" } else { "" }
+        );
+        for d in &diffs {
+            println!("  {}: native {}, fastsocket {}", d.what, d.left, d.right);
+        }
+        for r in [n, f].into_iter().filter(|r| !r.passed) {
+            let under = if std::ptr::eq(r, n) {
+                "native"
+            } else {
+                "fastsocket"
+            };
+            for line in r.summary().lines().skip(1) {
+                println!("  {under}:{line}");
+            }
+        }
+        if !same_trace {
+            println!("  {:<70}   fastsocket", "native");
+            print_indented(&side_by_side(&left, &right, 70));
+        }
+    }
+    let passed = |i: usize| pairs.iter().filter(|p| [p.0, p.1][i].passed).count();
+    if args.json {
+        let doc = serde_json::json!({
+            "comparisons": comparisons,
+            "totals": {
+                "instances": pairs.len(),
+                "native_passed": passed(0),
+                "fastsocket_passed": passed(1),
+                "traces_differ": differing,
+            },
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!(
+            "native: {} passed, {} failed; fastsocket: {} passed, {} failed; {differing} of {} traces differ",
+            passed(0),
+            pairs.len() - passed(0),
+            passed(1),
+            pairs.len() - passed(1),
+            pairs.len()
+        );
+    }
+    Ok(if passed(0) == pairs.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Reaps every exited child (adopted orphan actors) without blocking.
+fn reap_orphans() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+fn print_indented(text: &str) {
+    for line in text.lines() {
+        println!("    {line}");
+    }
+}
+
+/// Runs every instance `repeat` times on `jobs` threads; results in instance order.
+fn run_all(
+    instances: &[(&Scenario, Family)],
+    repeat: usize,
+    jobs: usize,
+    options: &RunOptions,
+) -> Vec<Vec<ScenarioReport>> {
+    let work: Vec<(usize, usize)> = (0..instances.len())
+        .flat_map(|i| (0..repeat).map(move |r| (i, r)))
+        .collect();
+    let next = Mutex::new(0usize);
+    let results = Mutex::new(BTreeMap::new());
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr()) && work.len() > 20;
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(work.len()).max(1) {
+            scope.spawn(|| {
+                loop {
+                    let item = {
+                        let mut n = next.lock().expect("lock");
+                        let item = work.get(*n).copied();
+                        *n += 1;
+                        item
+                    };
+                    let Some((i, r)) = item else { break };
+                    let (scenario, family) = instances[i];
+                    let report = run_with(scenario, family, options);
+                    let mut done = results.lock().expect("lock");
+                    done.insert((i, r), report);
+                    if progress {
+                        eprint!("\r{} of {} runs done", done.len(), work.len());
+                    }
+                }
+            });
+        }
+    });
+    if progress {
+        eprintln!();
+    }
+    let mut by_instance: Vec<Vec<ScenarioReport>> = (0..instances.len()).map(|_| vec![]).collect();
+    for ((i, _), report) in results.into_inner().expect("lock") {
+        by_instance[i].push(report);
+    }
+    by_instance
+}
