@@ -92,7 +92,7 @@ fn inet_connections_all_succeed_and_are_closed_at_exit() {
     assert!(out.contains("\nlatency: min "), "{out}");
     assert!(out.contains("\nfailures: none\n"), "{out}");
     assert!(
-        out.contains("holding 100 connections: press Enter (or close stdin) to exit"),
+        out.contains("holding 100 connections: press a key (or close stdin) to exit"),
         "{out}"
     );
     // No progress bar and no noise when stderr is not a terminal.
@@ -435,4 +435,47 @@ fn rate_paces_the_starts() {
     // 21 starts at 200/s: the last is due 100 ms after the first.
     assert!(r["elapsed_us"].as_u64().unwrap() >= 100_000, "{r}");
     assert!(bad_input(&["inet", &port, "--rate", "0"]).contains("not a positive number"));
+}
+
+/// On a terminal one key ends the hold, without Enter (a line-buffered terminal would keep a
+/// lone "x" from the tool forever), and the terminal's settings are restored afterwards.
+#[test]
+fn one_key_on_a_terminal_ends_the_hold_and_the_terminal_is_restored() {
+    use nix::sys::termios::{LocalFlags, tcgetattr};
+    let (_listener, port) = tcp_listener("127.0.0.1");
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave_for_child = pty.slave.try_clone().unwrap();
+    let mut child = socket_connect(&["inet", &port, "-n", "2"])
+        .stdin(Stdio::from(slave_for_child))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (done, finished) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if finished.recv_timeout(Duration::from_secs(20)).is_err() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    });
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("holding") {
+        line.clear();
+        assert_ne!(stdout.read_line(&mut line).unwrap(), 0, "no holding line");
+    }
+    let mut master = std::fs::File::from(pty.master);
+    master.write_all(b"x").unwrap();
+    finish(child, done);
+    assert!(
+        line.contains("holding 2 connections: press a key"),
+        "{line}"
+    );
+    let settings = tcgetattr(&pty.slave).unwrap();
+    assert!(
+        settings
+            .local_flags
+            .contains(LocalFlags::ICANON | LocalFlags::ECHO),
+        "line editing and echo are back"
+    );
 }

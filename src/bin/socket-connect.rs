@@ -172,7 +172,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             d.as_millis()
         )),
         Hold::UntilStdin => Some(format!(
-            "holding {} connections: press Enter (or close stdin) to exit",
+            "holding {} connections: press a key (or close stdin) to exit",
             storm.held()
         )),
     };

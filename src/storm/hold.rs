@@ -1,5 +1,6 @@
-//! Holding the connections of a finished storm open until the user is done with them: a
-//! character or EOF on stdin, a fixed time, or SIGINT/SIGTERM.
+//! Holding the connections of a finished storm open until the user is done with them: a key
+//! (a terminal is switched to single-key input for the hold) or any byte or EOF on stdin, a
+//! fixed time, or SIGINT/SIGTERM.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -37,6 +38,47 @@ impl StopSignals {
     }
 }
 
+/// A terminal on stdin in non-canonical mode without echo for as long as this lives, so that
+/// one key (not a whole line) ends the hold; the previous settings come back on drop.
+struct SingleKeyStdin {
+    saved: Option<nix::sys::termios::Termios>,
+}
+
+impl SingleKeyStdin {
+    fn enter() -> SingleKeyStdin {
+        use nix::sys::termios::{
+            LocalFlags, SetArg, SpecialCharacterIndices, tcgetattr, tcsetattr,
+        };
+        let stdin = io::stdin();
+        // Not a terminal (a pipe, /dev/null): nothing to change.
+        let Ok(saved) = tcgetattr(stdin.as_fd()) else {
+            return SingleKeyStdin { saved: None };
+        };
+        let mut single = saved.clone();
+        single
+            .local_flags
+            .remove(LocalFlags::ICANON | LocalFlags::ECHO);
+        single.control_chars[SpecialCharacterIndices::VMIN as usize] = 1;
+        single.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
+        let changed = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &single).is_ok();
+        SingleKeyStdin {
+            saved: changed.then_some(saved),
+        }
+    }
+}
+
+impl Drop for SingleKeyStdin {
+    fn drop(&mut self) {
+        use nix::sys::termios::{FlushArg, SetArg, tcflush, tcsetattr};
+        if let Some(saved) = &self.saved {
+            let stdin = io::stdin();
+            // The key that ended the hold is consumed, not left for the shell to read.
+            let _ = tcflush(stdin.as_fd(), FlushArg::TCIFLUSH);
+            let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, saved);
+        }
+    }
+}
+
 /// How long [`Storm::hold`] keeps the connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hold {
@@ -61,6 +103,7 @@ impl Storm {
             Hold::UntilStdin => None,
         };
         let stdin = io::stdin();
+        let _single_key = (hold == Hold::UntilStdin).then(SingleKeyStdin::enter);
         loop {
             if let Some(signal) = stop.and_then(StopSignals::take) {
                 return Ok(HoldEnd::Signal(signal));
