@@ -3,7 +3,8 @@
 //!
 //! The layers, bottom up:
 //! * [`sys`]: one safe function per system call, on raw fd numbers (the only `unsafe` code).
-//! * [`addr`] and [`net`]: families, endpoints, listener setup with actionable errors.
+//! * [`addr`] and [`net`]: families, endpoints, listener and client setup with actionable errors.
+//! * [`epoll`]: typed epoll interest (`Interest::IN | Interest::ET`).
 //! * [`tracer`]: makes calls and records each as a [`trace::Event`].
 //! * [`trace`]: the events and their one strace-like formatter (symbolic and raw renderings).
 //! * [`probe`], [`forkserver`], [`storm`]: the logic of the three reproducer binaries.
@@ -11,6 +12,7 @@
 
 pub mod addr;
 pub mod cli;
+pub mod epoll;
 pub mod fastpath;
 pub mod forkserver;
 pub mod monitor;
@@ -25,5 +27,6 @@ pub mod trace;
 pub mod tracer;
 
 pub use addr::{Family, SockAddr};
+pub use epoll::Interest;
 pub use trace::{Event, Format, Rendering};
 pub use tracer::Tracer;

@@ -143,6 +143,36 @@ pub fn listen_on(
     }
 }
 
+/// socket + connect, traced; the fd is named `name`. Non-blocking when asked, in which case a
+/// TCP connect that is still in progress (EINPROGRESS) counts as success.
+pub fn connect_to(
+    tracer: &mut Tracer,
+    name: &str,
+    addr: &SockAddr,
+    nonblocking: bool,
+) -> Result<RawFd, SetupError> {
+    let fail = |call: &'static str, errno: Errno| SetupError::Call {
+        call,
+        addr: addr.clone(),
+        errno,
+    };
+    let mut ty = libc::SOCK_STREAM;
+    if nonblocking {
+        ty |= libc::SOCK_NONBLOCK;
+    }
+    let fd = tracer
+        .socket(name, addr.family(), ty)
+        .map_err(|e| fail("socket", e))?;
+    match tracer.connect(fd, addr) {
+        Ok(()) => Ok(fd),
+        Err(Errno::EINPROGRESS) if nonblocking => Ok(fd),
+        Err(e) => {
+            let _ = crate::sys::close(fd);
+            Err(fail("connect", e))
+        }
+    }
+}
+
 /// Removes a unix socket file when dropped, but only in the process that created it: a forked
 /// child dropping its copy must not pull the path from under its parent.
 #[derive(Debug)]
@@ -234,6 +264,29 @@ mod tests {
         assert!(err.to_string().contains("is not a socket"), "{err}");
         assert!(path.exists());
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn clients_connect_and_an_unreachable_address_says_so() {
+        let mut t = Tracer::new("main");
+        let any = SockAddr::ip("[::1]:0".parse().unwrap());
+        let listener = listen_on(&mut t, "L", &any, ListenOptions::default()).unwrap();
+        let c = connect_to(&mut t, "C", &listener.addr, false).unwrap();
+        let e = t.epoll_create1("E", 0).unwrap();
+        t.epoll_add(e, listener.fd, crate::Interest::IN | crate::Interest::ET)
+            .unwrap();
+        assert_eq!(t.epoll_wait(e, 4, 0, false).unwrap().len(), 1);
+        assert_eq!(t.epoll_delete(e, listener.fd), Ok(()));
+        for fd in [c, e, listener.fd] {
+            crate::sys::close(fd).unwrap();
+        }
+        let err = connect_to(&mut t, "C2", &listener.addr, false).unwrap_err();
+        assert!(err.to_string().contains("connect [::1]:"), "{err}");
+        assert!(
+            err.to_string()
+                .ends_with("ECONNREFUSED (Connection refused)"),
+            "{err}"
+        );
     }
 
     #[test]

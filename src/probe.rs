@@ -21,7 +21,10 @@ use nix::unistd::{ForkResult, Pid};
 use serde::Serialize;
 
 use crate::addr::{Family, SockAddr};
-use crate::net::{ListenOptions, SocketFileGuard, listen_on, prepare_unix_path};
+use crate::epoll::Interest;
+use crate::net::{
+    ListenOptions, SetupError, SocketFileGuard, connect_to, listen_on, prepare_unix_path,
+};
 use crate::sys::RawFd;
 use crate::trace::{Event, Format};
 use crate::tracer::Tracer;
@@ -39,12 +42,12 @@ pub enum TriggerMode {
 }
 
 impl TriggerMode {
-    pub fn events(self) -> u32 {
-        (match self {
-            TriggerMode::Lt => libc::EPOLLIN,
-            TriggerMode::Et => libc::EPOLLIN | libc::EPOLLET,
-            TriggerMode::Oneshot => libc::EPOLLIN | libc::EPOLLONESHOT,
-        }) as u32
+    pub fn interest(self) -> Interest {
+        match self {
+            TriggerMode::Lt => Interest::IN,
+            TriggerMode::Et => Interest::IN | Interest::ET,
+            TriggerMode::Oneshot => Interest::IN | Interest::ONESHOT,
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -144,17 +147,23 @@ impl Connector for InlineConnector {
     }
 }
 
+/// Connects client `Cn`; a refused connect is part of the result, not an error.
 fn connect_one(
     tracer: &mut Tracer,
     addr: &SockAddr,
     n: usize,
     clients: &mut Vec<RawFd>,
 ) -> anyhow::Result<bool> {
-    let fd = tracer
-        .socket(&format!("C{n}"), addr.family(), libc::SOCK_STREAM)
-        .context("creating a client socket")?;
-    clients.push(fd);
-    Ok(tracer.connect(fd, addr).is_ok())
+    match connect_to(tracer, &format!("C{n}"), addr, false) {
+        Ok(fd) => {
+            clients.push(fd);
+            Ok(true)
+        }
+        Err(SetupError::Call {
+            call: "connect", ..
+        }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A forked child that connects on command and ships its trace back over a pipe.
@@ -331,12 +340,7 @@ fn probe_listener(
         .context("epoll_create1")?;
     let outcome = (|| {
         tracer
-            .epoll_ctl(
-                epfd,
-                libc::EPOLL_CTL_ADD,
-                listener,
-                Some((config.mode.events(), listener as u64)),
-            )
+            .epoll_add(epfd, listener, config.mode.interest())
             .context("registering the listener with epoll")?;
         let mut connector: Box<dyn Connector> = if config.inline_connect {
             Box::new(InlineConnector {

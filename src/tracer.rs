@@ -483,6 +483,34 @@ impl Tracer {
         )
     }
 
+    /// EPOLL_CTL_ADD of `fd` with `interest`, the fd's number as the user data (as most
+    /// event loops do).
+    pub fn epoll_add(
+        &mut self,
+        epfd: RawFd,
+        fd: RawFd,
+        interest: crate::epoll::Interest,
+    ) -> Result<(), Errno> {
+        let data = fd as u64;
+        self.epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, Some((interest.bits(), data)))
+    }
+
+    /// EPOLL_CTL_MOD of `fd` to `interest` (re-arms a one-shot registration).
+    pub fn epoll_modify(
+        &mut self,
+        epfd: RawFd,
+        fd: RawFd,
+        interest: crate::epoll::Interest,
+    ) -> Result<(), Errno> {
+        let data = fd as u64;
+        self.epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, Some((interest.bits(), data)))
+    }
+
+    /// EPOLL_CTL_DEL of `fd`.
+    pub fn epoll_delete(&mut self, epfd: RawFd, fd: RawFd) -> Result<(), Errno> {
+        self.epoll_ctl(epfd, libc::EPOLL_CTL_DEL, fd, None)
+    }
+
     /// epoll_wait (or epoll_pwait), returning (events, data) pairs.
     pub fn epoll_wait(
         &mut self,

@@ -70,7 +70,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             println!(
                 "epoll-socket-test: {family} listener, mode {mode} ({}), {} connects {}",
-                epollscope::trace::epoll_events_name(mode.events()),
+                mode.interest(),
                 args.connects,
                 if args.inline_connect {
                     "inline"
