@@ -1,125 +1,15 @@
 //! The calls a scenario can make: their argument syntax (as strace prints them), the typed
-//! [`Op`] each builds, and the scope of names that the checks consult.
+//! [`Op`] each builds, checked against the [`Scope`] of names bound so far.
 
-use std::collections::{HashMap, HashSet};
-
-use super::ast::{DataArg, DomainArg, EventArg, Expect, FdArg, Op, Span};
+use super::ast::{DataArg, DomainArg, EventArg, FdArg, Op, Span};
 use super::error::ParseError;
 use super::lexer::Tok;
 use super::parser::Cursor;
+use super::scope::Scope;
 use crate::addr::Family;
 use crate::names;
 
-/// What a name stands for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Fd,
-    Actor,
-}
-
-impl Kind {
-    fn noun(self) -> &'static str {
-        match self {
-            Kind::Fd => "an fd",
-            Kind::Actor => "a process",
-        }
-    }
-}
-
-/// Names known so far: their kind, which fds each actor can see, and captured values.
-pub struct Scope {
-    kinds: HashMap<String, Kind>,
-    visible: HashMap<String, HashSet<String>>,
-    pub captures: HashSet<String>,
-}
-
-impl Scope {
-    pub fn new() -> Scope {
-        let mut kinds = HashMap::new();
-        kinds.insert("main".to_string(), Kind::Actor);
-        let mut visible = HashMap::new();
-        visible.insert("main".to_string(), HashSet::new());
-        Scope {
-            kinds,
-            visible,
-            captures: HashSet::new(),
-        }
-    }
-
-    pub fn check_actor(&self, name: &str, span: Span) -> Result<(), ParseError> {
-        match self.kinds.get(name) {
-            Some(Kind::Actor) => Ok(()),
-            Some(Kind::Fd) => Err(err(
-                span,
-                format!("type mismatch: '{name}' is an fd, not a process"),
-            )),
-            None => Err(err(
-                span,
-                format!(
-                    "undefined name '{name}': processes are main and those made by fork() = NAME"
-                ),
-            )),
-        }
-    }
-
-    pub fn check_bindable(&self, name: &str, wanted: Kind, span: Span) -> Result<(), ParseError> {
-        match self.kinds.get(name) {
-            Some(&kind) if kind != wanted => Err(err(
-                span,
-                format!(
-                    "type mismatch: '{name}' is already {}, it cannot also name {}",
-                    kind.noun(),
-                    wanted.noun()
-                ),
-            )),
-            Some(Kind::Actor) => Err(err(span, format!("process '{name}' already exists"))),
-            _ => Ok(()),
-        }
-    }
-
-    fn check_fd(&self, name: &str, actor: &str, span: Span) -> Result<(), ParseError> {
-        if self.visible.get(actor).is_some_and(|v| v.contains(name)) {
-            return Ok(());
-        }
-        match self.kinds.get(name) {
-            Some(Kind::Actor) => Err(err(
-                span,
-                format!("type mismatch: '{name}' is a process, not an fd"),
-            )),
-            Some(Kind::Fd) => Err(err(
-                span,
-                format!(
-                    "undefined name '{name}' in process {actor} (another process made it after {actor} was forked)"
-                ),
-            )),
-            None => Err(err(span, format!("undefined name '{name}'"))),
-        }
-    }
-
-    /// Records the names a step binds.
-    pub fn apply(&mut self, actor: &str, op: &Op, expect: Option<&Expect>) {
-        match (op, expect) {
-            (Op::Fork, Some(Expect::Bind(child))) => {
-                let inherited = self.visible.get(actor).cloned().unwrap_or_default();
-                self.visible.insert(child.clone(), inherited);
-                self.kinds.insert(child.clone(), Kind::Actor);
-            }
-            (_, Some(Expect::Bind(name))) => {
-                self.kinds.insert(name.clone(), Kind::Fd);
-                self.visible
-                    .entry(actor.to_string())
-                    .or_default()
-                    .insert(name.clone());
-            }
-            (_, Some(Expect::Capture(var))) => {
-                self.captures.insert(var.clone());
-            }
-            _ => {}
-        }
-    }
-}
-
-fn err(span: Span, message: String) -> ParseError {
+pub(super) fn err(span: Span, message: String) -> ParseError {
     ParseError::new(span, message)
 }
 

@@ -15,8 +15,11 @@ pub mod error;
 mod expect;
 mod lexer;
 mod parser;
+mod procfs;
 pub mod report;
+mod resolve;
 mod runner;
+mod scope;
 
 use std::path::Path;
 

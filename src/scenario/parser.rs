@@ -15,9 +15,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::ast::{Aggregate, Expect, Op, Returns, Scenario, Span, Step, Stmt};
-use super::calls::{Scope, build_op};
+use super::calls::build_op;
 use super::error::{ParseError, ScenarioError};
 use super::lexer::{Tok, Token, lex_line};
+use super::scope::{Kind, Scope};
 use crate::addr::Family;
 
 /// The most steps a scenario may unroll to: `repeat` is for dozens of connections, not millions.
@@ -497,9 +498,9 @@ impl StatementParser {
             )),
             (Returns::Fd | Returns::Actor, Expect::Bind(bound)) => {
                 let wanted = if op.returns() == Returns::Actor {
-                    super::calls::Kind::Actor
+                    Kind::Actor
                 } else {
-                    super::calls::Kind::Fd
+                    Kind::Fd
                 };
                 self.scope.check_bindable(bound, wanted, span)
             }

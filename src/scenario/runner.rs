@@ -16,8 +16,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::{ForkResult, Pid};
 
 use super::actor::{self, Command, Outcome, Reply, Resolved};
-use super::ast::{Aggregate, DataArg, DomainArg, Expect, FdArg, Op, Scenario, Span, Step, Stmt};
+use super::ast::{Aggregate, Expect, Op, Scenario, Span, Step, Stmt};
 use super::expect::{check_aggregate, check_step};
+use super::procfs::{blocked_in, proc_state, syscalls_of};
 use super::report::{Failure, ScenarioReport};
 use crate::addr::{Family, SockAddr};
 use crate::trace::{Call, Event, Ret, Stability};
@@ -261,131 +262,26 @@ impl<'a> Run<'a> {
         Ok(idx)
     }
 
-    fn addr(&mut self, name: &str) -> SockAddr {
-        let (family, dir) = (self.family, &self.dir);
-        self.addrs
-            .entry(name.to_string())
-            .or_insert_with(|| match family {
-                Family::Unix => SockAddr::unix(dir.join(format!("{name}.sock"))),
-                ip => SockAddr::ip(std::net::SocketAddr::new(ip.loopback().expect("IP"), 0)),
-            })
-            .clone()
-    }
-
+    /// The step's call with names turned into this actor's fd numbers and addresses.
     fn resolve(
         &mut self,
         idx: usize,
         step: &Step,
     ) -> Result<(Resolved, Vec<(SockAddr, String)>), Failure> {
-        let names = &self.actors[idx].names;
-        let fd = |arg: &FdArg| -> Result<i32, Failure> {
-            match arg {
-                FdArg::Num(n) => Ok(*n),
-                FdArg::Name(name) => names.get(name).copied().ok_or_else(|| {
-                    fail(
-                        self.scenario,
-                        step.span,
-                        format!("'{name}' has no value: the step that names it did not succeed"),
-                        None,
-                    )
-                }),
-            }
+        let (family, dir, addrs) = (self.family, &self.dir, &mut self.addrs);
+        // An address name gets its address on first use: a socket file in the run's own
+        // directory, or loopback port 0 (replaced by the real port once bound).
+        let addr = |name: &str| {
+            addrs
+                .entry(name.to_string())
+                .or_insert_with(|| match family {
+                    Family::Unix => SockAddr::unix(dir.join(format!("{name}.sock"))),
+                    ip => SockAddr::ip(std::net::SocketAddr::new(ip.loopback().expect("IP"), 0)),
+                })
+                .clone()
         };
-        let data = |arg: &DataArg| -> Result<u64, Failure> {
-            match arg {
-                DataArg::Num(n) => Ok(*n),
-                DataArg::Name(name) => fd(&FdArg::Name(name.clone())).map(|n| n as u64),
-            }
-        };
-        let mut aliases = vec![];
-        let op = match &step.op {
-            Op::Socket { domain, ty } => Resolved::Socket {
-                family: match domain {
-                    DomainArg::Matrix => self.family,
-                    DomainArg::Fixed(f) => *f,
-                },
-                ty: *ty,
-            },
-            Op::Setsockopt {
-                fd: f,
-                level,
-                option,
-                value,
-            } => Resolved::Setsockopt {
-                fd: fd(f)?,
-                level: *level,
-                option: *option,
-                value: *value,
-            },
-            Op::Bind { fd: f, addr } | Op::Connect { fd: f, addr } => {
-                let f = fd(f)?;
-                let a = self.addr(addr);
-                aliases.push((a.clone(), addr.clone()));
-                if matches!(step.op, Op::Bind { .. }) {
-                    Resolved::Bind { fd: f, addr: a }
-                } else {
-                    Resolved::Connect { fd: f, addr: a }
-                }
-            }
-            Op::Listen { fd: f, backlog } => Resolved::Listen {
-                fd: fd(f)?,
-                backlog: *backlog,
-            },
-            Op::Accept { fd: f } => Resolved::Accept { fd: fd(f)? },
-            Op::Accept4 { fd: f, flags } => Resolved::Accept4 {
-                fd: fd(f)?,
-                flags: *flags,
-            },
-            Op::Close { fd: f } => Resolved::Close { fd: fd(f)? },
-            Op::Shutdown { fd: f, how } => Resolved::Shutdown {
-                fd: fd(f)?,
-                how: *how,
-            },
-            Op::Dup { fd: f } => Resolved::Dup { fd: fd(f)? },
-            Op::Dup2 { fd: f, target } => Resolved::Dup2 {
-                fd: fd(f)?,
-                target: fd(target)?,
-            },
-            Op::Read { fd: f, count, .. } => Resolved::Read {
-                fd: fd(f)?,
-                count: *count,
-            },
-            Op::Write { fd: f, data } => Resolved::Write {
-                fd: fd(f)?,
-                data: data.clone(),
-            },
-            Op::EpollCreate1 { flags } => Resolved::EpollCreate1 { flags: *flags },
-            Op::EpollCtl {
-                epfd,
-                op,
-                fd: f,
-                event,
-            } => Resolved::EpollCtl {
-                epfd: fd(epfd)?,
-                op: *op,
-                fd: fd(f)?,
-                event: match event {
-                    Some(e) => Some((e.events, data(&e.data)?)),
-                    None => None,
-                },
-            },
-            Op::EpollWait {
-                epfd,
-                maxevents,
-                timeout,
-                pwait,
-                ..
-            } => Resolved::EpollWait {
-                epfd: fd(epfd)?,
-                maxevents: *maxevents,
-                timeout: *timeout,
-                pwait: *pwait,
-            },
-            Op::Fork => Resolved::Fork,
-            Op::Drain { fd: f } => Resolved::Drain { fd: fd(f)? },
-            Op::Exit { code } => Resolved::Exit { code: *code },
-        };
-        Ok((op, aliases))
+        super::resolve::resolve(&step.op, &self.actors[idx].names, family, addr)
+            .map_err(|why| fail(self.scenario, step.span, why, None))
     }
 
     fn step(&mut self, step: &Step) -> Result<(), Failure> {
@@ -740,42 +636,4 @@ fn readable(fd: &OwnedFd, timeout: Duration) -> bool {
         nix::poll::PollFlags::POLLIN,
     )];
     matches!(nix::poll::poll(&mut pfd, ms), Ok(n) if n > 0)
-}
-
-/// The syscalls a blocked call of `op` can be sleeping in (glibc may route one call through
-/// another, e.g. epoll_wait through epoll_pwait).
-fn syscalls_of(op: &Op) -> &'static [i64] {
-    match op {
-        Op::EpollWait { .. } => &[
-            libc::SYS_epoll_wait,
-            libc::SYS_epoll_pwait,
-            libc::SYS_epoll_pwait2,
-        ],
-        Op::Accept { .. } | Op::Accept4 { .. } => &[libc::SYS_accept, libc::SYS_accept4],
-        Op::Connect { .. } => &[libc::SYS_connect],
-        Op::Read { .. } => &[libc::SYS_read],
-        _ => &[],
-    }
-}
-
-/// The one-letter state of a process from /proc/PID/stat, `None` if it is gone.
-fn proc_state(pid: Pid) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().next().map(str::to_string)
-}
-
-/// Whether `pid` is asleep inside one of `syscalls`.
-fn blocked_in(pid: Pid, syscalls: &[i64]) -> bool {
-    if !matches!(proc_state(pid).as_deref(), Some("S") | Some("D")) {
-        return false;
-    }
-    std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|n| n.parse::<i64>().ok())
-        })
-        .is_some_and(|nr| syscalls.contains(&nr))
 }
