@@ -491,8 +491,12 @@ impl Tracer {
         fd: RawFd,
         interest: crate::epoll::Interest,
     ) -> Result<(), Errno> {
-        let data = fd as u64;
-        self.epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, Some((interest.bits(), data)))
+        self.epoll_ctl(
+            epfd,
+            libc::EPOLL_CTL_ADD,
+            fd,
+            Some((interest.bits(), fd as u64)),
+        )
     }
 
     /// EPOLL_CTL_MOD of `fd` to `interest` (re-arms a one-shot registration).
@@ -502,8 +506,12 @@ impl Tracer {
         fd: RawFd,
         interest: crate::epoll::Interest,
     ) -> Result<(), Errno> {
-        let data = fd as u64;
-        self.epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, Some((interest.bits(), data)))
+        self.epoll_ctl(
+            epfd,
+            libc::EPOLL_CTL_MOD,
+            fd,
+            Some((interest.bits(), fd as u64)),
+        )
     }
 
     /// EPOLL_CTL_DEL of `fd`.
@@ -610,6 +618,36 @@ fn size_ret(r: &Result<usize, Errno>) -> Ret {
 mod tests {
     use super::*;
     use crate::trace::render_all;
+
+    #[test]
+    fn oneshot_registration_is_rearmed_by_epoll_modify() {
+        use crate::epoll::Interest;
+        let mut t = Tracer::new("main");
+        let any = SockAddr::ip("127.0.0.1:0".parse().unwrap());
+        let l =
+            crate::net::listen_on(&mut t, "L", &any, crate::net::ListenOptions::default()).unwrap();
+        let e = t.epoll_create1("E", 0).unwrap();
+        let oneshot = Interest::IN | Interest::ONESHOT;
+        t.epoll_add(e, l.fd, oneshot).unwrap();
+        let c = crate::net::connect_to(&mut t, "C", &l.addr, false).unwrap();
+        assert_eq!(
+            t.epoll_wait(e, 4, 0, false).unwrap(),
+            [(libc::EPOLLIN as u32, l.fd as u64)]
+        );
+        assert!(
+            t.epoll_wait(e, 4, 0, false).unwrap().is_empty(),
+            "disabled after one event"
+        );
+        t.epoll_modify(e, l.fd, oneshot).unwrap();
+        assert_eq!(t.epoll_wait(e, 4, 0, false).unwrap().len(), 1, "re-armed");
+        let text = render_all(t.events(), Format::SYMBOLIC);
+        assert!(text.contains(
+            "epoll_ctl(E, EPOLL_CTL_MOD, L, {events=EPOLLIN|EPOLLONESHOT, data={u64=L}}) = 0"
+        ));
+        for fd in [c, e, l.fd] {
+            sys::close(fd).unwrap();
+        }
+    }
 
     #[test]
     fn socketpair_free_sequence_is_named_and_symbolic() {

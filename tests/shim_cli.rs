@@ -25,11 +25,7 @@ fn trace_prints_every_process_calls_in_time_order_and_a_summary() {
         .args(["trace", "--", &probe(), "threads", "3", "4"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    shim_support::assert_success(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     let trace: Vec<&str> = text.lines().filter(|l| l.starts_with("[pid ")).collect();
     assert_eq!(
@@ -138,11 +134,7 @@ fn python_http_server_is_traced_completely() {
     )
     .output()
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    shim_support::assert_success(&out);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("ok {requests}")
@@ -161,11 +153,7 @@ fn compare_on_a_pre_forking_server_shows_the_spawned_listeners() {
         .args(["compare", "--", &probe(), "prefork", "4", "60"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    shim_support::assert_success(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.matches("served 60 of 60").count(), 2, "{text}");
     // Natively one listener (the master's); under the fast path one more per worker.

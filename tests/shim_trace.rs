@@ -15,11 +15,7 @@ fn every_accept_of_every_thread_and_of_a_forked_child_is_traced_once() {
     )
     .output()
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    shim_support::assert_success(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let expected = threads * per_thread + per_thread;
     assert!(
@@ -169,11 +165,7 @@ fn a_unix_socket_gets_every_process_lines_on_its_own_connection() {
     )
     .output()
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    shim_support::assert_success(&out);
     let streams = reader.join().unwrap();
     let accepts: usize = streams
         .iter()

@@ -114,3 +114,12 @@ pub fn ok_calls<'a>(
         .filter(|(_, v)| v["call"] == call && v["ret"].get("ok").is_some())
         .collect()
 }
+
+/// Asserts that a program run under test succeeded, showing its stderr if not.
+pub fn assert_success(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
