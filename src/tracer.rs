@@ -491,12 +491,7 @@ impl Tracer {
         fd: RawFd,
         interest: crate::epoll::Interest,
     ) -> Result<(), Errno> {
-        self.epoll_ctl(
-            epfd,
-            libc::EPOLL_CTL_ADD,
-            fd,
-            Some((interest.bits(), fd as u64)),
-        )
+        self.epoll_register(epfd, libc::EPOLL_CTL_ADD, fd, interest)
     }
 
     /// EPOLL_CTL_MOD of `fd` to `interest` (re-arms a one-shot registration).
@@ -506,12 +501,17 @@ impl Tracer {
         fd: RawFd,
         interest: crate::epoll::Interest,
     ) -> Result<(), Errno> {
-        self.epoll_ctl(
-            epfd,
-            libc::EPOLL_CTL_MOD,
-            fd,
-            Some((interest.bits(), fd as u64)),
-        )
+        self.epoll_register(epfd, libc::EPOLL_CTL_MOD, fd, interest)
+    }
+
+    fn epoll_register(
+        &mut self,
+        epfd: RawFd,
+        op: i32,
+        fd: RawFd,
+        interest: crate::epoll::Interest,
+    ) -> Result<(), Errno> {
+        self.epoll_ctl(epfd, op, fd, Some((interest.bits(), fd as u64)))
     }
 
     /// EPOLL_CTL_DEL of `fd`.

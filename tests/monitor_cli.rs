@@ -1,11 +1,14 @@
 //! `epollscope monitor` on files: human and JSON output, and exit 2 with one line for every
 //! kind of bad input (missing, non-pcap, truncated, corrupt, unknown link type, no permission).
 
+mod monitor_support;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use epollscope::monitor::packet::{ACK, FIN, PSH, SYN, Segment, encode, linktype};
+use epollscope::monitor::packet::{ACK, FIN, PSH, SYN, encode, linktype};
 use epollscope::monitor::pcap::Writer;
+use monitor_support::seg;
 
 fn bin() -> std::process::Command {
     std::process::Command::new(assert_cmd::cargo::cargo_bin("epollscope"))
@@ -21,15 +24,6 @@ fn tmp(name: &str) -> PathBuf {
 fn write_capture(path: &Path, lt: u32) {
     let c = "192.168.1.10:51000".parse().unwrap();
     let s = "192.168.1.20:8080".parse().unwrap();
-    let seg = |src, dst, seq, ack, flags, payload: &'static [u8]| Segment {
-        src,
-        dst,
-        seq,
-        ack,
-        flags,
-        window: 1000,
-        payload,
-    };
     let segs = [
         seg(c, s, 10, 0, SYN, b""),
         seg(s, c, 50, 11, SYN | ACK, b""),

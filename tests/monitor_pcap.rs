@@ -3,9 +3,12 @@
 //! never panic the reader or the engine). The seed is printed on failure; set EPOLLSCOPE_SEED
 //! to replay one.
 
+mod monitor_support;
+
 use epollscope::monitor::packet::{ACK, FIN, PSH, SYN, Segment, encode, linktype};
 use epollscope::monitor::pcap::{NgWriter, PcapError, Reader, Writer};
 use epollscope::monitor::{Config, FlowId, MonError, Monitor, Side};
+use monitor_support::seg;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -14,15 +17,6 @@ use rand::{RngExt, SeedableRng};
 fn conversation(cli: &str, svr: &str) -> Vec<(u64, Segment<'static>)> {
     let c = cli.parse().unwrap();
     let s = svr.parse().unwrap();
-    let seg = |src, dst, seq, ack, flags, payload: &'static [u8]| Segment {
-        src,
-        dst,
-        seq,
-        ack,
-        flags,
-        window: 1000,
-        payload,
-    };
     let segs = vec![
         seg(c, s, 100, 0, SYN, b""),
         seg(s, c, 900, 101, SYN | ACK, b""),
