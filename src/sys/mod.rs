@@ -4,6 +4,15 @@
 //! Raw numbers rather than `OwnedFd` on purpose: the behaviour under study (an fd number reused
 //! after close, an epoll registration that outlives its fd, a child inheriting a table of fds) is
 //! about numbers, and the callers close explicitly so that every close is traced.
+//!
+//! Submodules group what is not a single call on an fd:
+//! * [`process`]: fork, exec, reaping, the parent-death signal, moving an fd out of the way.
+//! * [`signal`]: signal dispositions and the SIGINT/SIGTERM stop source the tools share.
+//! * [`procfs`]: what `/proc` says about a task (is it asleep in a system call).
+
+pub mod process;
+pub mod procfs;
+pub mod signal;
 
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};

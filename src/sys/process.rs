@@ -1,0 +1,1 @@
+//! Processes: fork, exec, reaping, the parent-death signal, and moving an fd out of the way.

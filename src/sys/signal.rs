@@ -1,0 +1,1 @@
+//! Signals: dispositions, and the SIGINT/SIGTERM stop source shared by the tools.
