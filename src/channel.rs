@@ -58,8 +58,11 @@ pub enum TryRecv<R> {
     Closed,
 }
 
+/// The two ends of one channel: the first sends `A` and receives `B`.
+pub type Pair<A, B> = (Channel<A, B>, Channel<B, A>);
+
 /// A connected pair of ends (close-on-exec).
-pub fn pair<A, B>() -> Result<(Channel<A, B>, Channel<B, A>), Errno> {
+pub fn pair<A, B>() -> Result<Pair<A, B>, Errno> {
     let (a, b) = sys::channel::seqpacket_pair()?;
     Ok((Channel::from_fd(a), Channel::from_fd(b)))
 }

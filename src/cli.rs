@@ -21,11 +21,5 @@ pub fn finish(tool: &str, result: anyhow::Result<ExitCode>) -> ExitCode {
 /// Call first in every binary's main: a closed stdout pipe (`tool | head`) ends the program
 /// quietly, as for any Unix filter, instead of panicking in `println!`.
 pub fn init() {
-    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler code.
-    unsafe {
-        let _ = nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGPIPE,
-            nix::sys::signal::SigHandler::SigDfl,
-        );
-    }
+    crate::sys::signal::default_sigpipe();
 }

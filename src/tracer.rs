@@ -568,9 +568,9 @@ impl Tracer {
         let _ = std::io::stderr().flush();
         let time_us = now_us();
         let started = Instant::now();
-        // SAFETY: callers fork from single-threaded processes (the tools and the scenario
-        // runner's actors), so the child cannot inherit a lock held by another thread.
-        let result = unsafe { nix::unistd::fork() };
+        // Callers fork from single-threaded processes (the tools and the scenario runner's
+        // actors), so the child cannot inherit a lock held by another thread.
+        let result = crate::sys::process::fork();
         let ret = match result {
             // The child's calls are its own: it starts a fresh list and records no fork.
             Ok(ForkResult::Child) => {

@@ -130,7 +130,7 @@ fn target(args: &Args) -> anyhow::Result<SockAddr> {
 
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let target = target(args)?;
-    let stop = StopSignals::install().context("cannot block SIGINT/SIGTERM")?;
+    let stop = StopSignals::stop().context("cannot block SIGINT/SIGTERM")?;
     let (limit, room) = raise_nofile_for(args.count);
     if room < args.count {
         eprintln!(
