@@ -255,6 +255,22 @@ fn bad_arguments_and_failed_setup_exit_2() {
         "--waiters must be at least 1",
     );
     assert_refused(&["inet", "0", "--mode", "both"], "unknown mode 'both'");
+    // A cap like --max-children's: a typo must not start a million processes.
+    assert_refused(
+        &["inet", "0", "--waiters", "100000"],
+        "--waiters must be at most 1024",
+    );
+    assert_refused(
+        &["inet", "0", "--max-children", "1000000"],
+        "--max-children must be at most 65536",
+    );
+    // clap's own errors follow the same one-line convention.
+    assert_refused(&["inet", "0", "--bogus"], "unexpected argument '--bogus'");
+    assert_refused(
+        &["inet", "0", "--waiters", "-1"],
+        "invalid value '-1' for '--waiters",
+    );
+    assert_refused(&["inet", "0", "--duration", "-1"], "invalid value '-1'");
     assert_refused(
         &["inet", "0", "--duration", "soon"],
         "invalid duration 'soon'",

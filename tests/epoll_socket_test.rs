@@ -169,6 +169,30 @@ fn bad_arguments_exit_2_with_a_message() {
 }
 
 #[test]
+fn bad_flags_and_negative_numbers_are_one_line_usage_errors() {
+    for (args, message) in [
+        (&["inet", "--bogus"][..], "unexpected argument '--bogus'"),
+        (
+            &["inet", "--connects", "-1"],
+            "invalid value '-1' for '--connects",
+        ),
+        (&["inet", "--mode", "-1"], "invalid value '-1' for '--mode"),
+        (&[], "required arguments were not provided: <FAMILY>"),
+    ] {
+        let out = run_clean(tool("epoll-socket-test").args(args));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("epoll-socket-test: error: "), "{err}");
+        assert!(
+            err.contains(message),
+            "{args:?}: expected {message:?} in {err}"
+        );
+        assert!(stdout(&out).is_empty());
+    }
+}
+
+#[test]
 fn unusable_addresses_exit_2_and_are_left_alone() {
     let file = temp_socket("regular");
     std::fs::write(&file, "not a socket").unwrap();

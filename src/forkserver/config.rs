@@ -42,6 +42,13 @@ impl FromStr for Mode {
     }
 }
 
+/// The most waiters a run may start: each is a process with its own epoll set, and far more
+/// than cores only adds noise to a herd.
+pub const MAX_WAITERS: usize = 1024;
+
+/// The most live children per waiter (a process each).
+pub const MAX_CHILDREN: usize = 65_536;
+
 /// Everything the command line decides.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -71,8 +78,14 @@ impl Config {
         if self.waiters == 0 {
             bail!("--waiters must be at least 1");
         }
+        if self.waiters > MAX_WAITERS {
+            bail!("--waiters must be at most {MAX_WAITERS}");
+        }
         if self.max_children == 0 {
             bail!("--max-children must be at least 1");
+        }
+        if self.max_children > MAX_CHILDREN {
+            bail!("--max-children must be at most {MAX_CHILDREN}");
         }
         if self.reuseport && self.addr.family() == Family::Unix {
             bail!("--reuseport needs inet or inet6: SO_REUSEPORT does not apply to unix sockets");
