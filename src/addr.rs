@@ -32,6 +32,17 @@ impl Family {
         }
     }
 
+    /// The family an `AF_*` constant names (`AF_UNIX`, `AF_LOCAL`, `AF_INET`, `AF_INET6`):
+    /// the one reading of a family written as C spells it.
+    pub fn from_af_name(name: &str) -> Option<Family> {
+        match name {
+            "AF_UNIX" | "AF_LOCAL" => Some(Family::Unix),
+            "AF_INET" => Some(Family::Inet),
+            "AF_INET6" => Some(Family::Inet6),
+            _ => None,
+        }
+    }
+
     /// The C constant, as strace prints it.
     pub fn af_name(self) -> &'static str {
         match self {

@@ -68,6 +68,9 @@ fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+/// A live rendering of the trace: the format, and where each rendered line goes.
+pub type Echo = (Format, fn(&str));
+
 /// Records the calls of one process (one actor).
 #[derive(Clone, Debug)]
 pub struct Tracer {
@@ -75,7 +78,8 @@ pub struct Tracer {
     pid: i32,
     names: Names,
     events: Vec<Event>,
-    echo: Option<Format>,
+    /// Where each event goes as it is recorded, rendered (the library itself never prints).
+    echo: Option<Echo>,
 }
 
 impl Tracer {
@@ -89,9 +93,9 @@ impl Tracer {
         }
     }
 
-    /// Also print each event to stdout as it is recorded (or absorbed).
-    pub fn set_echo(&mut self, format: Option<Format>) {
-        self.echo = format;
+    /// Also hand each event, rendered in `format`, to `sink` as it is recorded (or absorbed).
+    pub fn set_echo(&mut self, echo: Option<Echo>) {
+        self.echo = echo;
     }
 
     pub fn actor(&self) -> &str {
@@ -164,10 +168,8 @@ impl Tracer {
     }
 
     fn push(&mut self, event: Event) {
-        if let Some(format) = self.echo {
-            // A closed stdout must not stop (or panic) the experiment being traced.
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stdout(), "{}", event.render(format));
+        if let Some((format, sink)) = self.echo {
+            sink(&event.render(format));
         }
         self.events.push(event);
     }

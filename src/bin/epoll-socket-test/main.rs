@@ -4,8 +4,11 @@
 use std::process::ExitCode;
 
 use epollscope::addr::{Family, default_endpoint, parse_endpoint};
-use epollscope::probe::{ProbeConfig, ProbeReport, TriggerMode, run_probe};
+mod probe;
+
+use epollscope::epoll::TriggerMode;
 use epollscope::{Format, cli};
+use probe::{ProbeConfig, ProbeReport, run_probe};
 
 /// Listen on a socket, register it with epoll, connect twice without accepting, and see
 /// whether the listener is reported again for the second pending connection.

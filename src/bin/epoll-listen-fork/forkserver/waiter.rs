@@ -15,12 +15,12 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 
 use super::report::{Msg, Outcome};
-use crate::channel::Channel;
-use crate::sys::process::{self, ForkResult, Pid};
-use crate::sys::signal::{self as signals, SignalSource};
-use crate::sys::{self, RawFd};
-use crate::trace::Format;
-use crate::tracer::Tracer;
+use epollscope::channel::Channel;
+use epollscope::sys::process::{self, ForkResult, Pid};
+use epollscope::sys::signal::{self as signals, SignalSource};
+use epollscope::sys::{self, RawFd};
+use epollscope::trace::Format;
+use epollscope::tracer::Tracer;
 
 /// Prints the calls traced since the last flush (with --trace) and forgets them.
 ///
@@ -131,7 +131,7 @@ fn serve(t: &mut Tracer, ctx: &WaiterCtx<'_>) -> Result<(), String> {
     .map_err(|e| {
         format!(
             "epoll_ctl(ADD, listener, {}): {e}",
-            crate::trace::epoll_events_name(ctx.events)
+            epollscope::trace::epoll_events_name(ctx.events)
         )
     })?;
     send(

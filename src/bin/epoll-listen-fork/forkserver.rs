@@ -15,7 +15,7 @@ pub mod config;
 pub mod report;
 pub mod waiter;
 
-pub use config::{Config, Mode, parse_duration};
+pub use config::{Config, Mode};
 
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -24,15 +24,15 @@ use anyhow::{Context, bail};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 
-use crate::channel::{self, Channel, TryRecv};
-use crate::sys::process::{self, ForkResult, Pid};
-use crate::sys::signal::{self as signals, SignalSource};
+use epollscope::channel::{self, Channel, TryRecv};
+use epollscope::sys::process::{self, ForkResult, Pid};
+use epollscope::sys::signal::{self as signals, SignalSource};
 
-use crate::addr::SockAddr;
-use crate::net::{ListenOptions, SocketFileGuard, listen_on, prepare_unix_path};
-use crate::sys::{self, RawFd};
-use crate::trace::epoll_events_name;
-use crate::tracer::Tracer;
+use epollscope::addr::SockAddr;
+use epollscope::net::{ListenOptions, SocketFileGuard, listen_on, prepare_unix_path};
+use epollscope::sys::{self, RawFd};
+use epollscope::trace::epoll_events_name;
+use epollscope::tracer::Tracer;
 use report::{Msg, Outcome, Summary, Tally, WaiterSummary};
 use waiter::WaiterCtx;
 

@@ -10,73 +10,20 @@
 //! on every run: the parent tells the child to connect, the child sends its traced calls back
 //! with the outcome, and only then does the parent wait.
 
-use std::fmt;
-use std::str::FromStr;
-
 use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use crate::addr::{Family, SockAddr};
-use crate::channel::{self, Channel};
-use crate::epoll::Interest;
-use crate::net::{
+use epollscope::addr::{Family, SockAddr};
+use epollscope::channel::{self, Channel};
+use epollscope::epoll::TriggerMode;
+use epollscope::net::{
     ListenOptions, SetupError, SocketFileGuard, connect_to, listen_on, prepare_unix_path,
 };
-use crate::sys::RawFd;
-use crate::sys::process::{self, ForkResult, Pid};
-use crate::trace::{Event, Format};
-use crate::tracer::Tracer;
-
-/// How the listener is registered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TriggerMode {
-    /// Level-triggered: `EPOLLIN`.
-    Lt,
-    /// Edge-triggered: `EPOLLIN|EPOLLET`.
-    Et,
-    /// One event, then disabled until re-armed: `EPOLLIN|EPOLLONESHOT`.
-    Oneshot,
-}
-
-impl TriggerMode {
-    pub fn interest(self) -> Interest {
-        match self {
-            TriggerMode::Lt => Interest::IN,
-            TriggerMode::Et => Interest::IN | Interest::ET,
-            TriggerMode::Oneshot => Interest::IN | Interest::ONESHOT,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            TriggerMode::Lt => "lt",
-            TriggerMode::Et => "et",
-            TriggerMode::Oneshot => "oneshot",
-        }
-    }
-}
-
-impl fmt::Display for TriggerMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for TriggerMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "lt" | "level" => Ok(TriggerMode::Lt),
-            "et" | "edge" => Ok(TriggerMode::Et),
-            "oneshot" => Ok(TriggerMode::Oneshot),
-            other => Err(format!(
-                "unknown mode '{other}': expected lt, et or oneshot"
-            )),
-        }
-    }
-}
+use epollscope::sys::RawFd;
+use epollscope::sys::process::{self, ForkResult, Pid};
+use epollscope::trace::{Event, Format};
+use epollscope::tracer::Tracer;
 
 /// What to probe.
 #[derive(Clone, Debug)]
@@ -262,6 +209,12 @@ impl Drop for ChildConnector {
     }
 }
 
+/// Prints one line of the live trace; a closed stdout must not stop (or panic) the experiment.
+fn print_line(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 /// Runs the probe. Errors are set-up failures (the address, fork, pipes); whatever the kernel
 /// does with the connections is a result, not an error.
 pub fn run_probe(config: &ProbeConfig) -> anyhow::Result<ProbeReport> {
@@ -269,7 +222,7 @@ pub fn run_probe(config: &ProbeConfig) -> anyhow::Result<ProbeReport> {
         bail!("--connects must be at least 1");
     }
     let mut tracer = Tracer::new("main");
-    tracer.set_echo(config.echo);
+    tracer.set_echo(config.echo.map(|format| (format, print_line as fn(&str))));
     let phase = |label: &str| {
         if config.echo.is_some() {
             println!("# {label}");

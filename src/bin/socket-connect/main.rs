@@ -11,11 +11,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use epollscope::addr::{Family, SockAddr, parse_endpoint};
 use epollscope::cli;
-use epollscope::storm::{
+mod storm;
+
+use epollscope::trace::errno_text;
+use storm::{
     DEFAULT_CONCURRENCY, DEFAULT_SEED, Hold, HoldEnd, StopSignals, StormConfig, StormReport,
     errno_by_name, raise_nofile_for, run_storm_until,
 };
-use epollscope::trace::errno_text;
 
 const TOOL: &str = "socket-connect";
 

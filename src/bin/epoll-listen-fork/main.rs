@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use epollscope::addr::{Family, default_endpoint, parse_endpoint};
-use epollscope::forkserver::{self, Config, Mode, TOOL};
+mod forkserver;
+
 use epollscope::trace::Format;
+use forkserver::{Config, Mode, TOOL};
 
 /// A forking epoll server: each waiter forks a child per listener event; the child tries one
 /// non-blocking accept4 and holds the connection for --sleep ms. Every event is reported as
@@ -93,7 +95,7 @@ fn config(args: Args) -> anyhow::Result<Config> {
     };
     Ok(Config {
         addr,
-        mode: Mode::from_str(&args.mode)?,
+        mode: Mode::from_str(&args.mode).map_err(|e| anyhow!(e))?,
         exclusive: args.exclusive,
         reuseport: args.reuseport,
         waiters: args.waiters,

@@ -1,6 +1,6 @@
 //! What waiters and their children tell the master, and what the master makes of it.
 //!
-//! Every process sends its messages on one shared [`crate::channel::Channel`] (one message per
+//! Every process sends its messages on one shared [`epollscope::channel::Channel`] (one message per
 //! send, so messages from different processes never interleave); the master reads them as they
 //! arrive, prints one line per epoll event, and keeps the tallies the summary is made of.
 
@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::addr::Family;
-use crate::trace::epoll_events_name;
+use epollscope::addr::Family;
+use epollscope::trace::epoll_events_name;
 
 /// What a child's accept4 on the listener came to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -336,7 +336,7 @@ mod tests {
             Msg::Paused { w: 4, children: 8 },
             Msg::Reaped { w: 2, count: 3 },
         ];
-        let (tx, mut rx) = crate::channel::pair::<Msg, ()>().unwrap();
+        let (tx, mut rx) = epollscope::channel::pair::<Msg, ()>().unwrap();
         for m in &msgs {
             tx.send(m).unwrap();
         }

@@ -15,7 +15,7 @@ use super::Storm;
 /// SIGINT and SIGTERM, blocked and delivered through a signalfd so that the storm and the hold
 /// can end cleanly (closing every connection) instead of dying mid-way. Install it before
 /// starting any thread.
-pub use crate::sys::signal::SignalSource as StopSignals;
+pub use epollscope::sys::signal::SignalSource as StopSignals;
 
 /// A terminal on stdin in non-canonical mode without echo for as long as this lives, so that
 /// one key (not a whole line) ends the hold; the previous settings come back on drop.
