@@ -5,6 +5,8 @@
 //! Used by `epoll-socket-test`'s connecting child, `epoll-listen-fork`'s waiter reports and the
 //! scenario actors. End of file (every sending end closed) is `Ok(None)`: the peer is gone.
 
+#![deny(unsafe_code)]
+
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};

@@ -219,3 +219,30 @@ fn unusable_addresses_exit_2_and_are_left_alone() {
     let port = taken.local_addr().unwrap().port().to_string();
     assert_bad(&["inet", &port], "is already in use");
 }
+
+/// Whether a socket file is stale is decided by the file (is anything bound to it), never by
+/// the spelling of its path: a symlinked or `..` spelling of a live server's socket used to be
+/// taken for stale and removed, leaving the server unreachable.
+#[test]
+fn a_live_socket_spelled_another_way_is_left_alone() {
+    let dir = std::env::temp_dir().join(format!("es-spellings-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::os::unix::fs::symlink(&dir, dir.join("link")).unwrap();
+    let live_path = dir.join("live.sock");
+    let live = std::os::unix::net::UnixListener::bind(&live_path).unwrap();
+    for spelling in [dir.join("link/live.sock"), dir.join("sub/../live.sock")] {
+        assert_bad(&["unix", spelling.to_str().unwrap()], "is in use");
+        std::os::unix::net::UnixStream::connect(&live_path).unwrap_or_else(|e| {
+            panic!(
+                "{}: the live server became unreachable: {e}",
+                spelling.display()
+            )
+        });
+    }
+    // (Removal of a really stale file under another spelling is not run here: a listener
+    // closed by this test process may live on for a moment in a child another test thread is
+    // spawning, and the tool would rightly call it in use.)
+    drop(live);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
