@@ -140,6 +140,9 @@ impl Default for Outcome {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Reply {
+    /// The actor is up and serving (its first message): a runner that gets EOF instead knows
+    /// the actor never started, whatever the timing of its exit.
+    Ready,
     /// A background call is about to start: its unfinished event.
     Started(Event),
     /// The call finished. A fork's reply carries the child's channel as SCM_RIGHTS.
@@ -296,6 +299,9 @@ pub fn become_actor(name: &str, chan: OwnedFd) -> ! {
             nix::sys::signal::Signal::SIGPIPE,
             nix::sys::signal::SigHandler::SigIgn,
         );
+    }
+    if send(chan.as_raw_fd(), &Reply::Ready, None).is_err() {
+        std::process::exit(0);
     }
     let mut tracer = Tracer::new(name);
     serve(&mut tracer, chan)

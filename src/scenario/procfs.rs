@@ -30,7 +30,9 @@ pub fn proc_state(pid: Pid) -> Option<String> {
 
 /// Whether `pid` is asleep inside one of `syscalls`.
 pub fn blocked_in(pid: Pid, syscalls: &[i64]) -> bool {
-    if !matches!(proc_state(pid).as_deref(), Some("S") | Some("D")) {
+    // Only an interruptible sleep is a wait for an event. D is a lock or I/O wait on the way
+    // in or out of the call (a woken epoll_wait waits for the set's mutex in D).
+    if proc_state(pid).as_deref() != Some("S") {
         return false;
     }
     std::fs::read_to_string(format!("/proc/{pid}/syscall"))

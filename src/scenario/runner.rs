@@ -195,7 +195,48 @@ impl<'a> Run<'a> {
                     background_done: None,
                     exited: false,
                 });
-                Ok(())
+                self.wait_ready()
+            }
+        }
+    }
+
+    /// Waits for the main actor's first message: it is serving, or it died starting (an exec
+    /// that failed), told apart by the message rather than by when a later send notices.
+    fn wait_ready(&mut self) -> Result<(), Failure> {
+        let top = Span { line: 1, col: 1 };
+        let deadline = (Instant::now() + self.scenario.step_timeout).min(self.deadline);
+        let chan = &self.actors[0].chan;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(fail(
+                    self.scenario,
+                    top,
+                    format!(
+                        "process main did not start within {:?}",
+                        self.scenario.step_timeout
+                    ),
+                    None,
+                ));
+            }
+            if readable(chan, left) {
+                return match actor::recv::<Reply>(chan.as_raw_fd()) {
+                    Ok(Some((Reply::Ready, _))) => Ok(()),
+                    Ok(Some(_)) => Err(fail(
+                        self.scenario,
+                        top,
+                        "actor protocol error".into(),
+                        None,
+                    )),
+                    _ => Err(fail(
+                        self.scenario,
+                        top,
+                        "process main died before it could start serving \
+                         (the actor program failed to start)"
+                            .into(),
+                        None,
+                    )),
+                };
             }
         }
     }
@@ -317,7 +358,7 @@ impl<'a> Run<'a> {
         if step.background {
             match self.receive(idx, step)? {
                 (Reply::Started(event), _) => self.trace.push(event),
-                (Reply::Done { .. }, _) => {
+                (Reply::Done { .. } | Reply::Ready, _) => {
                     return Err(fail(
                         self.scenario,
                         step.span,
@@ -460,15 +501,32 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// [`Self::returned`] for every actor.
+    fn returned_all(&self) -> Vec<bool> {
+        (0..self.actors.len()).map(|i| self.returned(i)).collect()
+    }
+
     /// Waits until each of `idxs` has either returned or is confirmed asleep in its blocking
     /// call. Replies are left unread: `await` or the actor's next step records them, at a
     /// point of the script's choosing, so the trace order stays deterministic.
     fn wait_blocked(&mut self, idxs: &[usize], span: Span) -> Result<(), Failure> {
         let deadline = (Instant::now() + self.scenario.step_timeout).min(self.deadline);
+        // Evidence from before this point says nothing about now: the step since may have
+        // woken a sleeper.
+        for &idx in idxs {
+            if let Some(pending) = self.actors[idx].pending.as_mut() {
+                pending.confirmations = 0;
+            }
+        }
         loop {
             let mut settled = true;
+            // A call that returns can wake a sleeper on its way out (epoll's level-triggered
+            // chain wakes the next waiter before the first one replies), so a sleeper seen
+            // asleep before another call returned may be awake now: the observations of one
+            // pass count only if no call returned while they were made.
+            let before = self.returned_all();
             for &idx in idxs {
-                if self.returned(idx) {
+                if before[idx] {
                     continue;
                 }
                 let actor = &mut self.actors[idx];
@@ -480,6 +538,14 @@ impl<'a> Run<'a> {
                 if pending.confirmations < BLOCKED_CONFIRMATIONS {
                     settled = false;
                 }
+            }
+            if self.returned_all() != before {
+                for &idx in idxs {
+                    if let Some(pending) = self.actors[idx].pending.as_mut() {
+                        pending.confirmations = 0;
+                    }
+                }
+                settled = false;
             }
             if settled {
                 return Ok(());
