@@ -11,6 +11,7 @@
 //! * [`cli`]: conventions shared by the binaries (error exit codes).
 
 pub mod addr;
+pub mod channel;
 pub mod cli;
 pub mod epoll;
 pub mod fastpath;

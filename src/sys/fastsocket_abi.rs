@@ -181,3 +181,11 @@ mod tests {
         assert_eq!(spawn.cpu, 0);
     }
 }
+
+/// One Fastsocket command on the module's channel `fd`.
+pub fn ioctl(fd: i32, cmd: u32, arg: &mut FsocketIoctlArg) -> Result<i32, nix::errno::Errno> {
+    // SAFETY: arg is a live, fully initialised fsocket_ioctl_arg in the module's layout; any
+    // pointers inside it were set by the caller from live buffers (AcceptOp's address out-
+    // parameters), which the kernel writes at most `*sockaddr_len` bytes into.
+    super::check(unsafe { libc::ioctl(fd, cmd as libc::Ioctl, arg as *mut FsocketIoctlArg) })
+}
