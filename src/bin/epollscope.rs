@@ -6,6 +6,9 @@ use clap::{Parser, Subcommand};
 use epollscope::cli;
 use epollscope::scenario;
 
+#[path = "epollscope/run.rs"]
+mod run;
+
 #[derive(Parser, Debug)]
 #[command(
     version,
@@ -24,7 +27,7 @@ enum Cmd {
 2 on bad input (an unreadable or malformed scenario, a bad flag). With --under both: 0 when \
 every native run passed (what the shim changes is reported, not failed)."
     )]
-    Run(scenario::cli::RunArgs),
+    Run(run::RunArgs),
     /// (internal) A scenario actor started by exec, serving the runner on fd 3.
     #[command(name = "__actor", hide = true)]
     Actor,
@@ -50,7 +53,7 @@ fn main() -> ExitCode {
     cli::finish(
         "epollscope",
         match args.command {
-            Cmd::Run(run) => scenario::cli::run(run),
+            Cmd::Run(args) => run::run(args),
             Cmd::Actor => scenario::actor_main(),
             Cmd::Monitor(args) => epollscope::monitor::cli::run(args),
             Cmd::Trace(args) => epollscope::shim::command::trace(args),
