@@ -277,9 +277,7 @@ pub static CALLS: &[CallSpec] = &[
         usage: "write(FD, \"data\")",
         returns: Returns::Number,
         blocking: None,
-        action: Action::Call(|t, _, op| {
-            Outcome::of(t.write(op.fd(0), op.bytes(1)).map(|n| count(n)))
-        }),
+        action: Action::Call(|t, _, op| Outcome::of(t.write(op.fd(0), op.bytes(1)).map(count))),
     },
     CallSpec {
         name: "epoll_create1",

@@ -201,6 +201,8 @@ fn unroll(
                     None => tokens.clone(),
                 });
             }
+            // A body with no step unrolls to nothing, however often it repeats.
+            Block::Repeat { body, .. } if steps(body) == Ok(0) => {}
             Block::Repeat { count, body, .. } => {
                 for i in 1..=*count {
                     unroll(body, Some(i), out)?;

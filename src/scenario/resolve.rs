@@ -13,6 +13,12 @@ use crate::addr::{Family, SockAddr};
 #[error("'{0}' has no value: the step that names it did not succeed")]
 pub struct Unbound(pub String);
 
+/// A call ready for an actor, and the addresses it uses with the names traces give them.
+pub struct Resolved {
+    pub op: Op<Live>,
+    pub aliases: Vec<(SockAddr, String)>,
+}
+
 /// Resolves `op` for an actor whose fd names are `names`; `addr` gives (and allocates) the
 /// address of an `ADDR` name. Also returns the addresses used, with their names.
 pub fn resolve(
@@ -20,7 +26,7 @@ pub fn resolve(
     names: &HashMap<String, i32>,
     family: Family,
     mut addr: impl FnMut(&str) -> SockAddr,
-) -> Result<(Op<Live>, Vec<(SockAddr, String)>), Unbound> {
+) -> Result<Resolved, Unbound> {
     let fd = |arg: &FdArg| -> Result<i32, Unbound> {
         match arg {
             FdArg::Num(n) => Ok(*n),
@@ -60,11 +66,11 @@ pub fn resolve(
             Arg::Ignored => Arg::Ignored,
         });
     }
-    Ok((
-        Op {
+    Ok(Resolved {
+        op: Op {
             call: op.call,
             args,
         },
         aliases,
-    ))
+    })
 }

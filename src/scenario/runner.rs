@@ -17,11 +17,12 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::actor;
-use super::ast::{Aggregate, Arg, Expect, Live, Op, Returns, Scenario, Span, Step, Stmt};
+use super::ast::{Aggregate, Arg, Expect, Returns, Scenario, Span, Step, Stmt};
 use super::calls::Action;
 use super::expect::{check_aggregate, check_step};
 use super::protocol::{Command, Outcome, Reply, RunnerEnd};
 use super::report::{AggregateValue, Failure, ScenarioReport};
+use super::resolve::Resolved;
 use crate::addr::{Family, SockAddr};
 use crate::channel;
 use crate::sys::process::{self, ForkResult};
@@ -348,11 +349,7 @@ impl<'a> Run<'a> {
     }
 
     /// The step's call with names turned into this actor's fd numbers and addresses.
-    fn resolve(
-        &mut self,
-        idx: usize,
-        step: &Step,
-    ) -> Result<(Op<Live>, Vec<(SockAddr, String)>), Failure> {
+    fn resolve(&mut self, idx: usize, step: &Step) -> Result<Resolved, Failure> {
         let (family, dir, addrs) = (self.family, &self.dir, &mut self.addrs);
         // An address name gets its address on first use: a socket file in the run's own
         // directory, or loopback port 0 (replaced by the real port once bound).
@@ -375,7 +372,7 @@ impl<'a> Run<'a> {
             // A new call by a busy actor waits for its background call, as a real process would.
             self.collect(idx, Stability::Stable)?;
         }
-        let (op, aliases) = self.resolve(idx, step)?;
+        let Resolved { op, aliases } = self.resolve(idx, step)?;
         let name = match &step.expect {
             Some(Expect::Bind(n)) => n.clone(),
             _ => String::new(),

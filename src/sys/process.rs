@@ -109,20 +109,6 @@ pub fn exec(exe: &CString, argv: &[CString], envp: &[CString]) -> Errno {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn move_high_lands_at_or_above_the_minimum_and_closes_the_original() {
-        let (r, _w) = nix::unistd::pipe().unwrap();
-        let low = r.as_raw_fd();
-        let high = move_high(r, 700).unwrap();
-        assert!(high.as_raw_fd() >= 700);
-        assert_eq!(super::super::close(low), Err(Errno::EBADF));
-    }
-}
-
 // --- added by H2 (scenario runner)
 
 /// Takes ownership of an fd this program inherited at a known number (an exec'd child finds
@@ -145,3 +131,18 @@ pub fn readable(fd: RawFd) -> bool {
     )];
     matches!(nix::poll::poll(&mut pfd, 0u16), Ok(1))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn move_high_lands_at_or_above_the_minimum_and_closes_the_original() {
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        let low = r.as_raw_fd();
+        let high = move_high(r, 700).unwrap();
+        assert!(high.as_raw_fd() >= 700);
+        assert_eq!(super::super::close(low), Err(Errno::EBADF));
+    }
+}
+
