@@ -5,6 +5,8 @@
 //! Used by `epoll-socket-test`'s connecting child, `epoll-listen-fork`'s waiter reports and the
 //! scenario actors. End of file (every sending end closed) is `Ok(None)`: the peer is gone.
 
+#![deny(unsafe_code)]
+
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -58,8 +60,11 @@ pub enum TryRecv<R> {
     Closed,
 }
 
+/// The two ends of one channel: the first sends `A` and receives `B`.
+pub type Pair<A, B> = (Channel<A, B>, Channel<B, A>);
+
 /// A connected pair of ends (close-on-exec).
-pub fn pair<A, B>() -> Result<(Channel<A, B>, Channel<B, A>), Errno> {
+pub fn pair<A, B>() -> Result<Pair<A, B>, Errno> {
     let (a, b) = sys::channel::seqpacket_pair()?;
     Ok((Channel::from_fd(a), Channel::from_fd(b)))
 }

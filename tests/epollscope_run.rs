@@ -304,9 +304,11 @@ fork() = w1
 
 /// Starts `epollscope run` on [`BLOCKS`] with its own TMPDIR and waits (on /proc, bounded)
 /// until the runner and its three actors exist and w1 sleeps in its foreground accept.
+// The child is returned to the caller, which waits for it; on timeout it is waited for here.
+#[allow(clippy::zombie_processes)]
 fn start_blocked(tmp: &TempDir, extra: &[&str], lib: &Path) -> (std::process::Child, ScenarioFile) {
     let path = scenario_file(&format!("blocks{}", extra.len()), BLOCKS);
-    let child = tool("epollscope")
+    let mut child = tool("epollscope")
         .arg("run")
         .args(extra)
         .arg(&path)
@@ -336,10 +338,11 @@ fn start_blocked(tmp: &TempDir, extra: &[&str], lib: &Path) -> (std::process::Ch
         if procs.len() == 4 && in_accept == 2 {
             return (child, path);
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the actors never blocked: {procs:?}"
-        );
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("the actors never blocked: {procs:?}; {}", stderr(&out));
+        }
         std::thread::yield_now();
     }
 }

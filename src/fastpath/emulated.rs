@@ -115,10 +115,10 @@ fn new_listener_like(
             sys::setsockopt_int(new, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, v6only)?;
         }
         sys::setsockopt_int(new, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
-        if options.cpu_steering {
-            if let Some(cpu) = sys::sched_getcpu() {
-                sys::setsockopt_int(new, libc::SOL_SOCKET, libc::SO_INCOMING_CPU, cpu)?;
-            }
+        if options.cpu_steering
+            && let Some(cpu) = sys::sched_getcpu()
+        {
+            sys::setsockopt_int(new, libc::SOL_SOCKET, libc::SO_INCOMING_CPU, cpu)?;
         }
         sys::bind(new, &addr)?;
         sys::listen(new, backlog)

@@ -145,4 +145,3 @@ mod tests {
         assert_eq!(super::super::close(low), Err(Errno::EBADF));
     }
 }
-

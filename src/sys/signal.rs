@@ -93,6 +93,12 @@ impl SignalSource {
     }
 }
 
+impl std::os::fd::AsFd for SignalSource {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl AsRawFd for SignalSource {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use epollscope::addr::Family;
-use epollscope::cli::EXIT_BAD_INPUT;
+use epollscope::cli::{self, EXIT_BAD_INPUT};
 use epollscope::scenario::compare::{Difference, comparison_lines, differences, side_by_side};
 use epollscope::scenario::{
     LoadError, RunOptions, Scenario, ScenarioReport, is_flaky, junit, load, run_with,
@@ -35,14 +35,14 @@ pub struct RunArgs {
     #[arg(long)]
     raw: bool,
     /// Run everything N times and report scenarios whose trace or verdict differs (flaky).
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = cli::count_usize(1..=100_000))]
     repeat: usize,
     /// Only scenarios whose path contains PATTERN.
     #[arg(long, value_name = "PATTERN")]
     filter: Option<String>,
     /// Only this family of each scenario's matrix.
-    #[arg(long)]
-    family: Option<String>,
+    #[arg(long, value_parser = cli::family)]
+    family: Option<Family>,
     /// List the scenarios with what they demonstrate, and run nothing.
     #[arg(long)]
     list: bool,
@@ -54,7 +54,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "native")]
     under: Under,
     /// Scenario instances run at once [default: 2 per CPU].
-    #[arg(long, short = 'j')]
+    #[arg(long, short = 'j', value_parser = cli::count_usize(1..=1024))]
     jobs: Option<usize>,
 }
 
@@ -108,10 +108,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.paths.clone()
     };
-    let only_family: Option<Family> = args.family.as_deref().map(str::parse).transpose()?;
-    if args.repeat == 0 {
-        bail!("--repeat must be at least 1");
-    }
+    let only_family = args.family;
     // Output paths are checked before anything runs: a long run must not end in a write error.
     let junit_file = match &args.junit {
         Some(path) => Some(

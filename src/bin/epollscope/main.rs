@@ -2,14 +2,14 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use epollscope::cli;
 use epollscope::scenario;
 
-#[path = "epollscope/run.rs"]
 mod run;
+mod trace;
 
-#[derive(Parser, Debug)]
+#[derive(clap::Parser, Debug)]
 #[command(
     version,
     about = "Test and diagnose how Linux epoll and listening sockets behave"
@@ -39,25 +39,20 @@ truncated or corrupt capture, unknown link type, no permission to capture)."
     Monitor(epollscope::monitor::cli::MonitorArgs),
     /// Run a program under the preload shim and print its socket and epoll calls, all processes.
     #[command(after_help = "Exit status: the program's own (128+N when killed by signal N).")]
-    Trace(epollscope::shim::command::TraceArgs),
+    Trace(trace::TraceArgs),
     /// Run a program traced, then under the Fastsocket fast path, and compare the two runs.
-    Compare(epollscope::shim::command::CompareArgs),
+    Compare(trace::CompareArgs),
 }
 
 fn main() -> ExitCode {
-    cli::init();
     // Actors forked by actors are orphaned when a run tears down; adopt and reap them here
     // rather than leave zombies to an init that may not reap.
     let _ = nix::sys::prctl::set_child_subreaper(true);
-    let args = Args::parse();
-    cli::finish(
-        "epollscope",
-        match args.command {
-            Cmd::Run(args) => run::run(args),
-            Cmd::Actor => scenario::actor_main(),
-            Cmd::Monitor(args) => epollscope::monitor::cli::run(args),
-            Cmd::Trace(args) => epollscope::shim::command::trace(args),
-            Cmd::Compare(args) => epollscope::shim::command::compare(args),
-        },
-    )
+    cli::main("epollscope", |args: Args| match args.command {
+        Cmd::Run(args) => run::run(args),
+        Cmd::Actor => scenario::actor_main(),
+        Cmd::Monitor(args) => epollscope::monitor::cli::run(args),
+        Cmd::Trace(args) => trace::trace(args),
+        Cmd::Compare(args) => trace::compare(args),
+    })
 }
