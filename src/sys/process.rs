@@ -137,6 +137,29 @@ pub fn exec(exe: &CString, argv: &[CString], envp: &[CString]) -> Errno {
     }
 }
 
+// --- added by H2 (scenario runner)
+
+/// Takes ownership of an fd this program inherited at a known number (an exec'd child finds
+/// its channel there). Exits if nothing is open there: the parent broke the contract.
+pub fn take_inherited(fd: RawFd) -> OwnedFd {
+    if super::fcntl_getfd(fd).is_err() {
+        std::process::exit(120);
+    }
+    // SAFETY: the fd is open (checked above) and, by the exec contract, owned by nothing else
+    // in this fresh program.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Whether `fd` has something to read (or a peer to accept) right now, without waiting.
+pub fn readable(fd: RawFd) -> bool {
+    let mut pfd = [nix::poll::PollFd::new(
+        // SAFETY: the caller names an fd open for the duration of this call.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+        nix::poll::PollFlags::POLLIN,
+    )];
+    matches!(nix::poll::poll(&mut pfd, 0u16), Ok(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

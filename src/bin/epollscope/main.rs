@@ -6,6 +6,7 @@ use clap::Subcommand;
 use epollscope::cli;
 use epollscope::scenario;
 
+mod run;
 mod trace;
 
 #[derive(clap::Parser, Debug)]
@@ -26,7 +27,7 @@ enum Cmd {
 2 on bad input (an unreadable or malformed scenario, a bad flag). With --under both: 0 when \
 every native run passed (what the shim changes is reported, not failed)."
     )]
-    Run(scenario::cli::RunArgs),
+    Run(run::RunArgs),
     /// (internal) A scenario actor started by exec, serving the runner on fd 3.
     #[command(name = "__actor", hide = true)]
     Actor,
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
     // rather than leave zombies to an init that may not reap.
     let _ = nix::sys::prctl::set_child_subreaper(true);
     cli::main("epollscope", |args: Args| match args.command {
-        Cmd::Run(run) => scenario::cli::run(run),
+        Cmd::Run(args) => run::run(args),
         Cmd::Actor => scenario::actor_main(),
         Cmd::Monitor(args) => epollscope::monitor::cli::run(args),
         Cmd::Trace(args) => trace::trace(args),
