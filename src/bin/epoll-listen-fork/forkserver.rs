@@ -26,6 +26,7 @@ use nix::sys::signal::{Signal, kill};
 
 use epollscope::channel::{self, Channel, TryRecv};
 use epollscope::sys::process::{self, ForkResult, Pid};
+use epollscope::sys::procfs;
 use epollscope::sys::signal::{self as signals, SignalSource};
 
 use epollscope::addr::SockAddr;
@@ -414,13 +415,20 @@ impl Master<'_> {
         }
     }
 
-    /// Whether every live waiter is asleep in epoll_wait, i.e. on the listener's wait queue.
-    /// Unknowable without /proc/PID/wchan; then the waiters count as idle.
+    /// Whether every live waiter is asleep in epoll_wait, i.e. on the listener's wait queue:
+    /// the crate's one "asleep in a system call" test (sys::procfs). Where the kernel does not
+    /// say (no /proc/PID/syscall), no waiter counts as idle: one-at-a-time clients then go
+    /// ahead after SETTLE_MAX, and a burst waits like a run with --duration would.
     fn waiters_idle(&self) -> bool {
-        self.waiters.iter().filter(|p| p.alive).all(|p| {
-            std::fs::read_to_string(format!("/proc/{}/wchan", p.pid))
-                .map_or(true, |w| w.trim() == "do_epoll_wait")
-        })
+        const EPOLL_WAITS: &[i64] = &[
+            libc::SYS_epoll_wait,
+            libc::SYS_epoll_pwait,
+            libc::SYS_epoll_pwait2,
+        ];
+        self.waiters
+            .iter()
+            .filter(|p| p.alive)
+            .all(|p| procfs::asleep_in(Pid::from_raw(p.pid), EPOLL_WAITS))
     }
 
     /// Connects the next self-connect client; it stays open until the end of the run.
