@@ -1,8 +1,6 @@
 //! Socket families and endpoints: what a user types on a command line (`unix /tmp/x`, `inet 8080`)
 //! turned into a checked address, with errors a user can act on.
 
-#![deny(unsafe_code)]
-
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
