@@ -227,6 +227,16 @@ mod tests {
     }
 
     #[test]
+    fn af_names_read_back_as_their_family() {
+        for f in Family::ALL {
+            assert_eq!(Family::from_af_name(f.af_name()), Some(f));
+            assert_eq!(f.name().parse::<Family>(), Ok(f));
+        }
+        assert_eq!(Family::from_af_name("AF_LOCAL"), Some(Family::Unix));
+        assert_eq!(Family::from_af_name("AF_NETLINK"), None);
+    }
+
+    #[test]
     fn ports_and_hosts() {
         assert_eq!(
             parse_endpoint(Family::Inet, "8080").unwrap(),
