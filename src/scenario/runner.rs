@@ -10,16 +10,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::actor;
-use super::ast::{Aggregate, Arg, Expect, Returns, Scenario, Span, Step, Stmt};
+use super::ast::{Arg, Expect, Returns, Scenario, Span, Step, Stmt};
 use super::calls::Action;
-use super::expect::{check_aggregate, check_step};
+use super::expect::check_step;
 use super::protocol::{Command, Outcome, Reply, RunnerEnd};
 use super::report::{AggregateValue, Failure, ScenarioReport};
 use super::resolve::Resolved;
@@ -28,6 +28,8 @@ use crate::channel;
 use crate::sys::process::{self, ForkResult};
 use crate::sys::procfs;
 use crate::trace::{Call, Event, Ret, Stability};
+
+mod background;
 
 /// How many consecutive polls must see a background call blocked before it counts as asleep.
 const BLOCKED_CONFIRMATIONS: u32 = 3;
@@ -106,14 +108,36 @@ fn active() -> std::sync::MutexGuard<'static, BTreeMap<usize, (Vec<Pid>, PathBuf
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Kills the actors of every run in progress and removes their directories: for a program
-/// stopped by SIGINT or SIGTERM, which then exits without waiting for the runs.
+/// Set by [`abort_all`]: no run starts any more.
+static ABORTED: AtomicBool = AtomicBool::new(false);
+
+/// Kills the actors of every run in progress and removes their directories, and lets no new
+/// run start: for a program stopped by SIGINT or SIGTERM, which then exits without waiting
+/// for the runs (they fail as their actors die; see [`aborted`]).
 pub fn abort_all() {
-    for (pids, dir) in active().values() {
-        for &pid in pids {
-            let _ = kill(pid, Signal::SIGKILL);
-        }
+    let active = active();
+    ABORTED.store(true, Ordering::SeqCst);
+    for (pids, dir) in active.values() {
+        kill_and_wait(pids);
         let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Whether [`abort_all`] was called: the runs that ended since failed because of it, and
+/// their reports must not be taken for verdicts.
+pub fn aborted() -> bool {
+    ABORTED.load(Ordering::SeqCst)
+}
+
+/// SIGKILLs `pids` and waits (bounded) until each is gone or a zombie: a process that was in
+/// the middle of a bind may still create its socket file until then.
+fn kill_and_wait(pids: &[Pid]) {
+    for &pid in pids {
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while pids.iter().any(|&pid| !procfs::exited(pid)) && Instant::now() < deadline {
+        std::thread::yield_now();
     }
 }
 
@@ -208,9 +232,16 @@ impl<'a> Run<'a> {
                 None,
             )
         };
-        // create_dir, not create_dir_all: the directory is this run's own, made here.
-        std::fs::create_dir(&self.dir).map_err(|e| setup("temporary directory", &e))?;
-        active().insert(self.instance, (vec![], self.dir.clone()));
+        {
+            // Under the lock abort_all takes, so that a stop never misses a new directory.
+            let mut active = active();
+            if aborted() {
+                return Err(setup("starting", &"the run was stopped"));
+            }
+            // create_dir, not create_dir_all: the directory is this run's own, made here.
+            std::fs::create_dir(&self.dir).map_err(|e| setup("temporary directory", &e))?;
+            active.insert(self.instance, (vec![], self.dir.clone()));
+        }
         let (ours, theirs) =
             channel::pair::<Command, Reply>().map_err(|e| setup("socketpair", &e))?;
         // Everything exec needs is prepared before fork: the child only makes syscalls.
@@ -522,178 +553,6 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Waits for the background call of actor `idx` to return, and records it.
-    fn collect(&mut self, idx: usize, stability: Stability) -> Result<(), Failure> {
-        let pending = self.actors[idx].pending.take().expect("caller checked");
-        let step = pending.step;
-        let (reply, fd) = self.receive(idx, &step)?;
-        self.actors[idx].background_done = Some(true);
-        self.finish(idx, &step, reply, fd, true, stability)
-    }
-
-    /// Whether actor `idx`'s background call has returned (its reply is waiting, unread).
-    fn returned(&self, idx: usize) -> bool {
-        let actor = &self.actors[idx];
-        match actor.pending {
-            Some(_) => readable(&actor.chan, Duration::ZERO),
-            None => actor.background_done == Some(true),
-        }
-    }
-
-    /// [`Self::returned`] for every actor.
-    fn returned_all(&self) -> Vec<bool> {
-        (0..self.actors.len()).map(|i| self.returned(i)).collect()
-    }
-
-    /// Waits until each of `idxs` has either returned or is confirmed asleep in its blocking
-    /// call. Replies are left unread: `await` or the actor's next step records them, at a
-    /// point of the script's choosing, so the trace order stays deterministic.
-    fn wait_blocked(&mut self, idxs: &[usize], span: Span) -> Result<(), Failure> {
-        let deadline = (Instant::now() + self.scenario.step_timeout).min(self.deadline);
-        // Evidence from before this point says nothing about now: the step since may have
-        // woken a sleeper.
-        for &idx in idxs {
-            if let Some(pending) = self.actors[idx].pending.as_mut() {
-                pending.confirmations = 0;
-            }
-        }
-        loop {
-            let mut settled = true;
-            // A call that returns can wake a sleeper on its way out (epoll's level-triggered
-            // chain wakes the next waiter before the first one replies), so a sleeper seen
-            // asleep before another call returned may be awake now: the observations of one
-            // pass count only if no call returned while they were made.
-            let before = self.returned_all();
-            for &idx in idxs {
-                if before[idx] {
-                    continue;
-                }
-                let actor = &mut self.actors[idx];
-                let Some(pending) = actor.pending.as_mut() else {
-                    continue;
-                };
-                let syscalls = pending
-                    .step
-                    .op
-                    .call
-                    .spec()
-                    .blocking
-                    .map_or(&[][..], |b| b.syscalls);
-                let asleep = procfs::asleep_in(actor.pid, syscalls);
-                pending.confirmations = if asleep { pending.confirmations + 1 } else { 0 };
-                if pending.confirmations < BLOCKED_CONFIRMATIONS {
-                    settled = false;
-                }
-            }
-            if self.returned_all() != before {
-                for &idx in idxs {
-                    if let Some(pending) = self.actors[idx].pending.as_mut() {
-                        pending.confirmations = 0;
-                    }
-                }
-                settled = false;
-            }
-            if settled {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let who: Vec<&str> = idxs
-                    .iter()
-                    .filter(|&&i| !self.returned(i))
-                    .map(|&i| self.actors[i].name.as_str())
-                    .collect();
-                return Err(fail(
-                    self.scenario,
-                    span,
-                    format!(
-                        "step hung: {} neither returned nor blocked within {:?}",
-                        who.join(", "),
-                        self.scenario.step_timeout
-                    ),
-                    None,
-                ));
-            }
-            // Wake early if any of them replies; otherwise re-check /proc in a millisecond.
-            let mut pollfds: Vec<_> = idxs
-                .iter()
-                .filter(|&&i| self.actors[i].pending.is_some())
-                .map(|&i| {
-                    nix::poll::PollFd::new(
-                        self.actors[i].chan.as_fd(),
-                        nix::poll::PollFlags::POLLIN,
-                    )
-                })
-                .collect();
-            let _ = nix::poll::poll(&mut pollfds, 1u16);
-        }
-    }
-
-    /// Records the replies of background calls nobody awaited (hidden from symbolic traces:
-    /// whether they returned may vary), so the raw trace is complete.
-    fn collect_leftovers(&mut self) {
-        for idx in 0..self.actors.len() {
-            if self.actors[idx].pending.is_some() && self.returned(idx) {
-                let _ = self.collect(idx, Stability::Hidden);
-            }
-        }
-    }
-
-    fn aggregate(
-        &mut self,
-        aggregate: &Aggregate,
-        expect: &Expect,
-        span: Span,
-    ) -> Result<(), Failure> {
-        let actual = match aggregate {
-            Aggregate::Woken(names) => {
-                let mut idxs = vec![];
-                for name in names {
-                    let idx = self.actor_index(name, span)?;
-                    if self.actors[idx].background_done.is_none() {
-                        return Err(fail(
-                            self.scenario,
-                            span,
-                            format!("woken({name}): {name} has not started a background call"),
-                            None,
-                        ));
-                    }
-                    idxs.push(idx);
-                }
-                self.wait_blocked(&idxs, span)?;
-                idxs.iter().filter(|&&i| self.returned(i)).count() as i64
-            }
-            Aggregate::Sum(vars) | Aggregate::Min(vars) | Aggregate::Max(vars) => {
-                let values: Vec<i64> = vars
-                    .iter()
-                    .map(|v| self.captures.get(v).copied().unwrap_or(0))
-                    .collect();
-                match aggregate {
-                    Aggregate::Sum(_) => values.iter().sum(),
-                    Aggregate::Min(_) => values.iter().copied().min().unwrap_or(0),
-                    _ => values.iter().copied().max().unwrap_or(0),
-                }
-            }
-        };
-        let text = format!("{} = {}", aggregate.text(), expect.text());
-        let mut event = note(&text);
-        // The symbolic rendering shows the expectation (stable); the value is for comparisons.
-        event.ret = Ret::value(actual);
-        self.aggregates.push(AggregateValue {
-            at: self.trace.len(),
-            what: aggregate.text(),
-            value: actual,
-        });
-        self.trace.push(event);
-        check_aggregate(expect, actual).map_err(|why| {
-            fail(
-                self.scenario,
-                span,
-                why,
-                Some(format!("{} = {actual}", aggregate.text())),
-            )
-        })
-    }
-
     /// After `exit()`: wait until the process is gone (a zombie or reaped) so that the fds it
     /// held are closed before the next step.
     fn wait_exit(&mut self, idx: usize, step: &Step) -> Result<(), Failure> {
@@ -715,9 +574,8 @@ impl<'a> Run<'a> {
     }
 
     fn teardown(&mut self) {
-        for actor in &self.actors {
-            let _ = kill(actor.pid, Signal::SIGKILL);
-        }
+        let pids: Vec<Pid> = self.actors.iter().map(|a| a.pid).collect();
+        kill_and_wait(&pids);
         // Only main is our child; the others are reaped by their parents' exit (init adopts).
         if let Some(main) = self.actors.first() {
             let _ = process::reap(main.pid);
