@@ -37,7 +37,11 @@ macro_rules! real_fns {
     };
 }
 
-use libc::{c_char, c_int, c_uint, epoll_event, pid_t, sigset_t, sockaddr, socklen_t, timespec};
+use libc::{
+    c_char, c_int, c_uint, c_void, epoll_event, pid_t, sigset_t, sockaddr, socklen_t, timespec,
+};
+
+use crate::hooks_exit::Main;
 
 real_fns! {
     socket: fn(c_int, c_int, c_int) -> c_int;
@@ -64,6 +68,11 @@ real_fns! {
     execv: fn(*const c_char, *const *const c_char) -> c_int;
     execvp: fn(*const c_char, *const *const c_char) -> c_int;
     execvpe: fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
+    exit: fn(c_int) -> ();
     _exit: fn(c_int) -> ();
     _Exit: fn(c_int) -> ();
+    waitpid: fn(pid_t, *mut c_int, c_int) -> pid_t;
+    wait4: fn(pid_t, *mut c_int, c_int, *mut libc::rusage) -> pid_t;
+    wait: fn(*mut c_int) -> pid_t;
+    __libc_start_main: fn(Main, c_int, *mut *mut c_char, *mut c_void, *mut c_void, *mut c_void, *mut c_void) -> c_int;
 }

@@ -36,12 +36,19 @@ pub fn ret(value: i64, errno: i32) -> Ret {
 impl Shim {
     /// Records a finished call that started at `start` (from [`now_us`]).
     /// `call` is only built when tracing, so an untraced fast path pays nothing for it.
-    pub fn record(&self, start: u64, call: impl FnOnce() -> Call, value: i64, errno: i32) {
+    pub fn record(
+        &self,
+        pid: i32,
+        start: u64,
+        call: impl FnOnce() -> Call,
+        value: i64,
+        errno: i32,
+    ) {
         let Some(sink) = &self.sink else { return };
         let _ = crate::guarded(|| {
             let event = Event {
                 actor: String::new(),
-                pid: crate::pid(),
+                pid,
                 time_us: start,
                 dur_us: now_us().saturating_sub(start),
                 call: call(),

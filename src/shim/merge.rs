@@ -10,8 +10,9 @@ use nix::errno::Errno;
 
 use crate::trace::{Call, Event, Ret};
 
-/// Every event in `dir`'s `trace.<pid>` files, ordered by start time (then pid).
-/// Lines that do not parse (a process killed mid-write) are counted, not fatal.
+/// Every event in `dir`'s `trace.<pid>` (and `trace.<pid>.<n>`, a later image after exec)
+/// files, ordered by start time (then pid). Lines that do not parse (the last line of a
+/// process killed while writing it, cut short) are counted, not fatal.
 pub fn read_dir(dir: &Path) -> anyhow::Result<(Vec<Event>, usize)> {
     let mut events = vec![];
     let mut bad = 0;
@@ -21,10 +22,10 @@ pub fn read_dir(dir: &Path) -> anyhow::Result<(Vec<Event>, usize)> {
         if !name.starts_with("trace.") {
             continue;
         }
-        let text = std::fs::read_to_string(entry.path())
-            .with_context(|| format!("{}", entry.path().display()))?;
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            match serde_json::from_str::<Event>(line) {
+        let bytes =
+            read_written(&entry.path()).with_context(|| format!("{}", entry.path().display()))?;
+        for line in lines(&bytes) {
+            match serde_json::from_slice::<Event>(line) {
                 Ok(e) => events.push(e),
                 Err(_) => bad += 1,
             }
@@ -32,6 +33,45 @@ pub fn read_dir(dir: &Path) -> anyhow::Result<(Vec<Event>, usize)> {
     }
     events.sort_by_key(|e| (e.time_us, e.pid));
     Ok((events, bad))
+}
+
+/// The lines of a trace file: separated by newlines, and by the zero bytes the shim's mapped
+/// files hold where nothing was written (the unused tail, or a line a killed process had
+/// reserved and not yet copied).
+pub fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    bytes
+        .split(|b| *b == b'\n' || *b == 0)
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+}
+
+/// A trace file's data without its holes: the shim's files are sized far beyond what they hold
+/// and sparse, so only the extents with data are read (the whole file where the file system
+/// cannot tell holes apart).
+pub fn read_written(path: &Path) -> std::io::Result<Vec<u8>> {
+    use nix::unistd::{Whence, lseek};
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let mut out = vec![];
+    let mut at = 0i64;
+    loop {
+        let start = match lseek(&file, at, Whence::SeekData) {
+            Ok(s) => s,
+            Err(Errno::ENXIO) => break,
+            Err(Errno::EINVAL) if at == 0 => {
+                file.read_to_end(&mut out)?;
+                return Ok(out);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let end = lseek(&file, start, Whence::SeekHole)?;
+        file.seek(SeekFrom::Start(start as u64))?;
+        (&mut file)
+            .take((end - start) as u64)
+            .read_to_end(&mut out)?;
+        out.push(0);
+        at = end;
+    }
+    Ok(out)
 }
 
 /// The name a call is counted under (`accept4`, `listen_spawn`...).
@@ -281,7 +321,10 @@ mod tests {
                 .iter()
                 .map(|e| serde_json::to_string(e).unwrap() + "\n")
                 .collect();
-            std::fs::write(dir.join(format!("trace.{pid}")), text + "{truncated\n").unwrap();
+            // The last line cut short, then the zero tail of a mapped file.
+            let mut bytes = (text + "{\"actor\":\"\",\"pi").into_bytes();
+            bytes.extend([0u8; 100]);
+            std::fs::write(dir.join(format!("trace.{pid}")), bytes).unwrap();
         }
         let (events, bad) = read_dir(&dir).unwrap();
         assert_eq!(bad, 2);

@@ -87,21 +87,46 @@ pub fn under_shim<'a>(cmd: &'a mut Command, vars: &[(&str, &str)]) -> &'a mut Co
     cmd
 }
 
-/// Every JSON trace line in `dir`, with the pid of the file it came from.
+/// The pid a trace file belongs to: `trace.<pid>`, or `trace.<pid>.<n>` after an exec.
+pub fn file_pid(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix("trace.")?;
+    rest.split('.').next()?.parse().ok()
+}
+
+/// Every JSON trace line in `dir`, with the pid of the file it came from. Every line must
+/// parse: these tests end their processes cleanly.
 pub fn trace_lines(dir: &Path) -> Vec<(i32, serde_json::Value)> {
     let mut out = vec![];
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("trace.").and_then(|p| p.parse().ok()) else {
+        let Some(pid) = file_pid(&name) else {
             continue;
         };
-        for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("bad trace line in {name}: {e}: {line}"));
+        let bytes = epollscope::shim::merge::read_written(&entry.path()).unwrap();
+        for line in epollscope::shim::merge::lines(&bytes) {
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_else(|e| {
+                panic!(
+                    "bad trace line in {name}: {e}: {}",
+                    String::from_utf8_lossy(line)
+                )
+            });
             out.push((pid, v));
         }
     }
     out
+}
+
+/// The text of every trace file in `dir` (zero tails dropped).
+pub fn trace_text(dir: &Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let bytes = epollscope::shim::merge::read_written(&entry.path()).unwrap();
+        for line in epollscope::shim::merge::lines(&bytes) {
+            text.push_str(&String::from_utf8_lossy(line));
+            text.push('\n');
+        }
+    }
+    text
 }
 
 /// Lines of call `call` that succeeded.
