@@ -111,7 +111,8 @@ pub unsafe extern "C" fn epoll_ctl(
     }
     let start = now_us();
     // SAFETY: the caller's arguments, passed through unchanged.
-    let value = value.unwrap_or_else(|| e.plain(|| unsafe { real(epfd, op, target, event) }) as i64);
+    let value =
+        value.unwrap_or_else(|| e.plain(|| unsafe { real(epfd, op, target, event) }) as i64);
     let readable = !(value < 0 && errno() == libc::EFAULT);
     finish(&e, start, value, || Call::EpollCtl {
         epfd: fd(epfd),

@@ -160,4 +160,3 @@ exec_hook!(execve(path: *const c_char, argv: *const *const c_char, envp: *const 
 exec_hook!(execv(path: *const c_char, argv: *const *const c_char));
 exec_hook!(execvp(file: *const c_char, argv: *const *const c_char));
 exec_hook!(execvpe(file: *const c_char, argv: *const *const c_char, envp: *const *const c_char));
-

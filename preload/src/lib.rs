@@ -175,12 +175,12 @@ impl Entered {
 
     /// The fast path, unless the caller is a vfork child (which gets the plain calls: its fd
     /// table is its own, the listen table in the shared memory is its parent's).
+    /// Checks who is calling first, so the trace line names the right process too.
     pub fn fastpath(&mut self) -> Option<&'static dyn FastPath> {
-        let fp = self.shim.fastpath.as_deref()?;
         if self.shared_vm_child() {
             None
         } else {
-            Some(fp)
+            self.shim.fastpath.as_deref()
         }
     }
 }

@@ -41,7 +41,15 @@ pub fn open(path: &CStr, create: bool) -> Result<i32, i32> {
             0
         };
     // SAFETY: path is NUL-terminated and outlives the call.
-    let fd = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), flags, 0o644) };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags,
+            0o644,
+        )
+    };
     if fd < 0 {
         Err(crate::errno())
     } else {

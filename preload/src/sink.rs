@@ -142,7 +142,9 @@ impl DirSink {
             }
             Err(why) => {
                 if !self.broken.swap(true, Ordering::Relaxed) {
-                    crate::say(&format!("cannot write the trace: {why}; tracing stops here"));
+                    crate::say(&format!(
+                        "cannot write the trace: {why}; tracing stops here"
+                    ));
                 }
             }
         }

@@ -85,6 +85,69 @@ pub fn call_name(call: &Call) -> String {
     }
 }
 
+/// How a process ended, as far as a trace can know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// Its own last word: main returned, or it called exit, _exit or _Exit (the low 8 bits of
+    /// the status, as a parent sees them).
+    Exited(i32),
+    /// What a traced parent's wait returned for it: exit code or signal, from the kernel.
+    Reaped { by: i32, how: Ended },
+}
+
+/// The kernel's account of a process's end (a wait status decoded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    Code(i32),
+    Signal(i32),
+    /// Stopped or continued, not ended (a wait with WUNTRACED): says nothing of the end.
+    NotEnded,
+}
+
+impl Ended {
+    pub fn from_wait_status(status: i32) -> Ended {
+        if libc::WIFEXITED(status) {
+            Ended::Code(libc::WEXITSTATUS(status))
+        } else if libc::WIFSIGNALED(status) {
+            Ended::Signal(libc::WTERMSIG(status))
+        } else {
+            Ended::NotEnded
+        }
+    }
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Code(c) => write!(f, "exit {c}"),
+            Ended::Signal(sig) => match nix::sys::signal::Signal::try_from(*sig) {
+                Ok(s) => write!(f, "killed by {}", s.as_str()),
+                Err(_) => write!(f, "killed by signal {sig}"),
+            },
+            Ended::NotEnded => write!(f, "stopped"),
+        }
+    }
+}
+
+impl End {
+    /// The end as the kernel reports it where known, else as the process said it.
+    pub fn how(&self) -> Ended {
+        match self {
+            End::Exited(code) => Ended::Code(*code),
+            End::Reaped { how, .. } => *how,
+        }
+    }
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Exited(code) => write!(f, "exit {code}"),
+            End::Reaped { by, how } => write!(f, "{how} (reaped by {by})"),
+        }
+    }
+}
+
 /// What a run did, in numbers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -95,6 +158,12 @@ pub struct Summary {
     pub listeners: BTreeMap<i32, usize>,
     pub errors: BTreeMap<String, usize>,
     pub processes: usize,
+    /// How each process ended, where the trace says (see [`End`]); the pids of the trace
+    /// missing here left no word: killed by a signal or crashed, and not reaped by a traced
+    /// parent (or still running).
+    pub ends: BTreeMap<i32, End>,
+    /// Every pid the trace has a line of.
+    pub pids: std::collections::BTreeSet<i32>,
 }
 
 impl Summary {
@@ -103,6 +172,7 @@ impl Summary {
         let mut pids = std::collections::BTreeSet::new();
         for e in events {
             pids.insert(e.pid);
+            s.note_end(e);
             let name = call_name(&e.call);
             *s.calls.entry(name.clone()).or_default() += 1;
             match &e.ret {
@@ -118,7 +188,76 @@ impl Summary {
             }
         }
         s.processes = pids.len();
+        s.pids = pids;
         s
+    }
+
+    /// Takes in an event that tells how a process ended: its own `exit(STATUS)`, or a
+    /// parent's wait that reaped it (`wait4(WHO, STATUS) = PID`). The kernel's word (a wait)
+    /// wins over the process's own.
+    fn note_end(&mut self, e: &Event) {
+        let Call::Builtin { name, args } = &e.call else {
+            return;
+        };
+        match (name.as_str(), &e.ret) {
+            ("exit", _) => {
+                if let Some(code) = args.first()
+                    && !matches!(self.ends.get(&e.pid), Some(End::Reaped { .. }))
+                {
+                    self.ends.insert(e.pid, End::Exited(code.num & 0xff));
+                }
+            }
+            ("wait" | "waitpid" | "wait4", Ret::Ok { value, .. }) => {
+                let (Ok(pid), Some(status)) = (i32::try_from(*value), args.get(1)) else {
+                    return;
+                };
+                let how = Ended::from_wait_status(status.num);
+                if pid > 0 && how != Ended::NotEnded {
+                    self.ends.insert(pid, End::Reaped { by: e.pid, how });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Records how a process the trace cannot see the end of ended: the launcher's own child,
+    /// from the launcher's wait.
+    pub fn set_end(&mut self, pid: i32, end: End) {
+        self.ends.insert(pid, end);
+    }
+
+    /// One phrase per process: how it ended, or that nothing says.
+    fn ends_line(&self) -> String {
+        self.pids
+            .iter()
+            .map(|pid| match self.ends.get(pid) {
+                Some(end) => format!("{pid} {end}"),
+                None => format!(
+                    "{pid} no exit record (killed or crashed, not reaped by a traced process)"
+                ),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Ends counted by kind (`exit 0` x3, `killed by SIGKILL` x1...), comparable across runs.
+    pub fn ends_by_kind(&self) -> String {
+        let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+        for pid in &self.pids {
+            let kind = match self.ends.get(pid) {
+                Some(end) => end.how().to_string(),
+                None => "no record".into(),
+            };
+            *kinds.entry(kind).or_default() += 1;
+        }
+        if kinds.is_empty() {
+            return "-".into();
+        }
+        kinds
+            .iter()
+            .map(|(k, n)| format!("{n}x {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     pub fn eagain(&self) -> usize {
@@ -161,6 +300,9 @@ impl Summary {
             "# listeners per pid: {}\n",
             Summary::per_pid(&self.listeners)
         ));
+        if !self.pids.is_empty() {
+            out.push_str(&format!("# ended: {}\n", self.ends_line()));
+        }
         if !self.errors.is_empty() {
             let errs: Vec<String> = self
                 .errors
@@ -238,6 +380,7 @@ pub fn compare_table(left: (&str, &Summary), right: (&str, &Summary)) -> String 
             waits(left.1).to_string(),
             waits(right.1).to_string(),
         ),
+        ("ends", left.1.ends_by_kind(), right.1.ends_by_kind()),
     ];
     let mut out = format!("{:<26}{:<20}{}\n", "", left.0, right.0);
     for (name, l, r) in rows {
