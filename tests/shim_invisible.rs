@@ -84,15 +84,12 @@ fn a_shared_memory_child_leaves_the_parent_alone_and_is_traced_itself() {
         "the program's own files got bytes: {stdout}"
     );
     let child: i32 = stdout.split(' ').nth(1).unwrap().parse().unwrap();
-    let parent = i32::try_from(
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .flatten()
-            .filter_map(|e| file_pid(&e.file_name().to_string_lossy()))
-            .find(|p| *p != child)
-            .expect("the parent's trace file"),
-    )
-    .unwrap();
+    let parent = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| file_pid(&e.file_name().to_string_lossy()))
+        .find(|p| *p != child)
+        .expect("the parent's trace file");
     let lines = trace_lines(&dir);
     // The parent's trace is complete: its 300 marker calls, its 800 closes, its wait.
     let marks = marker_lines(&lines, -78);

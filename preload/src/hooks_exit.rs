@@ -126,13 +126,15 @@ fn reaped(name: &str, start: u64, who: pid_t, value: i64, status: *const c_int) 
     let Some(e) = enter() else {
         return value;
     };
-    // SAFETY: the caller's status slot, which the kernel filled if the wait reaped a child.
-    let status = (value > 0).then(|| unsafe { status.as_ref() }).flatten();
+    let status = if value > 0 {
+        // SAFETY: the caller's status slot, which the kernel filled as the wait reaped a child.
+        unsafe { status.as_ref() }.copied()
+    } else {
+        None
+    };
     finish(&e, start, value, || Call::Builtin {
         name: name.into(),
-        args: std::iter::once(fd(who))
-            .chain(status.map(|s| fd(*s)))
-            .collect(),
+        args: std::iter::once(fd(who)).chain(status.map(fd)).collect(),
     })
 }
 
