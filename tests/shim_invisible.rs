@@ -266,3 +266,46 @@ fn every_line_of_a_process_killed_by_sigkill_is_in_its_trace() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// python3 on PATH, if any (`subprocess` spawns with vfork since Python 3.10).
+fn python() -> Option<std::path::PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .map(|d| std::path::Path::new(d).join("python3"))
+        .find(|p| p.is_file())
+}
+
+#[test]
+fn python_subprocess_then_800_files_leaves_the_files_alone_and_the_trace_complete() {
+    let Some(python) = python() else {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    };
+    let dir = trace_dir("python");
+    let files = trace_dir("python-host");
+    let script = "import os, subprocess, sys\n\
+        r = subprocess.run(['/bin/true'])\n\
+        d = sys.argv[1]\n\
+        fds = [os.open(f'{d}/f{i}', os.O_RDWR | os.O_CREAT) for i in range(800)]\n\
+        for _ in range(300):\n\
+        \x20   try: os.close(-78)\n\
+        \x20   except OSError: pass\n\
+        size = sum(os.fstat(fd).st_size for fd in fds)\n\
+        print(r.returncode, size)\n";
+    let out = under_shim(
+        Command::new(python).args(["-c", script]).arg(&files),
+        &[("EPOLLSCOPE_TRACE", &trace_env(&dir))],
+    )
+    .output()
+    .unwrap();
+    assert_success(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "0 0\n",
+        "exit code, bytes in the files"
+    );
+    let lines = trace_lines(&dir);
+    assert_eq!(marker_lines(&lines, -78).len(), 300);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&files);
+}

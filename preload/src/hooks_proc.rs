@@ -4,7 +4,7 @@
 //! A vfork child, which shares its parent's memory, changes none of the parent's state here.
 #![allow(clippy::missing_safety_doc)] // C entry points: the contract is the C function's.
 
-use libc::{c_char, c_int, c_uint, pid_t};
+use libc::{c_char, c_int, c_uint, c_void, pid_t};
 
 use epollscope::trace::Call;
 
@@ -139,6 +139,56 @@ pub unsafe extern "C" fn fork() -> pid_t {
         finish(&e, start, value, || Call::Fork);
     }
     value as pid_t
+}
+
+/// vfork, wrapped without a stack frame of its own: the child returns straight to the caller
+/// on the caller's stack, so the hook only notes the coming child and jumps to the C
+/// library's vfork, with the stack exactly as the caller left it.
+#[cfg(target_arch = "x86_64")]
+#[unsafe(naked)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vfork() -> pid_t {
+    core::arch::naked_asm!(
+        // Keep the stack 16-byte aligned for the call, and the caller's return address
+        // where the real vfork expects it.
+        "sub rsp, 8",
+        "call {begin}",
+        "add rsp, 8",
+        "jmp rax",
+        begin = sym vfork_begin,
+    )
+}
+
+/// Notes the coming shared-memory child; returns the function to jump to.
+#[cfg(target_arch = "x86_64")]
+extern "C" fn vfork_begin() -> usize {
+    crate::note_shared_vm(libc::CLONE_VM | libc::CLONE_VFORK);
+    real::vfork().map_or(vfork_unavailable as *const () as usize, |f| f as usize)
+}
+
+#[cfg(target_arch = "x86_64")]
+extern "C" fn vfork_unavailable() -> pid_t {
+    enosys()
+}
+
+/// clone, variadic in C: the three optional arguments are passed through as they came (the
+/// C library reads them only when `flags` says they were given).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn clone(
+    f: Option<unsafe extern "C" fn(*mut c_void) -> c_int>,
+    stack: *mut c_void,
+    flags: c_int,
+    arg: *mut c_void,
+    parent_tid: *mut pid_t,
+    tls: *mut c_void,
+    child_tid: *mut pid_t,
+) -> c_int {
+    let Some(real) = real::clone() else {
+        return enosys();
+    };
+    crate::note_shared_vm(flags);
+    // SAFETY: the caller's arguments, passed through unchanged.
+    unsafe { real(f, stack, flags, arg, parent_tid, tls, child_tid) }
 }
 
 /// Flushes before an exec replaces the image, then execs.

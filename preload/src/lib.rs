@@ -32,7 +32,7 @@ mod sink;
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use epollscope::fastpath::{self, EmulationOptions, FastPath};
 use epollscope::shim::{LineFormat, Settings};
@@ -51,7 +51,21 @@ static SHIM: OnceLock<Shim> = OnceLock::new();
 /// Set by the constructor, before any vfork child could share it.
 static PID: AtomicI32 = AtomicI32::new(0);
 
+/// Set once the program made a child that shares its memory but not this thread's TLS (clone
+/// with CLONE_VM and CLONE_SETTLS): from then on every state-changing call asks the kernel.
+static SHARED_VM_ANYWHERE: AtomicBool = AtomicBool::new(!cfg!(target_arch = "x86_64"));
+
+/// [`SHARED_VM`] values.
+const NO_CHILD: u8 = 0;
+/// A vfork-like child (CLONE_VFORK): this thread waits until it execs or exits.
+const VFORK_CHILD: u8 = 1;
+/// A child that runs alongside this thread with its TLS: ask the kernel from now on.
+const SHARED_CHILD: u8 = 2;
+
 thread_local! {
+    /// Whether this thread made a child that shares its memory and its TLS (vfork, clone with
+    /// CLONE_VM): that child sees this flag too, as it runs on this thread's TLS.
+    static SHARED_VM: Cell<u8> = const { Cell::new(NO_CHILD) };
     /// Set while the shim itself is at work on this thread.
     static IN_SHIM: Cell<bool> = const { Cell::new(false) };
     /// IN_SHIM as it was when this thread entered fork's prepare handler.
@@ -160,15 +174,23 @@ impl Entered {
         result
     }
 
-    /// Whether the caller is a child that shares this process's memory (vfork, posix_spawn's
-    /// clone, CLONE_VM): its pid, from the kernel, is not the one the shim's state belongs to.
-    /// One getpid system call, made only by the calls that change the shim's state (close,
-    /// dup, listen...), never by the hot accept and wait paths.
+    /// Whether the caller is a child that shares this process's memory (vfork, clone with
+    /// CLONE_VM): its pid, from the kernel, is not the one the shim's state belongs to.
+    /// Asked only by the calls that change the shim's state (close, dup, listen...), and only
+    /// after this thread made such a child (the vfork and clone hooks say so), so the usual
+    /// cost is one thread-local read; then one getpid system call.
     pub fn shared_vm_child(&mut self) -> bool {
+        let made = SHARED_VM.with(Cell::get);
+        if made == NO_CHILD && !SHARED_VM_ANYWHERE.load(Ordering::Relaxed) {
+            return self.vm_child;
+        }
         let real = os::getpid();
         if real != self.pid {
             self.pid = real;
             self.vm_child = true;
+        } else if made == VFORK_CHILD {
+            // The parent, running again: its vfork child has exec'd or exited.
+            SHARED_VM.with(|c| c.set(NO_CHILD));
         }
         self.vm_child
     }
@@ -207,6 +229,24 @@ pub fn enter() -> Option<Entered> {
             IN_SHIM.with(|g| g.set(false));
             None
         }
+    }
+}
+
+/// The program is about to make a child that shares its memory: `flags` as clone's.
+pub fn note_shared_vm(flags: i32) {
+    if flags & libc::CLONE_VM == 0 {
+        return;
+    }
+    if flags & libc::CLONE_SETTLS != 0 {
+        SHARED_VM_ANYWHERE.store(true, Ordering::Relaxed);
+    } else if flags & libc::CLONE_VFORK != 0 {
+        SHARED_VM.with(|c| {
+            if c.get() == NO_CHILD {
+                c.set(VFORK_CHILD)
+            }
+        });
+    } else {
+        SHARED_VM.with(|c| c.set(SHARED_CHILD));
     }
 }
 

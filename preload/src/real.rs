@@ -23,9 +23,16 @@ macro_rules! real_fns {
             #[allow(dead_code, non_snake_case)]
             pub fn $name() -> Option<unsafe extern "C" fn($($arg),*) -> $ret> {
                 static CACHE: AtomicUsize = AtomicUsize::new(0);
-                let cname = concat!(stringify!($name), "\0");
-                let name = std::ffi::CStr::from_bytes_with_nul(cname.as_bytes()).ok()?;
-                match resolve(&CACHE, name) {
+                // The cached address first: this runs on every intercepted call.
+                let addr = match CACHE.load(Ordering::Relaxed) {
+                    0 => {
+                        let cname = concat!(stringify!($name), "\0");
+                        let name = std::ffi::CStr::from_bytes_with_nul(cname.as_bytes()).ok()?;
+                        resolve(&CACHE, name)
+                    }
+                    cached => cached,
+                };
+                match addr {
                     0 => None,
                     // SAFETY: the symbol of that name in the C library has this C signature.
                     addr => Some(unsafe {
@@ -58,6 +65,8 @@ real_fns! {
     close_range: fn(c_uint, c_uint, c_int) -> c_int;
     closefrom: fn(c_int) -> ();
     fork: fn() -> pid_t;
+    vfork: fn() -> pid_t;
+    clone: fn(Option<unsafe extern "C" fn(*mut c_void) -> c_int>, *mut c_void, c_int, *mut c_void, *mut pid_t, *mut c_void, *mut pid_t) -> c_int;
     epoll_create: fn(c_int) -> c_int;
     epoll_create1: fn(c_int) -> c_int;
     epoll_ctl: fn(c_int, c_int, c_int, *mut epoll_event) -> c_int;

@@ -7,6 +7,11 @@ use nix::errno::Errno;
 use crate::Shim;
 use epollscope::shim::LineFormat;
 
+thread_local! {
+    /// A reused buffer for formatting one line: no allocation per traced call.
+    static LINE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// Wall-clock microseconds (clock_gettime through the vDSO: no system call).
 pub fn now_us() -> u64 {
     let mut ts = libc::timespec {
@@ -56,17 +61,23 @@ impl Shim {
                 resumed: false,
                 stability: Stability::Stable,
             };
-            let mut line = match self.format {
+            // This thread's line buffer, taken out while in use: a signal handler that records
+            // meanwhile finds none and makes its own.
+            let mut line = LINE.take();
+            line.clear();
+            match self.format {
                 LineFormat::Json => {
-                    // One allocation of the usual size instead of a few regrowths.
-                    let mut v = Vec::with_capacity(256);
-                    let _ = serde_json::to_writer(&mut v, &event);
-                    v
+                    let _ = serde_json::to_writer(&mut line, &event);
                 }
-                LineFormat::Raw => event.render(Format::RAW.with_actors(true)).into_bytes(),
-            };
+                LineFormat::Raw => {
+                    line.extend_from_slice(event.render(Format::RAW.with_actors(true)).as_bytes())
+                }
+            }
             line.push(b'\n');
             sink.append(&line);
+            if line.capacity() <= 64 << 10 {
+                LINE.set(line);
+            }
         });
     }
 }
