@@ -15,11 +15,14 @@ pub fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The shim library, built (or found up to date) once per test binary.
+/// The shim library, built (or found up to date) once per test binary. With
+/// `EPOLLSCOPE_TEST_PRELOAD=PATH` the tests run against that build of the shim instead (the
+/// examples are still built): how a regression test is shown to fail on an older shim.
 pub fn preload_lib() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
+            let other = std::env::var_os("EPOLLSCOPE_TEST_PRELOAD").map(PathBuf::from);
             let dir = profile_dir();
             let release = dir.file_name().is_some_and(|n| n == "release");
             let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -49,7 +52,7 @@ pub fn preload_lib() -> PathBuf {
                 "building the shim failed:\n{}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            let lib = dir.join("libepollscope_preload.so");
+            let lib = other.unwrap_or_else(|| dir.join("libepollscope_preload.so"));
             assert!(lib.is_file(), "{} missing after the build", lib.display());
             lib
         })
