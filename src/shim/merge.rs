@@ -489,4 +489,123 @@ mod tests {
         assert!(table.contains("EAGAIN"), "{table}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn ends_come_from_last_words_and_from_the_parents_waits() {
+        let exit = |pid, code| {
+            ev(
+                pid,
+                50,
+                Call::Builtin {
+                    name: "exit".into(),
+                    args: vec![FdRef {
+                        num: code,
+                        name: None,
+                    }],
+                },
+                Ret::value(0),
+            )
+        };
+        let reap = |by, who: i32, status| {
+            ev(
+                by,
+                60,
+                Call::Builtin {
+                    name: "waitpid".into(),
+                    args: vec![
+                        FdRef {
+                            num: -1,
+                            name: None,
+                        },
+                        FdRef {
+                            num: status,
+                            name: None,
+                        },
+                    ],
+                },
+                Ret::value(i64::from(who)),
+            )
+        };
+        let close = |pid| {
+            ev(
+                pid,
+                10,
+                Call::Close {
+                    fd: FdRef { num: 3, name: None },
+                },
+                Ret::value(0),
+            )
+        };
+        let events = [
+            close(1),
+            close(2),
+            close(3),
+            close(4),
+            close(5),
+            // 2 exits 3 (its own word, and its parent's wait agrees); 3 is killed by SIGKILL
+            // and reaped; 4 says exit(256) (a parent sees 0); 5 is killed and nobody reaps it.
+            exit(2, 3),
+            reap(1, 2, 3 << 8),
+            reap(1, 3, libc::SIGKILL),
+            exit(4, 256),
+            exit(1, 0),
+        ];
+        let s = Summary::of(&events);
+        assert_eq!(s.ends[&1], End::Exited(0));
+        assert_eq!(
+            s.ends[&2],
+            End::Reaped {
+                by: 1,
+                how: Ended::Code(3)
+            }
+        );
+        assert_eq!(
+            s.ends[&3],
+            End::Reaped {
+                by: 1,
+                how: Ended::Signal(libc::SIGKILL)
+            }
+        );
+        assert_eq!(s.ends[&4], End::Exited(0));
+        assert_eq!(s.ends.get(&5), None);
+        let text = s.render();
+        assert!(
+            text.contains(
+                "# ended: 1 exit 0, 2 exit 3 (reaped by 1), 3 killed by SIGKILL (reaped by 1), \
+                 4 exit 0, 5 no exit record (killed or crashed, not reaped by a traced process)\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            s.ends_by_kind(),
+            "2x exit 0, 1x exit 3, 1x killed by SIGKILL, 1x no record"
+        );
+    }
+
+    #[test]
+    fn a_line_cut_short_and_a_hole_between_lines_are_counted_not_fatal() {
+        let good = serde_json::to_string(&ev(
+            7,
+            1,
+            Call::Close {
+                fd: FdRef { num: 3, name: None },
+            },
+            Ret::value(0),
+        ))
+        .unwrap();
+        // A thread's reserved line never copied (zeros), another's complete, one cut short.
+        let mut bytes = good.clone().into_bytes();
+        bytes.push(b'\n');
+        bytes.extend([0u8; 40]);
+        bytes.extend(good.as_bytes());
+        bytes.push(b'\n');
+        bytes.extend(&good.as_bytes()[..good.len() / 2]);
+        let lines: Vec<&[u8]> = lines(&bytes).collect();
+        assert_eq!(lines.len(), 3);
+        let parsed = lines
+            .iter()
+            .filter(|l| serde_json::from_slice::<Event>(l).is_ok())
+            .count();
+        assert_eq!(parsed, 2);
+    }
 }
