@@ -16,6 +16,7 @@
 
 pub mod addr;
 pub mod command;
+pub mod ends;
 pub mod merge;
 
 use std::path::{Path, PathBuf};
