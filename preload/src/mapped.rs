@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::os;
 
-/// The most trace one process image keeps: 1 GiB of address space and of (sparse) file size.
-/// Halved until the mapping succeeds, for a program with a tight address-space limit.
+/// The most trace one process image keeps: 1 GiB of address space and of (sparse) file size,
+/// less under RLIMIT_FSIZE or RLIMIT_AS, and halved until the mapping succeeds.
 pub const WINDOW: usize = 1 << 30;
 const SMALLEST: usize = 4 << 20;
 
@@ -62,8 +62,11 @@ impl MappedLog {
                 }
             }
         };
-        // Never past the host's file-size limit: growing a file beyond it raises SIGXFSZ.
-        let mut len = WINDOW.min(os::file_size_limit());
+        // Never past the host's file-size limit (growing a file beyond it raises SIGXFSZ),
+        // and never more than a sixteenth of a limited address space (the program's own).
+        let mut len = WINDOW
+            .min(os::file_size_limit())
+            .min(os::address_space_limit() / 16);
         let mapped = loop {
             match os::map_shared(fd, 0, len) {
                 Ok(p) => break Ok(p),

@@ -92,14 +92,21 @@ pub fn map_shared(fd: i32, offset: u64, len: usize) -> Result<*mut u8, i32> {
 
 /// RLIMIT_FSIZE (the soft limit), as a byte count.
 pub fn file_size_limit() -> usize {
+    soft_limit(libc::RLIMIT_FSIZE)
+}
+
+/// RLIMIT_AS (the soft limit), as a byte count.
+pub fn address_space_limit() -> usize {
+    soft_limit(libc::RLIMIT_AS)
+}
+
+fn soft_limit(resource: libc::__rlimit_resource_t) -> usize {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: lim is a valid out-parameter.
-    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) } != 0
-        || lim.rlim_cur == libc::RLIM_INFINITY
-    {
+    if unsafe { libc::getrlimit(resource, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
         return usize::MAX;
     }
     usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
