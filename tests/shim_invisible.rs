@@ -58,6 +58,37 @@ fn fd_sweeps_see_exactly_the_native_results_under_every_mode() {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
+    // A unix socket sink holds an fd: moved out of the way of every close and dup2 on its
+    // number, and, once the raw close_range took it, not written to again: one notice.
+    let path = std::env::temp_dir().join(format!("es-shim-sweep-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            std::thread::spawn(move || std::io::copy(&mut s, &mut std::io::sink()));
+        }
+    });
+    let streamed = under_shim(
+        example("shim_probe").arg("sweep"),
+        &[("EPOLLSCOPE_TRACE", &format!("unix:{}", path.display()))],
+    )
+    .output()
+    .unwrap();
+    assert_success(&streamed);
+    assert_eq!(
+        String::from_utf8_lossy(&streamed.stdout),
+        native,
+        "unix sink"
+    );
+    let notices = String::from_utf8_lossy(&streamed.stderr);
+    assert_eq!(
+        notices
+            .matches("is no longer the shim's; tracing stops here")
+            .count(),
+        1,
+        "{notices}"
+    );
+    let _ = std::fs::remove_file(&path);
     let fast = under_shim(
         example("shim_probe").arg("sweep"),
         &[("EPOLLSCOPE_FASTPATH", "emulated")],

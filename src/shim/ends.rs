@@ -11,6 +11,8 @@ pub enum End {
     Exited(i32),
     /// What a traced parent's wait returned for it: exit code or signal, from the kernel.
     Reaped { by: i32, how: Ended },
+    /// What the launcher's own wait returned (`epollscope trace` waits for its direct child).
+    Waited(Ended),
 }
 
 /// The kernel's account of a process's end (a wait status decoded).
@@ -52,7 +54,7 @@ impl End {
     pub fn how(&self) -> Ended {
         match self {
             End::Exited(code) => Ended::Code(*code),
-            End::Reaped { how, .. } => *how,
+            End::Reaped { how, .. } | End::Waited(how) => *how,
         }
     }
 }
@@ -62,6 +64,7 @@ impl std::fmt::Display for End {
         match self {
             End::Exited(code) => write!(f, "exit {code}"),
             End::Reaped { by, how } => write!(f, "{how} (reaped by {by})"),
+            End::Waited(how) => write!(f, "{how} (reaped by epollscope)"),
         }
     }
 }

@@ -140,7 +140,10 @@ impl Summary {
         match (name.as_str(), &e.ret) {
             ("exit", _) => {
                 if let Some(code) = args.first()
-                    && !matches!(self.ends.get(&e.pid), Some(End::Reaped { .. }))
+                    && !matches!(
+                        self.ends.get(&e.pid),
+                        Some(End::Reaped { .. } | End::Waited(_))
+                    )
                 {
                     self.ends.insert(e.pid, End::Exited(code.num & 0xff));
                 }
@@ -161,6 +164,7 @@ impl Summary {
     /// Records how a process the trace cannot see the end of ended: the launcher's own child,
     /// from the launcher's wait.
     pub fn set_end(&mut self, pid: i32, end: End) {
+        self.pids.insert(pid);
         self.ends.insert(pid, end);
     }
 
