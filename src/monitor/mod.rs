@@ -13,12 +13,16 @@
 //! and sockets), [`filter`] (BPF-like flow filter), [`cli`] (`epollscope monitor`).
 
 pub mod cli;
+pub mod decode;
 pub mod engine;
 pub mod error;
 pub mod event;
 pub mod filter;
 pub mod flow;
+pub mod flowdir;
+pub mod frag;
 pub mod live;
+pub mod output;
 pub mod packet;
 pub mod pcap;
 pub mod stream;
@@ -33,7 +37,7 @@ use serde::Serialize;
 
 /// Which emulated stack: the client's (bytes the server sent) or the server's (bytes the client
 /// sent). Numbering is mOS's (`MOS_SIDE_CLI` 0, `MOS_SIDE_SVR` 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     Cli = 0,

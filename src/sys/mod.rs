@@ -10,6 +10,7 @@
 //! * [`signal`]: signal dispositions and the SIGINT/SIGTERM stop source the tools share.
 //! * [`procfs`]: what `/proc` says about a task (is it asleep in a system call).
 
+pub mod packet;
 pub mod process;
 pub mod procfs;
 pub mod signal;

@@ -1,0 +1,287 @@
+//! The flow monitor on what real captures contain (issue 13): each class of capture that lost
+//! bytes, built here packet by packet, and the bytes that must come out. Every case also checks
+//! that CONN_NEW_DATA's counts agree with what a peek returns.
+
+mod monitor_support;
+
+use std::net::SocketAddr;
+
+use epollscope::monitor::event::EndReason;
+use epollscope::monitor::packet::{ACK, FIN, PSH, RST, SYN, encode, linktype};
+use epollscope::monitor::{Config, EventKind, Side};
+use monitor_support::{Harness, seg};
+
+fn c() -> SocketAddr {
+    "10.0.0.1:40000".parse().unwrap()
+}
+fn s() -> SocketAddr {
+    "10.0.0.2:80".parse().unwrap()
+}
+
+const CISN: u32 = 1000;
+const SISN: u32 = 5000;
+
+/// SYN, SYN-ACK, ACK with the ISNs above.
+fn handshake(h: &mut Harness) {
+    h.seg(&seg(c(), s(), CISN, 0, SYN, b""));
+    h.seg(&seg(s(), c(), SISN, CISN + 1, SYN | ACK, b""));
+    h.seg(&seg(c(), s(), CISN + 1, SISN + 1, ACK, b""));
+}
+
+fn skip_gaps() -> Config {
+    Config {
+        skip_gaps: true,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn ipv4_total_length_zero_is_read_from_the_captured_bytes() {
+    let mut h = Harness::new(Config::default());
+    handshake(&mut h);
+    let mut f = encode(
+        linktype::RAW,
+        &seg(c(), s(), CISN + 1, SISN + 1, ACK | PSH, b"sent with TSO"),
+    );
+    f[2] = 0;
+    f[3] = 0;
+    h.frame(linktype::RAW, &f);
+    assert_eq!(h.stream(1, Side::Svr), b"sent with TSO");
+    assert_eq!(h.m.stats().malformed, 0);
+    h.assert_counts_agree();
+}
+
+#[test]
+fn data_on_the_syn_is_delivered_once_the_server_acknowledges_it() {
+    // Accepted: the SYN-ACK acknowledges the SYN and its 5 bytes.
+    let mut h = Harness::new(Config::default());
+    h.seg(&seg(c(), s(), CISN, 0, SYN, b"hello"));
+    h.seg(&seg(s(), c(), SISN, CISN + 6, SYN | ACK, b""));
+    h.seg(&seg(c(), s(), CISN + 6, SISN + 1, ACK | PSH, b" world"));
+    assert_eq!(h.stream(1, Side::Svr), b"hello world");
+    h.assert_counts_agree();
+    // Refused (the SYN-ACK acknowledges only the SYN): the client sends the bytes again.
+    let mut h = Harness::new(Config::default());
+    h.seg(&seg(c(), s(), CISN, 0, SYN, b"hello"));
+    h.seg(&seg(s(), c(), SISN, CISN + 1, SYN | ACK, b""));
+    assert_eq!(h.stream(1, Side::Svr), b"");
+    h.seg(&seg(c(), s(), CISN + 1, SISN + 1, ACK | PSH, b"hello again"));
+    assert_eq!(h.stream(1, Side::Svr), b"hello again");
+    h.assert_counts_agree();
+}
+
+#[test]
+fn repeated_syns_with_new_isns_follow_the_one_the_syn_ack_acknowledges() {
+    let mut h = Harness::new(Config::default());
+    h.seg(&seg(c(), s(), 111, 0, SYN, b""));
+    h.seg(&seg(c(), s(), 222_222, 0, SYN, b""));
+    h.seg(&seg(c(), s(), 3_333_333, 0, SYN, b""));
+    h.seg(&seg(s(), c(), SISN, 222_223, SYN | ACK, b""));
+    h.seg(&seg(c(), s(), 222_223, SISN + 1, ACK | PSH, b"GET / HTTP/1.1\r\n"));
+    h.seg(&seg(s(), c(), SISN + 1, 222_223 + 16, ACK | PSH, b"HTTP/1.1 200 OK\r\n"));
+    assert_eq!(h.stream(1, Side::Svr), b"GET / HTTP/1.1\r\n");
+    assert_eq!(h.stream(1, Side::Cli), b"HTTP/1.1 200 OK\r\n");
+    let conn_starts = h.kinds().iter().filter(|k| **k == "CONN_START").count();
+    assert_eq!(conn_starts, 2, "one flow, one CONN_START per side");
+    h.assert_counts_agree();
+}
+
+#[test]
+fn without_a_syn_ack_in_the_capture_both_sides_still_deliver_what_they_announce() {
+    let mut h = Harness::new(Config::default());
+    h.seg(&seg(c(), s(), CISN, 0, SYN, b""));
+    // The SYN-ACK was not captured; the client's ACK names the server's ISN.
+    h.seg(&seg(c(), s(), CISN + 1, SISN + 1, ACK, b""));
+    h.seg(&seg(c(), s(), CISN + 1, SISN + 1, ACK | PSH, b"request"));
+    h.seg(&seg(s(), c(), SISN + 1, CISN + 8, ACK | PSH, b"response"));
+    assert_eq!(h.stream(1, Side::Svr), b"request");
+    assert_eq!(h.stream(1, Side::Cli), b"response");
+    h.assert_counts_agree();
+    // Neither the SYN-ACK nor the ACK: the server's first segment sets its ISN.
+    let mut h = Harness::new(Config::default());
+    h.seg(&seg(c(), s(), CISN, 0, SYN, b""));
+    h.seg(&seg(s(), c(), SISN + 1, CISN + 1, ACK | PSH, b"banner"));
+    assert_eq!(h.stream(1, Side::Cli), b"banner");
+    h.assert_counts_agree();
+}
+
+#[test]
+fn overwritten_bytes_are_counted_as_announced_and_lost() {
+    let mut h = Harness::new(Config {
+        buffer_size: 16,
+        ..Config::default()
+    });
+    handshake(&mut h);
+    // Each 17-byte segment overflows the 16-byte buffer: it is stored by overwriting at the
+    // next packet, its first byte lost (and counted so by the failing peek).
+    let mut sent = 0;
+    let mut kept = vec![];
+    for k in 0..6u32 {
+        let chunk = format!("chunk{k}-abcdefghij");
+        h.seg(&seg(c(), s(), CISN + 1 + sent, SISN + 1, ACK | PSH, chunk.as_bytes()));
+        sent += chunk.len() as u32;
+        kept.extend_from_slice(&chunk.as_bytes()[1..]);
+    }
+    h.finish();
+    h.assert_counts_agree();
+    assert_eq!(h.lost[&(1, Side::Svr)], 6);
+    assert_eq!(h.stream(1, Side::Svr), &kept[..]);
+}
+
+/// A hole the receiver acknowledged: the bytes before it, 100 missing, the bytes after it.
+fn holed(h: &mut Harness) {
+    handshake(h);
+    h.seg(&seg(c(), s(), CISN + 1, SISN + 1, ACK | PSH, b"before "));
+    // 100 bytes at offset 7 were not captured.
+    h.seg(&seg(c(), s(), CISN + 108, SISN + 1, ACK | PSH, b"after"));
+    h.seg(&seg(s(), c(), SISN + 1, CISN + 113, ACK, b""));
+}
+
+#[test]
+fn a_hole_is_an_event_and_waits_by_default_as_in_mos() {
+    let mut h = Harness::new(Config::default());
+    holed(&mut h);
+    let gap = h
+        .events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::Gap { .. }))
+        .expect("a GAP event");
+    assert_eq!(gap.side, Some(Side::Svr));
+    assert_eq!(
+        gap.kind,
+        EventKind::Gap {
+            offset: 7,
+            len: 100,
+            skipped: false
+        }
+    );
+    assert_eq!(h.stream(1, Side::Svr), b"before ");
+    h.finish();
+    assert_eq!(h.stream(1, Side::Svr), b"before ", "waits for the bytes");
+    h.assert_counts_agree();
+}
+
+#[test]
+fn gaps_skip_delivers_what_follows_a_hole_marked() {
+    let mut h = Harness::new(skip_gaps());
+    holed(&mut h);
+    assert_eq!(h.stream(1, Side::Svr), b"before after");
+    assert_eq!(h.holes[&(1, Side::Svr)], [(7, 100)]);
+    assert!(h.events.iter().any(|e| e.kind
+        == EventKind::Gap {
+            offset: 7,
+            len: 100,
+            skipped: true
+        }));
+    h.assert_counts_agree();
+    // A hole nobody acknowledged is skipped at the end of the input.
+    let mut h = Harness::new(skip_gaps());
+    handshake(&mut h);
+    h.seg(&seg(c(), s(), CISN + 1, SISN + 1, ACK | PSH, b"one "));
+    h.seg(&seg(c(), s(), CISN + 9, SISN + 1, ACK | PSH, b"three "));
+    h.seg(&seg(c(), s(), CISN + 20, SISN + 1, ACK | PSH, b"five"));
+    assert_eq!(h.stream(1, Side::Svr), b"one ");
+    h.finish();
+    assert_eq!(h.stream(1, Side::Svr), b"one three five");
+    assert_eq!(h.holes[&(1, Side::Svr)], [(4, 4), (10, 5)]);
+    h.assert_counts_agree();
+}
+
+#[test]
+fn a_stray_segment_far_ahead_does_not_push_later_bytes_out() {
+    let mut h = Harness::new(Config::default());
+    handshake(&mut h);
+    // Inside a scaled window, 10 MB ahead: more than the 256 KiB buffer holds.
+    h.seg(&seg(c(), s(), CISN + 1 + 10_000_000, SISN + 1, ACK | PSH, b"stray"));
+    let mut want = vec![];
+    for k in 0..400u32 {
+        let chunk = vec![b'a' + (k % 26) as u8; 1000];
+        h.seg(&seg(c(), s(), CISN + 1 + k * 1000, SISN + 1, ACK | PSH, &chunk));
+        want.extend_from_slice(&chunk);
+    }
+    assert_eq!(h.stream(1, Side::Svr).len(), want.len());
+    assert_eq!(h.stream(1, Side::Svr), &want[..]);
+    h.assert_counts_agree();
+}
+
+#[test]
+fn a_rst_away_from_the_expected_sequence_is_ignored_and_reported() {
+    let mut h = Harness::new(Config::default());
+    handshake(&mut h);
+    h.seg(&seg(c(), s(), CISN + 1, SISN + 1, ACK | PSH, b"GET /"));
+    // Spoofed RST/ACKs: in the window but not exact, and far away.
+    h.seg(&seg(s(), c(), SISN + 100, CISN + 6, RST | ACK, b""));
+    h.seg(&seg(s(), c(), SISN + 1_000_000, CISN + 6, RST | ACK, b""));
+    h.seg(&seg(s(), c(), SISN + 1, CISN + 6, ACK | PSH, b"200 OK"));
+    assert_eq!(h.stream(1, Side::Cli), b"200 OK", "the flow goes on");
+    let ignored: Vec<&EventKind> = h
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::RstIgnored { .. }))
+        .map(|e| &e.kind)
+        .collect();
+    assert_eq!(
+        ignored,
+        [
+            &EventKind::RstIgnored {
+                seq: SISN + 100,
+                expected: SISN + 1
+            },
+            &EventKind::RstIgnored {
+                seq: SISN + 1_000_000,
+                expected: SISN + 1
+            }
+        ]
+    );
+    assert_eq!(h.m.stats().rst_ignored, 2);
+    // Exactly at the expected sequence number: the flow ends.
+    h.seg(&seg(s(), c(), SISN + 7, 0, RST, b""));
+    assert!(h.events.iter().any(|e| e.kind
+        == EventKind::ConnEnd {
+            reason: EndReason::Rst
+        }));
+    h.assert_counts_agree();
+}
+
+#[test]
+fn a_rst_after_the_peers_fin_is_accepted_as_linux_does() {
+    let mut h = Harness::new(Config::default());
+    handshake(&mut h);
+    h.seg(&seg(s(), c(), SISN + 1, CISN + 1, ACK | PSH | FIN, b"bye"));
+    // The client got the FIN (CLOSE_WAIT) and the server resets at its FIN's sequence.
+    h.seg(&seg(s(), c(), SISN + 4, 0, RST, b""));
+    assert!(h.events.iter().any(|e| e.kind
+        == EventKind::ConnEnd {
+            reason: EndReason::Rst
+        }));
+}
+
+#[test]
+fn a_flow_resumed_after_the_idle_timeout_loses_no_byte() {
+    let mut h = Harness::new(Config {
+        idle_timeout_ns: 60_000_000_000,
+        ..Config::default()
+    });
+    handshake(&mut h);
+    h.seg(&seg(c(), s(), CISN + 1, SISN + 1, ACK | PSH, b"first "));
+    h.seg(&seg(s(), c(), SISN + 1, CISN + 7, ACK | PSH, b"reply "));
+    h.ts += 120_000_000_000;
+    h.seg(&seg(c(), s(), CISN + 7, SISN + 7, ACK | PSH, b"second"));
+    h.seg(&seg(s(), c(), SISN + 7, CISN + 13, ACK | PSH, b"answer"));
+    assert!(h.events.iter().any(|e| e.kind
+        == EventKind::ConnEnd {
+            reason: EndReason::Timeout
+        }));
+    let all = |side| {
+        let mut v = h.stream(1, side).to_vec();
+        v.extend_from_slice(h.stream(2, side));
+        v
+    };
+    assert_eq!(all(Side::Svr), b"first second");
+    assert_eq!(all(Side::Cli), b"reply answer");
+    let flows = h.m.flows();
+    assert_eq!(flows[0].resumes, Some(1));
+    assert!(flows[0].midstream);
+    assert_eq!(h.m.stats().resumed, 1);
+    h.assert_counts_agree();
+}
