@@ -285,3 +285,62 @@ fn a_flow_resumed_after_the_idle_timeout_loses_no_byte() {
     assert_eq!(h.m.stats().resumed, 1);
     h.assert_counts_agree();
 }
+
+#[test]
+fn flows_without_a_syn_are_orphans_by_default_and_picked_up_with_midstream() {
+    let mid = |h: &mut Harness| {
+        h.seg(&seg(c(), s(), 7000, 9000, ACK | PSH, b"in the middle"));
+        h.seg(&seg(s(), c(), 9000, 7013, ACK | PSH, b"of a flow"));
+        h.seg(&seg(c(), s(), 7013, 9009, ACK | PSH, b"!"));
+    };
+    let mut h = Harness::new(Config::default());
+    mid(&mut h);
+    assert_eq!(h.m.stats().orphans, 3);
+    assert!(h.m.flows().is_empty(), "mOS does not monitor them");
+    let mut h = Harness::new(Config {
+        midstream: true,
+        ..Config::default()
+    });
+    mid(&mut h);
+    assert_eq!(h.stream(1, Side::Svr), b"in the middle!");
+    assert_eq!(h.stream(1, Side::Cli), b"of a flow");
+    let f = &h.m.flows()[0];
+    assert!(f.midstream);
+    assert_eq!((f.client, f.server), (c(), s()), "the low port is the server");
+    assert!(
+        h.events
+            .iter()
+            .any(|e| e.kind == EventKind::ConnStart { midstream: true })
+    );
+    assert_eq!(h.m.stats().midstream, 1);
+    h.assert_counts_agree();
+}
+
+#[test]
+fn the_flow_table_is_bounded_and_evicts_the_least_recently_active() {
+    let mut h = Harness::new(Config {
+        max_flows: 1000,
+        ..Config::default()
+    });
+    // A long-lived flow that keeps talking survives; 300,000 SYN-only flows come and go.
+    handshake(&mut h);
+    let mut sent = 0u32;
+    for i in 0..300_000u32 {
+        let src = SocketAddr::new([10, 9, (i >> 16) as u8, (i >> 8) as u8].into(), (i & 0xff) as u16 + 1024);
+        h.m.feed(h.ts + u64::from(i), linktype::RAW, &encode(linktype::RAW, &seg(src, s(), i, 0, SYN, b"")));
+        h.m.events().for_each(drop);
+        if i % 1000 == 0 {
+            h.ts += 1_000_000;
+            h.seg(&seg(c(), s(), CISN + 1 + sent, SISN + 1, ACK | PSH, b"tick "));
+            sent += 5;
+        }
+        if i % 25_000 == 0 {
+            assert!(h.m.flows().len() <= 1001, "{} flows held", h.m.flows().len());
+        }
+    }
+    assert_eq!(h.stream(1, Side::Svr).len(), sent as usize, "the active flow kept every byte");
+    let st = h.m.stats();
+    assert_eq!(st.flows, 300_001);
+    assert!(st.evicted >= 299_000, "{} evicted", st.evicted);
+    assert!(h.m.flows().len() <= 1001);
+}

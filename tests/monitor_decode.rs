@@ -348,3 +348,42 @@ fn fragment_reassembly_is_bounded_in_memory_and_time() {
     // Longer than any IP datagram: dropped.
     assert!(r.push(31_000_000_004, &frag(3, 65_000, false, &chunk)).is_none());
 }
+
+#[test]
+fn mutated_tunnel_frames_never_panic_the_decoder() {
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+    let seed: u64 = std::env::var("EPOLLSCOPE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x7e11);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut m = epollscope::monitor::Monitor::new(Config {
+        buffer_size: 64,
+        midstream: true,
+        skip_gaps: true,
+        ..Config::default()
+    });
+    let convo = conversation("10.1.1.1:1".parse().unwrap(), "10.1.1.2:2".parse().unwrap());
+    for (i, (_, lt, wrap)) in wrappers().into_iter().enumerate() {
+        for sg in &convo {
+            let good = wrap(&encode(linktype::RAW, sg));
+            for k in 0..500u64 {
+                let mut f = good.clone();
+                for _ in 0..rng.random_range(1..4) {
+                    let at = rng.random_range(0..f.len());
+                    f[at] = rng.random();
+                }
+                if rng.random_range(0..3) == 0 {
+                    f.truncate(rng.random_range(0..f.len()));
+                }
+                m.feed(1_000 + i as u64 * 1_000_000 + k, lt, &f);
+                m.events().for_each(drop);
+            }
+        }
+    }
+    while m.finish() {
+        m.events().for_each(drop);
+    }
+    eprintln!("seed {seed}: fed {} frames", m.stats().packets);
+}

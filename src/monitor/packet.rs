@@ -142,7 +142,8 @@ fn checksum_fold(mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
-/// Encodes `seg` as a frame of link type `lt` (Ethernet, RAW, NULL, SLL or SLL2), with valid
+/// Encodes `seg` as a frame of link type `lt` (any supported one but the RAW aliases and
+/// IPV4/IPV6, which are RAW's bytes), with valid
 /// IP and TCP checksums. Addresses must both be IPv4 or both IPv6.
 pub fn encode(lt: u32, seg: &Segment) -> Vec<u8> {
     let mut ip = Vec::with_capacity(60 + seg.payload.len());
@@ -202,6 +203,18 @@ pub fn encode(lt: u32, seg: &Segment) -> Vec<u8> {
             frame.extend_from_slice(&ethertype.to_be_bytes());
             frame.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 0, 0, 0, 0, 0, 1, 0, 0]);
         }
+        linktype::PPP => {
+            let proto: u8 = if ethertype == 0x0800 { 0x21 } else { 0x57 };
+            frame.extend_from_slice(&[0xff, 0x03, 0x00, proto]);
+        }
+        linktype::C_HDLC => {
+            frame.extend_from_slice(&[0x0f, 0x00]);
+            frame.extend_from_slice(&ethertype.to_be_bytes());
+        }
+        linktype::IPOIB => {
+            frame.extend_from_slice(&ethertype.to_be_bytes());
+            frame.extend_from_slice(&[0, 0]);
+        }
         _ => {}
     }
     frame.extend_from_slice(&ip);
@@ -228,6 +241,9 @@ mod tests {
             linktype::LOOP,
             linktype::LINUX_SLL,
             linktype::LINUX_SLL2,
+            linktype::PPP,
+            linktype::C_HDLC,
+            linktype::IPOIB,
         ] {
             for (s, d) in [
                 ("10.0.0.1:1234", "10.0.0.2:80"),
