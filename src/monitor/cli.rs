@@ -150,7 +150,7 @@ struct Run {
 /// A number of seconds from the command line, checked: finite, not negative, at most a year.
 fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
     if !(0.0..=MAX_SECONDS).contains(&v) {
-        bail!("{flag}: {v} is not a number of seconds from 0 to {MAX_SECONDS} (a year)");
+        bail!("{flag}: {v:?} is not a number of seconds from 0 to {MAX_SECONDS} (a year)");
     }
     Ok(Duration::from_secs_f64(v))
 }

@@ -139,3 +139,45 @@ impl Harness {
         self.events.iter().map(|e| e.kind.name()).collect()
     }
 }
+
+/// A directory under `$TMPDIR` for one test, removed when dropped (a test run leaves nothing
+/// behind).
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "epollscope-{tag}-{}-{n}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes `segs` as a pcap of raw IP packets, a millisecond apart.
+pub fn write_pcap(path: &std::path::Path, segs: &[Segment]) {
+    let mut w = epollscope::monitor::pcap::Writer::new(
+        std::io::BufWriter::new(std::fs::File::create(path).unwrap()),
+        linktype::RAW,
+    )
+    .unwrap();
+    for (i, s) in segs.iter().enumerate() {
+        let f = encode(linktype::RAW, s);
+        w.write(1_700_000_000_000_000_000 + i as u64 * 1_000_000, &f, f.len() as u32)
+            .unwrap();
+    }
+    w.flush().unwrap();
+}
