@@ -65,7 +65,14 @@ fn data_on_the_syn_is_delivered_once_the_server_acknowledges_it() {
     h.seg(&seg(c(), s(), CISN, 0, SYN, b"hello"));
     h.seg(&seg(s(), c(), SISN, CISN + 1, SYN | ACK, b""));
     assert_eq!(h.stream(1, Side::Svr), b"");
-    h.seg(&seg(c(), s(), CISN + 1, SISN + 1, ACK | PSH, b"hello again"));
+    h.seg(&seg(
+        c(),
+        s(),
+        CISN + 1,
+        SISN + 1,
+        ACK | PSH,
+        b"hello again",
+    ));
     assert_eq!(h.stream(1, Side::Svr), b"hello again");
     h.assert_counts_agree();
 }
@@ -77,8 +84,22 @@ fn repeated_syns_with_new_isns_follow_the_one_the_syn_ack_acknowledges() {
     h.seg(&seg(c(), s(), 222_222, 0, SYN, b""));
     h.seg(&seg(c(), s(), 3_333_333, 0, SYN, b""));
     h.seg(&seg(s(), c(), SISN, 222_223, SYN | ACK, b""));
-    h.seg(&seg(c(), s(), 222_223, SISN + 1, ACK | PSH, b"GET / HTTP/1.1\r\n"));
-    h.seg(&seg(s(), c(), SISN + 1, 222_223 + 16, ACK | PSH, b"HTTP/1.1 200 OK\r\n"));
+    h.seg(&seg(
+        c(),
+        s(),
+        222_223,
+        SISN + 1,
+        ACK | PSH,
+        b"GET / HTTP/1.1\r\n",
+    ));
+    h.seg(&seg(
+        s(),
+        c(),
+        SISN + 1,
+        222_223 + 16,
+        ACK | PSH,
+        b"HTTP/1.1 200 OK\r\n",
+    ));
     assert_eq!(h.stream(1, Side::Svr), b"GET / HTTP/1.1\r\n");
     assert_eq!(h.stream(1, Side::Cli), b"HTTP/1.1 200 OK\r\n");
     let conn_starts = h.kinds().iter().filter(|k| **k == "CONN_START").count();
@@ -118,7 +139,14 @@ fn overwritten_bytes_are_counted_as_announced_and_lost() {
     let mut kept = vec![];
     for k in 0..6u32 {
         let chunk = format!("chunk{k}-abcdefghij");
-        h.seg(&seg(c(), s(), CISN + 1 + sent, SISN + 1, ACK | PSH, chunk.as_bytes()));
+        h.seg(&seg(
+            c(),
+            s(),
+            CISN + 1 + sent,
+            SISN + 1,
+            ACK | PSH,
+            chunk.as_bytes(),
+        ));
         sent += chunk.len() as u32;
         kept.extend_from_slice(&chunk.as_bytes()[1..]);
     }
@@ -192,11 +220,25 @@ fn a_stray_segment_far_ahead_does_not_push_later_bytes_out() {
     let mut h = Harness::new(Config::default());
     handshake(&mut h);
     // Inside a scaled window, 10 MB ahead: more than the 256 KiB buffer holds.
-    h.seg(&seg(c(), s(), CISN + 1 + 10_000_000, SISN + 1, ACK | PSH, b"stray"));
+    h.seg(&seg(
+        c(),
+        s(),
+        CISN + 1 + 10_000_000,
+        SISN + 1,
+        ACK | PSH,
+        b"stray",
+    ));
     let mut want = vec![];
     for k in 0..400u32 {
         let chunk = vec![b'a' + (k % 26) as u8; 1000];
-        h.seg(&seg(c(), s(), CISN + 1 + k * 1000, SISN + 1, ACK | PSH, &chunk));
+        h.seg(&seg(
+            c(),
+            s(),
+            CISN + 1 + k * 1000,
+            SISN + 1,
+            ACK | PSH,
+            &chunk,
+        ));
         want.extend_from_slice(&chunk);
     }
     assert_eq!(h.stream(1, Side::Svr).len(), want.len());
@@ -306,7 +348,11 @@ fn flows_without_a_syn_are_orphans_by_default_and_picked_up_with_midstream() {
     assert_eq!(h.stream(1, Side::Cli), b"of a flow");
     let f = &h.m.flows()[0];
     assert!(f.midstream);
-    assert_eq!((f.client, f.server), (c(), s()), "the low port is the server");
+    assert_eq!(
+        (f.client, f.server),
+        (c(), s()),
+        "the low port is the server"
+    );
     assert!(
         h.events
             .iter()
@@ -326,19 +372,41 @@ fn the_flow_table_is_bounded_and_evicts_the_least_recently_active() {
     handshake(&mut h);
     let mut sent = 0u32;
     for i in 0..300_000u32 {
-        let src = SocketAddr::new([10, 9, (i >> 16) as u8, (i >> 8) as u8].into(), (i & 0xff) as u16 + 1024);
-        h.m.feed(h.ts + u64::from(i), linktype::RAW, &encode(linktype::RAW, &seg(src, s(), i, 0, SYN, b"")));
+        let src = SocketAddr::new(
+            [10, 9, (i >> 16) as u8, (i >> 8) as u8].into(),
+            (i & 0xff) as u16 + 1024,
+        );
+        h.m.feed(
+            h.ts + u64::from(i),
+            linktype::RAW,
+            &encode(linktype::RAW, &seg(src, s(), i, 0, SYN, b"")),
+        );
         h.m.events().for_each(drop);
         if i % 1000 == 0 {
             h.ts += 1_000_000;
-            h.seg(&seg(c(), s(), CISN + 1 + sent, SISN + 1, ACK | PSH, b"tick "));
+            h.seg(&seg(
+                c(),
+                s(),
+                CISN + 1 + sent,
+                SISN + 1,
+                ACK | PSH,
+                b"tick ",
+            ));
             sent += 5;
         }
         if i % 25_000 == 0 {
-            assert!(h.m.flows().len() <= 1001, "{} flows held", h.m.flows().len());
+            assert!(
+                h.m.flows().len() <= 1001,
+                "{} flows held",
+                h.m.flows().len()
+            );
         }
     }
-    assert_eq!(h.stream(1, Side::Svr).len(), sent as usize, "the active flow kept every byte");
+    assert_eq!(
+        h.stream(1, Side::Svr).len(),
+        sent as usize,
+        "the active flow kept every byte"
+    );
     let st = h.m.stats();
     assert_eq!(st.flows, 300_001);
     assert!(st.evicted >= 299_000, "{} evicted", st.evicted);

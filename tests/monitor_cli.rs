@@ -165,10 +165,7 @@ fn bad_inputs_exit_2_with_one_line() {
         "--filter",
         "port",
     ]));
-    assert_eq!(
-        e,
-        "epollscope: error: --filter: expected a port at the end"
-    );
+    assert_eq!(e, "epollscope: error: --filter: expected a port at the end");
     let g = good.to_str().unwrap();
     for (args, want) in [
         (

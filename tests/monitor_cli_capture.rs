@@ -56,7 +56,10 @@ fn a_truncated_capture_delivers_what_came_before_and_exits_3() {
     let out = run(&["--pcap", cut.to_str().unwrap(), "--gaps", "skip"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let o = text(&out.stdout);
-    assert!(o.contains("    before \n    [100 bytes missing]\n    after"), "{o}");
+    assert!(
+        o.contains("    before \n    [100 bytes missing]\n    after"),
+        "{o}"
+    );
     let e = text(&out.stderr);
     assert_eq!(e.lines().count(), 1, "{e}");
     let last = bytes.len() - (16 + 20 + 20 + 2);
@@ -93,21 +96,32 @@ fn holes_are_marked_in_text_hex_and_json() {
     );
     let v: serde_json::Value =
         serde_json::from_slice(&run(&["--pcap", p, "--gaps", "skip", "--json"]).stdout).unwrap();
-    assert_eq!(v["flows"][0]["svr_data"], "before \n[100 bytes missing]\nafter");
+    assert_eq!(
+        v["flows"][0]["svr_data"],
+        "before \n[100 bytes missing]\nafter"
+    );
     assert_eq!(
         v["flows"][0]["svr_gaps"],
         serde_json::json!([{"at": 7, "missing": 100}])
     );
     let follow = text(&run(&["--pcap", p, "--gaps", "skip", "--json", "--follow"]).stdout);
     assert!(
-        follow.lines().any(|l| l.contains(r#""gaps":[{"at":0,"missing":100}]"#)
-            && l.contains(r#""event":"gap""#)),
+        follow
+            .lines()
+            .any(|l| l.contains(r#""gaps":[{"at":0,"missing":100}]"#)
+                && l.contains(r#""event":"gap""#)),
         "{follow}"
     );
     // By default the side waits for the bytes, as mOS does, and says so.
     let o = text(&run(&["--pcap", p]).stdout);
-    assert!(o.contains("flow 1 svr GAP 100 bytes missing at offset 7 (waiting)"), "{o}");
-    assert!(o.contains("flow 1 svr (client -> server, 7 bytes):\n    before \n"), "{o}");
+    assert!(
+        o.contains("flow 1 svr GAP 100 bytes missing at offset 7 (waiting)"),
+        "{o}"
+    );
+    assert!(
+        o.contains("flow 1 svr (client -> server, 7 bytes):\n    before \n"),
+        "{o}"
+    );
 }
 
 fn midstream_capture() -> Vec<Segment<'static>> {
@@ -130,13 +144,19 @@ fn midstream_flows_are_marked_in_every_output() {
         o.contains("flow 1: 10.0.0.1:40000 -> 10.0.0.2:80  cli ESTABLISHED svr ESTABLISHED  open  bytes cli 6 svr 5  midstream (no SYN seen)"),
         "{o}"
     );
-    assert!(o.contains("flow 1 svr CONN_START midstream (no SYN seen)"), "{o}");
+    assert!(
+        o.contains("flow 1 svr CONN_START midstream (no SYN seen)"),
+        "{o}"
+    );
     let v: serde_json::Value =
         serde_json::from_slice(&run(&["--pcap", p, "--midstream", "--json"]).stdout).unwrap();
     assert_eq!(v["flows"][0]["midstream"], true);
     assert_eq!(v["flows"][0]["cli_data"], "200 OK");
     let follow = text(&run(&["--pcap", p, "--midstream", "--follow"]).stdout);
-    assert!(follow.contains("flow 1 svr CONN_NEW_DATA 5 bytes [midstream]"), "{follow}");
+    assert!(
+        follow.contains("flow 1 svr CONN_NEW_DATA 5 bytes [midstream]"),
+        "{follow}"
+    );
     let follow = text(&run(&["--pcap", p, "--midstream", "--follow", "--json"]).stdout);
     assert!(
         follow
@@ -170,9 +190,15 @@ fn flows_dir_writes_one_file_per_direction_named_as_tcpflow_does() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_default();
-    assert_eq!(read("010.000.000.001.40000-010.000.000.002.00080"), b"before after");
+    assert_eq!(
+        read("010.000.000.001.40000-010.000.000.002.00080"),
+        b"before after"
+    );
     assert_eq!(read("010.000.000.002.00080-010.000.000.001.40000"), b"ok");
-    assert_eq!(read("010.000.000.001.40000-010.000.000.002.00080c1"), b"again");
+    assert_eq!(
+        read("010.000.000.001.40000-010.000.000.002.00080c1"),
+        b"again"
+    );
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

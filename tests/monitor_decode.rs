@@ -66,7 +66,11 @@ fn udp(dport: u16, payload: &[u8]) -> Vec<u8> {
 }
 
 fn ppp_proto(ip: &[u8]) -> [u8; 2] {
-    if ip[0] >> 4 == 6 { [0, 0x57] } else { [0, 0x21] }
+    if ip[0] >> 4 == 6 {
+        [0, 0x57]
+    } else {
+        [0, 0x21]
+    }
 }
 
 type Wrap = fn(&[u8]) -> Vec<u8>;
@@ -95,13 +99,17 @@ fn wrappers() -> Vec<(&'static str, u32, Wrap)> {
             let gre = [&[0x00, 0x00][..], &ethertype_of(ip).to_be_bytes(), ip].concat();
             eth(0x0800, &ipv4(47, &gre))
         }),
-        ("GRE with checksum, key and sequence over IPv6", linktype::ETHERNET, |ip| {
-            let mut gre = vec![0xb0, 0x00];
-            gre.extend_from_slice(&ethertype_of(ip).to_be_bytes());
-            gre.extend_from_slice(&[0; 12]);
-            gre.extend_from_slice(ip);
-            eth(0x86dd, &ipv6(47, &gre))
-        }),
+        (
+            "GRE with checksum, key and sequence over IPv6",
+            linktype::ETHERNET,
+            |ip| {
+                let mut gre = vec![0xb0, 0x00];
+                gre.extend_from_slice(&ethertype_of(ip).to_be_bytes());
+                gre.extend_from_slice(&[0; 12]);
+                gre.extend_from_slice(ip);
+                eth(0x86dd, &ipv6(47, &gre))
+            },
+        ),
         ("GRE transparent Ethernet bridging", linktype::RAW, |ip| {
             let inner = eth(ethertype_of(ip), ip);
             ipv4(47, &[&[0x00, 0x00, 0x65, 0x58][..], &inner].concat())
@@ -112,15 +120,23 @@ fn wrappers() -> Vec<(&'static str, u32, Wrap)> {
             gre.extend_from_slice(&eth(ethertype_of(ip), ip));
             eth(0x0800, &ipv4(47, &gre))
         }),
-        ("ERSPAN type III with platform subheader", linktype::ETHERNET, |ip| {
-            let mut gre = vec![0x10, 0x00, 0x22, 0xeb, 0, 0, 0, 7];
-            gre.extend_from_slice(&[0x20, 0x01, 0x00, 0x05, 0, 0, 0, 1, 0, 0, 0, 0x01]);
-            gre.extend_from_slice(&[0; 8]);
-            gre.extend_from_slice(&eth(ethertype_of(ip), ip));
-            eth(0x0800, &ipv4(47, &gre))
-        }),
+        (
+            "ERSPAN type III with platform subheader",
+            linktype::ETHERNET,
+            |ip| {
+                let mut gre = vec![0x10, 0x00, 0x22, 0xeb, 0, 0, 0, 7];
+                gre.extend_from_slice(&[0x20, 0x01, 0x00, 0x05, 0, 0, 0, 1, 0, 0, 0, 0x01]);
+                gre.extend_from_slice(&[0; 8]);
+                gre.extend_from_slice(&eth(ethertype_of(ip), ip));
+                eth(0x0800, &ipv4(47, &gre))
+            },
+        ),
         ("VXLAN", linktype::ETHERNET, |ip| {
-            let vx = [&[0x08, 0, 0, 0, 0, 0, 42, 0][..], &eth(ethertype_of(ip), ip)].concat();
+            let vx = [
+                &[0x08, 0, 0, 0, 0, 0, 42, 0][..],
+                &eth(ethertype_of(ip), ip),
+            ]
+            .concat();
             eth(0x0800, &ipv4(17, &udp(4789, &vx)))
         }),
         ("Geneve with an option", linktype::ETHERNET, |ip| {
@@ -131,7 +147,11 @@ fn wrappers() -> Vec<(&'static str, u32, Wrap)> {
             eth(0x0800, &ipv4(17, &udp(6081, &g)))
         }),
         ("Geneve carrying Ethernet", linktype::ETHERNET, |ip| {
-            let g = [&[0x00, 0x00, 0x65, 0x58, 0, 0, 42, 0][..], &eth(ethertype_of(ip), ip)].concat();
+            let g = [
+                &[0x00, 0x00, 0x65, 0x58, 0, 0, 42, 0][..],
+                &eth(ethertype_of(ip), ip),
+            ]
+            .concat();
             eth(0x86dd, &ipv6(17, &udp(6081, &g)))
         }),
         ("IP in IPv4 (6in4 or IPIP)", linktype::RAW, |ip| {
@@ -287,7 +307,10 @@ fn ipv4_and_ipv6_fragments_are_reassembled_in_any_order() {
     let body: Vec<u8> = (0..100u8).map(|i| b'a' + i % 26).collect();
     for v6 in [false, true] {
         let (c, s): (SocketAddr, SocketAddr) = if v6 {
-            ("[2001:db8::1]:1".parse().unwrap(), "[2001:db8::2]:2".parse().unwrap())
+            (
+                "[2001:db8::1]:1".parse().unwrap(),
+                "[2001:db8::2]:2".parse().unwrap(),
+            )
         } else {
             (c(), s())
         };
@@ -339,14 +362,25 @@ fn fragment_reassembly_is_bounded_in_memory_and_time() {
     // A datagram whose last fragment comes after the timeout is not rebuilt.
     let mut r = Reassembler::new(30_000_000_000);
     assert!(r.push(0, &frag(1, 0, true, &chunk[..8])).is_none());
-    assert!(r.push(31_000_000_001, &frag(1, 8, false, &chunk[..8])).is_none());
+    assert!(
+        r.push(31_000_000_001, &frag(1, 8, false, &chunk[..8]))
+            .is_none()
+    );
     assert_eq!(r.stats.dropped, 1);
     // In time, it is.
-    assert!(r.push(31_000_000_002, &frag(2, 0, true, &chunk[..8])).is_none());
-    let d = r.push(31_000_000_003, &frag(2, 8, false, b"12345678")).unwrap();
+    assert!(
+        r.push(31_000_000_002, &frag(2, 0, true, &chunk[..8]))
+            .is_none()
+    );
+    let d = r
+        .push(31_000_000_003, &frag(2, 8, false, b"12345678"))
+        .unwrap();
     assert_eq!(&d.payload[8..], b"12345678");
     // Longer than any IP datagram: dropped.
-    assert!(r.push(31_000_000_004, &frag(3, 65_000, false, &chunk)).is_none());
+    assert!(
+        r.push(31_000_000_004, &frag(3, 65_000, false, &chunk))
+            .is_none()
+    );
 }
 
 #[test]

@@ -169,10 +169,13 @@ fn open_input(path: &std::path::Path) -> anyhow::Result<Input> {
         bail!("{name}: is a directory, not a capture file");
     }
     let file = File::open(path).with_context(|| name.clone())?;
-    if meta.is_file() && meta.len() > 0 {
-        if let Ok(map) = crate::sys::packet::Mapped::new(&file) {
-            return Ok(Input::Mapped(Reader::mapped(map).with_context(|| name.clone())?));
-        }
+    if meta.is_file()
+        && meta.len() > 0
+        && let Ok(map) = crate::sys::packet::Mapped::new(&file)
+    {
+        return Ok(Input::Mapped(
+            Reader::mapped(map).with_context(|| name.clone())?,
+        ));
     }
     Ok(Input::Read(
         Reader::with_capacity(file, 1 << 20).with_context(|| name.clone())?,
@@ -214,11 +217,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     if let Some(f) = filter {
         m.set_filter(f);
     }
-    let dir = args
-        .flows
-        .as_deref()
-        .map(FlowDir::create)
-        .transpose()?;
+    let dir = args.flows.as_deref().map(FlowDir::create).transpose()?;
     let mut run = Run {
         m,
         duration,
@@ -252,7 +251,11 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     run.drain()?;
     run.finish(started.elapsed())?;
     if let Some(e) = damage {
-        let name = run.args.pcap.as_deref().unwrap_or(std::path::Path::new("-"));
+        let name = run
+            .args
+            .pcap
+            .as_deref()
+            .unwrap_or(std::path::Path::new("-"));
         eprintln!(
             "epollscope: {}: capture damaged: {e}; the {} packets before it were read (exit {EXIT_DAMAGED})",
             name.display(),
@@ -603,7 +606,6 @@ impl Run {
         Ok(())
     }
 }
-
 
 /// Where the holes are in a side's bytes shown: `[{"at": position, "missing": bytes}]`.
 fn gaps_json(s: &Shown) -> serde_json::Value {

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::Serialize;
 
+use super::decode::{self, Layer};
 use super::event::{EndReason, Event, EventKind, EventMask};
 use super::filter::Filter;
-use super::decode::{self, Layer};
 use super::flow::{Flow, FlowOpts, RawEvent, Resume};
 use super::frag::Reassembler;
 use super::packet::{ACK, RST, SYN, Segment, Skip};
@@ -64,9 +64,11 @@ pub struct Config {
     pub skip_gaps: bool,
 }
 
-/// What one flow costs in the tables, in bytes, without its buffers (which hold only unread
-/// and out-of-order bytes and are freed when drained): the basis of [`DEFAULT_MAX_FLOWS`].
-pub const FLOW_COST: usize = 1024;
+/// What one flow costs, in bytes, without its buffers (which hold only unread and
+/// out-of-order bytes and are freed when drained): the flow, its two address-table entries,
+/// its eviction-queue entry and its resume point, with the tables' spare capacity; measured
+/// (tests/monitor_flows.rs), the basis of [`DEFAULT_MAX_FLOWS`].
+pub const FLOW_COST: usize = 1536;
 /// Flows held by default: about 256 MB of flow state.
 pub const DEFAULT_MAX_FLOWS: usize = (256 << 20) / FLOW_COST;
 /// IP fragments wait this long (capture time) for the rest of their datagram, as Linux's
@@ -193,7 +195,8 @@ struct UserEvent {
 pub struct Monitor {
     ctx: u32,
     config: Config,
-    flows: FxMap<u64, Flow>,
+    /// Boxed: the table's buckets stay small, so its spare capacity costs little.
+    flows: FxMap<u64, Box<Flow>>,
     by_tuple: FxMap<(SocketAddr, SocketAddr), (u64, Side)>,
     next_flow: u64,
     filter: Option<Filter>,
@@ -411,7 +414,7 @@ impl Monitor {
             .insert((flow.client, flow.server), (n, Side::Cli));
         self.by_tuple
             .insert((flow.server, flow.client), (n, Side::Svr));
-        self.flows.insert(n, flow);
+        self.flows.insert(n, Box::new(flow));
         self.lru.push_back((n, ts));
         n
     }
@@ -466,8 +469,7 @@ impl Monitor {
         let flow = match found {
             Some((client, server, (old, resume))) => {
                 self.stats.resumed += 1;
-                let mut flow =
-                    Flow::midstream(ts, client, server, resume, opts, &mut self.raw);
+                let mut flow = Flow::midstream(ts, client, server, resume, opts, &mut self.raw);
                 flow.resumes = Some(old);
                 flow
             }

@@ -296,10 +296,7 @@ mod tests {
             ("udp", "unknown primitive 'udp'"),
             ("net 10.0.0.0/33", "bad prefix length in '10.0.0.0/33'"),
         ] {
-            assert_eq!(
-                Filter::parse(e).unwrap_err().to_string(),
-                msg
-            );
+            assert_eq!(Filter::parse(e).unwrap_err().to_string(), msg);
         }
     }
 }

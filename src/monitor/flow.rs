@@ -143,7 +143,11 @@ impl Flow {
     pub fn from_syn(ts: u64, seg: &Segment, opts: FlowOpts, ev: &mut Vec<RawEvent>) -> Flow {
         let mut flow = Flow::blank(ts, seg.src, seg.dst, opts);
         flow.sides[Side::Svr.index()].isn = Some(seg.seq);
-        flow.syns.push((seg.seq, seg.payload.to_vec()));
+        if !seg.payload.is_empty() {
+            // Most SYNs carry nothing: keep the list empty (a flow table of idle flows is
+            // mostly this struct) until there is data or a retry to tell apart.
+            flow.syns.push((seg.seq, seg.payload.to_vec()));
+        }
         flow.syn_data_done = seg.payload.is_empty();
         ev.push((Some(Side::Cli), EventKind::PktIn { len: 0 }));
         flow.set_state(Side::Cli, TcpState::SynSent, ev);
@@ -328,6 +332,11 @@ impl Flow {
         if from == Side::Cli && !seg.has(ACK) {
             // A retransmitted SYN, or a retry with a new ISN: no new CONN_START; keep it so
             // that the SYN-ACK can say which one it answers.
+            if self.syns.is_empty()
+                && let Some(first) = self.side(Side::Svr).isn
+            {
+                self.syns.push((first, vec![]));
+            }
             if !self.syns.iter().any(|(isn, _)| *isn == seg.seq) && self.syns.len() < MAX_SYNS {
                 self.syns.push((seg.seq, seg.payload.to_vec()));
             }

@@ -96,7 +96,12 @@ impl FlowDir {
     }
 
     fn close_oldest(&mut self) -> anyhow::Result<()> {
-        if let Some(&key) = self.open.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k) {
+        if let Some(&key) = self
+            .open
+            .iter()
+            .min_by_key(|(_, (_, used))| *used)
+            .map(|(k, _)| k)
+        {
             self.close(key.0, key.1)?;
         }
         Ok(())

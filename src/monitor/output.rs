@@ -3,8 +3,8 @@
 
 use std::net::SocketAddr;
 
-use super::event::{Event, EventKind};
 use super::FlowInfo;
+use super::event::{Event, EventKind};
 
 /// Bytes of one side as shown, with the holes skipped over (`--gaps skip`) at their positions.
 #[derive(Clone, Debug, Default)]

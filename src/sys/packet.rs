@@ -29,7 +29,8 @@ impl Mapped {
         if !meta.is_file() {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
-        let len = usize::try_from(meta.len()).map_err(|_| io::Error::from(io::ErrorKind::FileTooLarge))?;
+        let len = usize::try_from(meta.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::FileTooLarge))?;
         if len == 0 {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }

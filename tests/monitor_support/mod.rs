@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 
 use epollscope::monitor::packet::Segment;
 
-
 /// A segment with a fixed window: the monitor's tests vary everything else.
 pub fn seg<'a>(
     src: SocketAddr,
@@ -68,7 +67,7 @@ impl Harness {
     }
 
     /// Feeds `s` as a raw IP packet.
-    pub fn seg<'a>(&mut self, s: &Segment) {
+    pub fn seg(&mut self, s: &Segment) {
         self.frame(linktype::RAW, &encode(linktype::RAW, s));
     }
 
@@ -124,7 +123,11 @@ impl Harness {
         for (key, &n) in &self.announced {
             let got = self.streams.get(key).map_or(0, |s| s.len() as u64);
             let lost = self.lost.get(key).copied().unwrap_or(0);
-            assert_eq!(n, got + lost, "{key:?}: announced {n}, peeked {got}, lost {lost}");
+            assert_eq!(
+                n,
+                got + lost,
+                "{key:?}: announced {n}, peeked {got}, lost {lost}"
+            );
         }
         for (key, s) in &self.streams {
             assert!(
@@ -148,10 +151,7 @@ impl Scratch {
     pub fn new(tag: &str) -> Scratch {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "epollscope-{tag}-{}-{n}",
-            std::process::id()
-        ));
+        let dir = std::env::temp_dir().join(format!("epollscope-{tag}-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
     }
@@ -169,6 +169,11 @@ impl Drop for Scratch {
 
 /// Writes `segs` as a pcap of raw IP packets, a millisecond apart.
 pub fn write_pcap(path: &std::path::Path, segs: &[Segment]) {
+    write_pcap_every(path, segs, 1_000_000);
+}
+
+/// Writes `segs` as a pcap of raw IP packets, `step_ns` apart.
+pub fn write_pcap_every(path: &std::path::Path, segs: &[Segment], step_ns: u64) {
     let mut w = epollscope::monitor::pcap::Writer::new(
         std::io::BufWriter::new(std::fs::File::create(path).unwrap()),
         linktype::RAW,
@@ -176,8 +181,12 @@ pub fn write_pcap(path: &std::path::Path, segs: &[Segment]) {
     .unwrap();
     for (i, s) in segs.iter().enumerate() {
         let f = encode(linktype::RAW, s);
-        w.write(1_700_000_000_000_000_000 + i as u64 * 1_000_000, &f, f.len() as u32)
-            .unwrap();
+        w.write(
+            1_700_000_000_000_000_000 + i as u64 * step_ns,
+            &f,
+            f.len() as u32,
+        )
+        .unwrap();
     }
     w.flush().unwrap();
 }
