@@ -108,6 +108,18 @@ fn repeated_syns_with_new_isns_follow_the_one_the_syn_ack_acknowledges() {
 }
 
 #[test]
+fn a_syn_ack_answering_a_syn_not_in_the_capture_sets_the_clients_isn() {
+    let mut h = Harness::new(Config::default());
+    h.seg(&seg(c(), s(), 111, 0, SYN, b""));
+    // The client retried with ISN 777 and that SYN was not captured.
+    h.seg(&seg(s(), c(), SISN, 778, SYN | ACK, b""));
+    h.seg(&seg(c(), s(), 778, SISN + 1, ACK | PSH, b"hello"));
+    assert_eq!(h.stream(1, Side::Svr), b"hello");
+    assert!(!h.kinds().contains(&"GAP"), "{:?}", h.kinds());
+    h.assert_counts_agree();
+}
+
+#[test]
 fn without_a_syn_ack_in_the_capture_both_sides_still_deliver_what_they_announce() {
     let mut h = Harness::new(Config::default());
     h.seg(&seg(c(), s(), CISN, 0, SYN, b""));

@@ -70,6 +70,26 @@ fn a_truncated_capture_delivers_what_came_before_and_exits_3() {
             cut.display()
         )
     );
+    // A corrupt record (a captured length no record has) after the third packet.
+    let mut bad = bytes.clone();
+    let mut at = 24;
+    for _ in 0..3 {
+        let len = u32::from_ne_bytes(bad[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16 + len;
+    }
+    bad[at + 8..at + 12].copy_from_slice(&u32::MAX.to_ne_bytes());
+    let corrupt = d.path("corrupt.pcap");
+    std::fs::write(&corrupt, &bad).unwrap();
+    let out = run(&["--pcap", corrupt.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "capture damaged: corrupt packet header at byte {at}: captured length 4294967295; the 3 packets before it were read"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("flows: 1"));
     let help = text(&run(&["--help"]).stdout);
     assert!(help.contains("3 when a capture file is damaged"), "{help}");
 }

@@ -20,8 +20,9 @@ impl EventMask {
     pub const ORPHAN: EventMask = EventMask(1 << 8);
     pub const REXMIT: EventMask = EventMask(1 << 9);
     pub const CONN_END: EventMask = EventMask(1 << 10);
-    /// Not in mOS: bytes missing from the capture (a hole the receiver acknowledged, or still
-    /// open at the flow's end), or skipped over with `--gaps skip`.
+    /// Not in mOS: bytes the side does not hold before bytes it does (a hole the receiver
+    /// acknowledged, or still open at the flow's end): missing from the capture, or dropped
+    /// beyond the buffer after an ERROR event. Waited for by default, skipped with `skip_gaps`.
     pub const GAP: EventMask = EventMask(1 << 11);
     /// Not in mOS: a RST a Linux receiver would not accept (RFC 5961: not exactly at the
     /// expected sequence number; in the window it only draws a challenge ACK).

@@ -349,7 +349,9 @@ impl Flow {
             if self.side(Side::Cli).state == TcpState::SynSent {
                 self.set_state(Side::Cli, TcpState::Established, ev);
             }
-            self.ack(from, seg.ack, ev);
+            if !self.syn_data_done {
+                self.syn_data(seg.ack, ev);
+            }
         } else {
             // A retransmitted SYN or SYN/ACK: no new CONN_START.
             self.emit(to, EventKind::Rexmit { offset: 0, len: 0 }, ev);
@@ -357,20 +359,30 @@ impl Flow {
     }
 
     /// The SYN-ACK acknowledges one of the client's SYNs (its ISN + 1, or + 1 + its data):
-    /// that ISN is the client stream's, as long as no client byte was placed yet.
+    /// that ISN is the client stream's, as long as no client byte was placed yet. If it
+    /// acknowledges none we saw, the SYN it answers is not in the capture: its ISN is the
+    /// acknowledgment's.
     fn adopt_acked_syn(&mut self, ack: u32) {
         let svr = self.side(Side::Svr);
         if svr.buf.high() != svr.buf.next() || svr.buf.next() != 0 {
             return;
         }
-        let hit = self.syns.iter().find(|(isn, data)| {
+        let first = svr.isn.map(|isn| (isn, Vec::new()));
+        let known: Vec<&(u32, Vec<u8>)> = if self.syns.is_empty() {
+            first.iter().collect()
+        } else {
+            self.syns.iter().collect()
+        };
+        let hit = known.into_iter().find(|(isn, data)| {
             let one = isn.wrapping_add(1);
             ack == one || ack == one.wrapping_add(data.len() as u32)
         });
-        if let Some(&(isn, ref data)) = hit {
-            self.syn_data_done = data.is_empty();
-            self.side_mut(Side::Svr).isn = Some(isn);
-        }
+        let (isn, done) = match hit {
+            Some((isn, data)) => (*isn, data.is_empty()),
+            None => (ack.wrapping_sub(1), true),
+        };
+        self.syn_data_done = done;
+        self.side_mut(Side::Svr).isn = Some(isn);
     }
 
     fn ack(&mut self, from: Side, ack: u32, ev: &mut Vec<RawEvent>) {
