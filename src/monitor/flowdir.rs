@@ -15,7 +15,7 @@ use anyhow::Context;
 use super::output::endpoint_name;
 use super::{FlowInfo, Side};
 
-const MAX_OPEN: usize = 256;
+pub const MAX_OPEN: usize = 256;
 
 pub struct FlowDir {
     dir: PathBuf,

@@ -8,9 +8,14 @@
 //! monitoring, state and buffer getters, and events delivered to callbacks or drained as an
 //! iterator.
 //!
-//! Layers, bottom up: [`pcap`] (files), [`packet`] (link/IP/TCP headers), [`stream`] (one side's
-//! ring buffer), [`flow`] (one flow's two TCP state machines), [`engine`] (the flow table, events
-//! and sockets), [`filter`] (BPF-like flow filter), [`cli`] (`epollscope monitor`).
+//! Layers, bottom up: [`pcap`] (files; a regular file is mapped by `sys::packet`), [`decode`]
+//! (link types, tunnels, IP, TCP) and [`packet`] (segments, encoding), [`frag`] (IP fragment
+//! reassembly), [`stream`] (one side's ring buffer), [`flow`] (one flow's two TCP state
+//! machines), [`engine`] (the bounded flow table, events), [`socket`] (what an application
+//! reads and sets), [`filter`] (BPF-like flow filter), [`cli`] with [`output`] and [`flowdir`]
+//! (`epollscope monitor`).
+//!
+//! Invariant: the monitor depends on nothing else in the crate but `sys`.
 
 pub mod cli;
 pub mod decode;
@@ -25,6 +30,7 @@ pub mod live;
 pub mod output;
 pub mod packet;
 pub mod pcap;
+pub mod socket;
 pub mod stream;
 
 pub use engine::{Config, FlowId, FlowInfo, FlowSocket, Monitor, SockId, Stats};
