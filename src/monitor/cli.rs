@@ -382,13 +382,18 @@ impl Run {
             if let (Some(id), Some(side)) = (ev.flow, ev.side)
                 && let Ok(mut sock) = self.m.socket(id)
             {
+                let info = keep_bytes.then(|| sock.info());
                 if matches!(ev.kind, EventKind::NewData { .. } | EventKind::Gap { .. }) {
                     loop {
                         match sock.peek(side, &mut self.scratch) {
                             Ok(n) => {
                                 self.counted[side.index()] += n as u64;
-                                if keep_bytes {
-                                    self.chunk.data.extend_from_slice(&self.scratch[..n]);
+                                let bytes = &self.scratch[..n];
+                                // Files get the bytes straight from the peek buffer.
+                                match (&mut self.dir, &info) {
+                                    (Some(dir), Some(info)) => dir.write(info, side, bytes)?,
+                                    _ if keep_bytes => self.chunk.data.extend_from_slice(bytes),
+                                    _ => {}
                                 }
                             }
                             Err(MonError::Hole { len, .. }) => {
@@ -399,13 +404,11 @@ impl Run {
                         }
                     }
                 }
-                if keep_bytes {
-                    let info = sock.info();
-                    if let Some(dir) = &mut self.dir {
-                        dir.write(&info, side, &self.chunk.data)?;
-                        if matches!(ev.kind, EventKind::ConnEnd { .. }) {
-                            dir.close(id.n, side)?;
-                        }
+                if let Some(info) = info {
+                    if let Some(dir) = &mut self.dir
+                        && matches!(ev.kind, EventKind::ConnEnd { .. })
+                    {
+                        dir.close(id.n, side)?;
                     }
                     let rec = self.flows.entry(id.n).or_default();
                     rec.info = Some(info);
