@@ -473,18 +473,36 @@ fn random_losses_deliver_every_captured_byte_at_its_place() {
             let mut acked = 0;
             for (i, &(off, n)) in captured.iter().enumerate() {
                 let seq = CISN + 1 + off as u32;
-                h.seg(&seg(c(), s(), seq, SISN + 1, ACK | PSH, &data[off..off + n]));
+                h.seg(&seg(
+                    c(),
+                    s(),
+                    seq,
+                    SISN + 1,
+                    ACK | PSH,
+                    &data[off..off + n],
+                ));
                 // The receiver got everything the sender sent so far (what the capture
                 // missed included): now and then it says so. An acknowledgment does not pass
                 // the monitor before the data it covers (a capture reorders, it does not
                 // time-travel), so it stops below any captured segment still to come.
-                let ahead = captured[i + 1..].iter().map(|&(o, _)| o).min().unwrap_or(len);
+                let ahead = captured[i + 1..]
+                    .iter()
+                    .map(|&(o, _)| o)
+                    .min()
+                    .unwrap_or(len);
                 acked = acked.max((off + n).min(ahead));
                 if rng.random_range(0..3) == 0 {
                     h.seg(&seg(s(), c(), SISN + 1, CISN + 1 + acked as u32, ACK, b""));
                 }
             }
-            h.seg(&seg(c(), s(), CISN + 1 + len as u32, SISN + 1, FIN | ACK, b""));
+            h.seg(&seg(
+                c(),
+                s(),
+                CISN + 1 + len as u32,
+                SISN + 1,
+                FIN | ACK,
+                b"",
+            ));
             h.finish();
             let got = h.stream(1, Side::Svr);
             let mut covered = vec![false; len];
@@ -522,7 +540,10 @@ fn random_losses_deliver_every_captured_byte_at_its_place() {
             } else {
                 let prefix = covered.iter().position(|&b| !b).unwrap_or(len);
                 if got != &data[..prefix] {
-                    fail(&format!("got {} bytes, want the {prefix}-byte prefix", got.len()));
+                    fail(&format!(
+                        "got {} bytes, want the {prefix}-byte prefix",
+                        got.len()
+                    ));
                 }
             }
             h.assert_counts_agree();

@@ -228,3 +228,33 @@ fn flows_dir_writes_one_file_per_direction_named_as_tcpflow_does() {
     let o = text(&out.stdout);
     assert!(o.contains("flows: 2"), "{o}");
 }
+
+#[test]
+fn write_with_a_filter_keeps_only_the_packets_it_matches() {
+    let d = Scratch::new("monitor-write");
+    let f = d.path("two.pcap");
+    let other: SocketAddr = "10.0.0.3:81".parse().unwrap();
+    let mut segs = holed();
+    segs.push(seg(c(), other, 1, 0, SYN, b""));
+    segs.push(seg(other, c(), 9, 2, SYN | ACK, b""));
+    write_pcap(&f, &segs);
+    let out_file = d.path("out.pcap");
+    let out = run(&[
+        "--pcap",
+        f.to_str().unwrap(),
+        "--filter",
+        "port 80",
+        "--write",
+        out_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let mut r =
+        epollscope::monitor::pcap::Reader::new(std::fs::File::open(&out_file).unwrap()).unwrap();
+    let mut n = 0;
+    while let Some(p) = r.next_packet().unwrap() {
+        let seg = epollscope::monitor::packet::decode(p.linktype, p.data).unwrap();
+        assert!(seg.src.port() == 80 || seg.dst.port() == 80, "{seg:?}");
+        n += 1;
+    }
+    assert_eq!(n, holed().len());
+}

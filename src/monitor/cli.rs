@@ -77,7 +77,8 @@ pub struct MonitorArgs {
     /// Print events and bytes as they arrive instead of at the end.
     #[arg(long)]
     pub follow: bool,
-    /// Also write the captured packets to FILE (pcap).
+    /// Also write the captured packets to FILE (pcap); with --filter, only the TCP packets it
+    /// matches (as `tcpdump -w` with a filter).
     #[arg(long, value_name = "FILE")]
     pub write: Option<PathBuf>,
     /// Stop after N packets.
@@ -142,6 +143,8 @@ struct Run {
     first_ts: Option<u64>,
     counted: [u64; 2],
     writer: Option<(Writer<BufWriter<File>>, u32)>,
+    /// `--filter` for `--write` (the monitor holds its own copy).
+    write_filter: Option<Filter>,
     dir: Option<FlowDir>,
     out: BufWriter<std::io::StdoutLock<'static>>,
     packets: u64,
@@ -214,6 +217,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         midstream: args.midstream,
         skip_gaps: args.gaps == GapsArg::Skip,
     });
+    let write_filter = filter.clone().filter(|_| args.write.is_some());
     if let Some(f) = filter {
         m.set_filter(f);
     }
@@ -229,6 +233,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         first_ts: None,
         counted: [0; 2],
         writer: None,
+        write_filter,
         dir,
         out: BufWriter::new(std::io::stdout().lock()),
         packets: 0,
@@ -352,8 +357,13 @@ impl Run {
                     .with_context(|| path.display().to_string())?;
                 self.writer = Some((w, lt));
             }
+            let wanted = match &self.write_filter {
+                None => true,
+                Some(f) => super::packet::decode(lt, data).is_ok_and(|seg| f.matches(&seg)),
+            };
             if let Some((w, wlt)) = &mut self.writer
                 && *wlt == lt
+                && wanted
             {
                 w.write(ts, data, orig)
                     .with_context(|| path.display().to_string())?;
