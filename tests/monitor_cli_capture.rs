@@ -230,6 +230,34 @@ fn flows_dir_writes_one_file_per_direction_named_as_tcpflow_does() {
 }
 
 #[test]
+fn a_flow_resumed_after_a_timeout_continues_its_file() {
+    let d = Scratch::new("monitor-resume");
+    let f = d.path("idle.pcap");
+    let segs = [
+        seg(c(), s(), 1000, 0, SYN, b""),
+        seg(s(), c(), 5000, 1001, SYN | ACK, b""),
+        seg(c(), s(), 1001, 5001, ACK | PSH, b"first "),
+        // Two minutes of silence (write_pcap_every spaces packets 70 s apart).
+        seg(c(), s(), 1007, 5001, ACK | PSH, b"second"),
+    ];
+    monitor_support::write_pcap_every(&f, &segs, 70_000_000_000);
+    let dir = d.path("out");
+    let out = run(&[
+        "--pcap",
+        f.to_str().unwrap(),
+        "--flows",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    assert!(o.contains("resumes flow 1"), "{o}");
+    assert_eq!(
+        std::fs::read(dir.join("010.000.000.001.40000-010.000.000.002.00080")).unwrap(),
+        b"first second"
+    );
+}
+
+#[test]
 fn write_with_a_filter_keeps_only_the_packets_it_matches() {
     let d = Scratch::new("monitor-write");
     let f = d.path("two.pcap");

@@ -1,5 +1,6 @@
 //! `monitor --flows DIR`: each direction's bytes in its own file, named as tcpflow names them
-//! (`SRCIP.SRCPORT-DSTIP.DSTPORT`, a later flow on the same addresses gets `c1`, `c2`, ...),
+//! (`SRCIP.SRCPORT-DSTIP.DSTPORT`, a later flow on the same addresses gets `c1`, `c2`, ...;
+//! a flow resumed after a timeout or an eviction continues its file),
 //! so that the two tools' outputs compare file by file.
 //!
 //! Files stay open while their flow is open, at most [`MAX_OPEN`] at once (the least recently
@@ -23,6 +24,8 @@ pub struct FlowDir {
     /// File name of each direction seen.
     names: HashMap<(u64, Side), PathBuf>,
     taken: HashSet<PathBuf>,
+    /// Files created (later opens append).
+    created: HashSet<PathBuf>,
     tick: u64,
 }
 
@@ -35,6 +38,7 @@ impl FlowDir {
             open: HashMap::new(),
             names: HashMap::new(),
             taken: HashSet::new(),
+            created: HashSet::new(),
             tick: 0,
         })
     }
@@ -43,6 +47,15 @@ impl FlowDir {
         let key = (info.id.n, side);
         if let Some(p) = self.names.get(&key) {
             return p.clone();
+        }
+        // A flow picked up again after a timeout or an eviction continues its file.
+        if let Some(p) = info
+            .resumes
+            .and_then(|old| self.names.get(&(old, side)))
+            .cloned()
+        {
+            self.names.insert(key, p.clone());
+            return p;
         }
         // Side svr receives what the client sends.
         let (src, dst) = match side {
@@ -69,8 +82,8 @@ impl FlowDir {
         let key = (info.id.n, side);
         self.tick += 1;
         if !self.open.contains_key(&key) {
-            let first = !self.names.contains_key(&key);
             let path = self.name(info, side);
+            let first = self.created.insert(path.clone());
             if self.open.len() >= MAX_OPEN {
                 self.close_oldest()?;
             }
