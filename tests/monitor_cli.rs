@@ -8,16 +8,18 @@ use std::process::Output;
 
 use epollscope::monitor::packet::{ACK, FIN, PSH, SYN, encode, linktype};
 use epollscope::monitor::pcap::Writer;
-use monitor_support::seg;
+use monitor_support::{Scratch, seg};
 
 fn bin() -> std::process::Command {
     std::process::Command::new(assert_cmd::cargo::cargo_bin("epollscope"))
 }
 
+thread_local! {
+    static DIR: Scratch = Scratch::new("monitor-cli");
+}
+
 fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("epollscope-monitor-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    DIR.with(|d| d.path(name))
 }
 
 /// A GET and its answer over IPv4 on Ethernet, with one retransmitted client segment.
@@ -125,13 +127,13 @@ fn bad_inputs_exit_2_with_one_line() {
         ),
         (
             "text.pcap",
-            b"hello world".to_vec(),
-            "not a pcap or pcapng file (starts with [68, 65, 6c, 6c])",
+            b"THDI is text\n".to_vec(),
+            r#"not a pcap or pcapng file: it starts with "THDI is text\n" (54 48 44 49 20 69 73 20 74 65 78 74 0a)"#,
         ),
         (
             "short.pcap",
-            bytes[..bytes.len() - 3].to_vec(),
-            "truncated packet data at byte",
+            bytes[..20].to_vec(),
+            "truncated pcap file header at byte 0",
         ),
         (
             "lt.pcap",
@@ -163,10 +165,40 @@ fn bad_inputs_exit_2_with_one_line() {
         "--filter",
         "port",
     ]));
-    assert_eq!(
-        e,
-        "epollscope: error: --filter: filter: expected a port at the end"
-    );
+    assert_eq!(e, "epollscope: error: --filter: expected a port at the end");
+    let g = good.to_str().unwrap();
+    for (args, want) in [
+        (
+            vec!["--pcap", "/tmp"],
+            "epollscope: error: /tmp: is a directory, not a capture file",
+        ),
+        (
+            vec!["--pcap", g, "--filter", "port abc"],
+            "epollscope: error: --filter: bad port 'abc' (want a number 0-65535)",
+        ),
+        (
+            vec!["--live", "lo", "--duration", "inf"],
+            "epollscope: error: --duration: inf is not a number of seconds from 0 to 31536000 (a year)",
+        ),
+        (
+            vec!["--live", "lo", "--duration", "1e300"],
+            "epollscope: error: --duration: 1e300 is not a number of seconds from 0 to 31536000 (a year)",
+        ),
+        (
+            vec!["--live", "lo", "--duration", "NaN"],
+            "epollscope: error: --duration: NaN is not a number of seconds from 0 to 31536000 (a year)",
+        ),
+        (
+            vec!["--pcap", g, "--idle-timeout", "inf"],
+            "epollscope: error: --idle-timeout: inf is not a number of seconds from 0 to 31536000 (a year)",
+        ),
+        (
+            vec!["--pcap", g, "--max-flows", "0"],
+            "epollscope: error: --max-flows: must be at least 1",
+        ),
+    ] {
+        assert_eq!(one_line_error(&run(&args)), want, "{args:?}");
+    }
     assert_eq!(run(&[]).status.code(), Some(2), "an input is required");
 }
 

@@ -3,6 +3,8 @@
 //! of F must equal what was sent, and equal `tshark -z follow,tcp,raw` byte for byte.
 //! Skips (with the reason printed) without CAP_NET_RAW, and the tshark half without tshark.
 
+mod monitor_support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -13,6 +15,7 @@ use std::time::Duration;
 use epollscope::monitor::live::{Capture, LiveError};
 use epollscope::monitor::pcap::Reader;
 use epollscope::monitor::{Config, Monitor};
+use monitor_support::Scratch;
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -92,7 +95,9 @@ fn live_loopback_capture_matches_what_was_sent_and_tshark() {
     }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let file = std::env::temp_dir().join(format!("epollscope-live-{}.pcap", std::process::id()));
+    // Removed when the test ends, passed or failed.
+    let dir = Scratch::new("monitor-live");
+    let file = dir.path("live.pcap");
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("epollscope"))
         .args([
             "monitor",
@@ -186,5 +191,4 @@ fn live_loopback_capture_matches_what_was_sent_and_tshark() {
             );
         }
     }
-    let _ = std::fs::remove_file(&file);
 }

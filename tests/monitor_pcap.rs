@@ -70,13 +70,16 @@ fn pcap_of(lt: u32, segs: &[(u64, Segment)]) -> Vec<u8> {
     w.into_inner()
 }
 
-const LINK_TYPES: [u32; 6] = [
+const LINK_TYPES: [u32; 9] = [
     linktype::ETHERNET,
     linktype::RAW,
     linktype::NULL,
     linktype::LOOP,
     linktype::LINUX_SLL,
     linktype::LINUX_SLL2,
+    linktype::PPP,
+    linktype::C_HDLC,
+    linktype::IPOIB,
 ];
 
 #[test]
@@ -153,11 +156,11 @@ fn bad_files_fail_with_a_message_naming_the_problem() {
     assert_eq!(err(b""), "empty file (not a pcap or pcapng capture)");
     assert_eq!(
         err(b"GET / HTTP/1.1\r\n"),
-        "not a pcap or pcapng file (starts with [47, 45, 54, 20])"
+        r#"not a pcap or pcapng file: it starts with "GET / HTTP/1.1\r\n" (47 45 54 20 2f 20 48 54 54 50 2f 31 2e 31 0d 0a)"#
     );
     assert_eq!(
         err(b"\xd4\xc3"),
-        "not a pcap or pcapng file (starts with [d4, c3])"
+        r#"not a pcap or pcapng file: it starts with "\xd4\xc3" (d4 c3)"#
     );
     assert_eq!(
         err(&good[..20]),

@@ -1,5 +1,6 @@
 //! `epollscope monitor`: reassemble the TCP flows of a capture file or of live traffic and show
-//! flows, events in time order, and each side's bytes (or only count them, `--stats`).
+//! flows, events in time order, and each side's bytes (or only count them, `--stats`, or write
+//! one file per direction, `--flows DIR`).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -14,10 +15,21 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use serde::Serialize;
 
+use super::engine::DEFAULT_MAX_FLOWS;
 use super::event::{Event, EventKind, EventMask};
+use super::flowdir::FlowDir;
 use super::live::{Capture, LiveError};
-use super::pcap::{Reader, Writer};
-use super::{Config, Filter, FlowInfo, Monitor, OverlapPolicy, Side};
+use super::output::{Shown, describe, flow_line};
+use super::pcap::{PcapError, Reader, Writer};
+use super::{Config, Filter, FlowInfo, MonError, Monitor, OverlapPolicy, Side};
+
+/// Exit status when a capture file is damaged after its header (truncated, corrupt): every
+/// packet before the damage was read and shown; stderr says at which byte it ends.
+pub const EXIT_DAMAGED: u8 = 3;
+
+/// The longest `--duration`/`--idle-timeout` accepted: a year of seconds. Anything longer (or
+/// `inf`, `nan`, negative) is a mistake, refused in one line.
+const MAX_SECONDS: f64 = 365.0 * 86_400.0;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SideArg {
@@ -30,6 +42,15 @@ pub enum SideArg {
 pub enum OverlapArg {
     First,
     Last,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GapsArg {
+    /// Wait for missing bytes, as mOS does (what follows a hole is not delivered).
+    Wait,
+    /// Deliver what follows a hole the receiver acknowledged (or still open at the end),
+    /// marked "[N bytes missing]".
+    Skip,
 }
 
 #[derive(clap::Args, Debug)]
@@ -56,49 +77,112 @@ pub struct MonitorArgs {
     /// Print events and bytes as they arrive instead of at the end.
     #[arg(long)]
     pub follow: bool,
-    /// Also write the captured packets to FILE (pcap).
+    /// Also write the captured packets to FILE (pcap); with --filter, only the TCP packets it
+    /// matches (as `tcpdump -w` with a filter).
     #[arg(long, value_name = "FILE")]
     pub write: Option<PathBuf>,
     /// Stop after N packets.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
-    /// Stop a live capture after SECONDS.
+    /// Stop a live capture after SECONDS (at most a year).
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
     /// Only reassemble and count: one summary line (for benchmarks).
     #[arg(long, alias = "quiet")]
     pub stats: bool,
+    /// Write each direction's bytes to its own file in DIR, named as tcpflow names them
+    /// (SRCIP.SRCPORT-DSTIP.DSTPORT); print only the flows and the counters.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["stats", "follow", "json"])]
+    pub flows: Option<PathBuf>,
     /// Receive buffer per side, bytes (0 disables buffering).
     #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024)]
     pub buffer: usize,
     /// Overlap policy for retransmitted bytes.
     #[arg(long, value_enum, default_value = "first")]
     pub overlap: OverlapArg,
-    /// Idle timeout per flow, seconds of capture time.
+    /// Idle timeout per flow, seconds of capture time (a flow that resumes later is picked up
+    /// again where it stopped).
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     pub idle_timeout: f64,
+    /// Flows held at most; beyond, the least recently active one is ended (CONN_END evicted).
+    /// The default holds about 256 MB of flow state.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_FLOWS)]
+    pub max_flows: usize,
+    /// Bytes missing from the capture: wait for them (mOS) or skip them, marked.
+    #[arg(long, value_enum, default_value = "wait")]
+    pub gaps: GapsArg,
+    /// Also monitor flows whose SYN is not in the capture, from their first data (marked
+    /// "midstream" everywhere). By default they are not monitored, as in mOS.
+    #[arg(long)]
+    pub midstream: bool,
 }
+
+/// The help text's exit-status paragraph (the binary shows it under `monitor --help`).
+pub const EXIT_HELP: &str = "Exit status: 0 when the input was read, 2 on bad input \
+(unreadable or not a capture, unknown link type, bad option, no permission to capture), 3 when \
+a capture file is damaged after its header (truncated or corrupt): every packet before the \
+damage was read and shown, and stderr says at which byte the file stops being readable.";
 
 #[derive(Default, Serialize)]
 struct FlowOut {
     #[serde(flatten)]
     info: Option<FlowInfo>,
     #[serde(skip)]
-    data: [Vec<u8>; 2],
+    data: [Shown; 2],
 }
 
 struct Run {
     args: MonitorArgs,
+    duration: Option<Duration>,
     m: Monitor,
     flows: BTreeMap<u64, FlowOut>,
     events: Vec<Event>,
     pending: Vec<Event>,
     scratch: Vec<u8>,
+    chunk: Shown,
     first_ts: Option<u64>,
     counted: [u64; 2],
     writer: Option<(Writer<BufWriter<File>>, u32)>,
+    /// `--filter` for `--write` (the monitor holds its own copy).
+    write_filter: Option<Filter>,
+    dir: Option<FlowDir>,
     out: BufWriter<std::io::StdoutLock<'static>>,
     packets: u64,
+}
+
+/// A number of seconds from the command line, checked: finite, not negative, at most a year.
+fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
+    if !(0.0..=MAX_SECONDS).contains(&v) {
+        bail!("{flag}: {v:?} is not a number of seconds from 0 to {MAX_SECONDS} (a year)");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Opens the capture: mapped in memory when it is a regular file (no copy), read in large
+/// blocks otherwise (a pipe, a device).
+enum Input {
+    Mapped(Reader<std::io::Empty>),
+    Read(Reader<File>),
+}
+
+fn open_input(path: &std::path::Path) -> anyhow::Result<Input> {
+    let name = path.display().to_string();
+    let meta = std::fs::metadata(path).with_context(|| name.clone())?;
+    if meta.is_dir() {
+        bail!("{name}: is a directory, not a capture file");
+    }
+    let file = File::open(path).with_context(|| name.clone())?;
+    if meta.is_file()
+        && meta.len() > 0
+        && let Ok(map) = crate::sys::packet::Mapped::new(&file)
+    {
+        return Ok(Input::Mapped(
+            Reader::mapped(map).with_context(|| name.clone())?,
+        ));
+    }
+    Ok(Input::Read(
+        Reader::with_capacity(file, 1 << 20).with_context(|| name.clone())?,
+    ))
 }
 
 pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
@@ -108,11 +192,16 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         .map(Filter::parse)
         .transpose()
         .map_err(|e| anyhow!("--filter: {e}"))?;
-    if args.idle_timeout.is_nan() || args.idle_timeout < 0.0 {
-        bail!("--idle-timeout must be a number of seconds");
+    let idle = seconds("--idle-timeout", args.idle_timeout)?;
+    let duration = args
+        .duration
+        .map(|d| seconds("--duration", d))
+        .transpose()?;
+    if args.max_flows == 0 {
+        bail!("--max-flows: must be at least 1");
     }
     let queue = if args.stats {
-        EventMask::CONN_NEW_DATA
+        EventMask::CONN_NEW_DATA | EventMask::GAP
     } else {
         EventMask::DEFAULT
     };
@@ -122,48 +211,89 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             OverlapArg::First => OverlapPolicy::First,
             OverlapArg::Last => OverlapPolicy::Last,
         },
-        idle_timeout_ns: (args.idle_timeout * 1e9) as u64,
+        idle_timeout_ns: u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX),
         queue,
+        max_flows: args.max_flows,
+        midstream: args.midstream,
+        skip_gaps: args.gaps == GapsArg::Skip,
     });
+    let write_filter = filter.clone().filter(|_| args.write.is_some());
     if let Some(f) = filter {
         m.set_filter(f);
     }
-    let writer = None;
+    let dir = args.flows.as_deref().map(FlowDir::create).transpose()?;
     let mut run = Run {
         m,
+        duration,
         flows: BTreeMap::new(),
         events: vec![],
         pending: vec![],
         scratch: vec![0; 1 << 16],
+        chunk: Shown::default(),
         first_ts: None,
         counted: [0; 2],
-        writer,
+        writer: None,
+        write_filter,
+        dir,
         out: BufWriter::new(std::io::stdout().lock()),
         packets: 0,
         args,
     };
     let started = Instant::now();
+    let mut damage: Option<PcapError> = None;
     if let Some(path) = run.args.pcap.clone() {
-        let name = path.display().to_string();
-        let file = File::open(&path).with_context(|| name.clone())?;
-        let mut reader = Reader::new(file).with_context(|| name.clone())?;
-        while run.args.count.is_none_or(|c| run.packets < c) {
-            let Some(p) = reader.next_packet().with_context(|| name.clone())? else {
-                break;
-            };
-            let (ts, lt, orig, data) = (p.ts_ns, p.linktype, p.orig_len, p.data);
-            run.packet(ts, lt, orig, data)?;
-        }
+        damage = match open_input(&path)? {
+            Input::Mapped(r) => run.read_file(r)?,
+            Input::Read(r) => run.read_file(r)?,
+        };
     } else if let Some(iface) = run.args.live.clone() {
         run.live(&iface)?;
     }
-    run.m.finish();
+    // Each call settles overflows and skips one more hole per flow (`--gaps skip`).
+    while run.m.finish() {
+        run.drain()?;
+    }
     run.drain()?;
     run.finish(started.elapsed())?;
+    if let Some(e) = damage {
+        let name = run
+            .args
+            .pcap
+            .as_deref()
+            .unwrap_or(std::path::Path::new("-"));
+        eprintln!(
+            "epollscope: {}: capture damaged: {e}; the {} packets before it were read (exit {EXIT_DAMAGED})",
+            name.display(),
+            run.packets
+        );
+        return Ok(ExitCode::from(EXIT_DAMAGED));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 impl Run {
+    /// Reads packets until the end, `--count`, or damage (returned, after what came before).
+    fn read_file<R: std::io::Read>(
+        &mut self,
+        mut reader: Reader<R>,
+    ) -> anyhow::Result<Option<PcapError>> {
+        while self.args.count.is_none_or(|c| self.packets < c) {
+            match reader.next_packet() {
+                Ok(Some(p)) => {
+                    let (ts, lt, orig, data) = (p.ts_ns, p.linktype, p.orig_len, p.data);
+                    self.packet(ts, lt, orig, data)?;
+                }
+                Ok(None) => break,
+                Err(PcapError::Io(e)) => {
+                    let name = self.args.pcap.as_deref().map(|p| p.display().to_string());
+                    return Err(anyhow!("{}: {e}", name.unwrap_or_default()));
+                }
+                Err(e) => return Ok(Some(e)),
+            }
+        }
+        Ok(None)
+    }
+
     fn live(&mut self, iface: &str) -> anyhow::Result<()> {
         let mut cap = Capture::open(iface).map_err(|e| match e {
             LiveError::Io(io) => anyhow!("{iface}: {io}"),
@@ -178,10 +308,7 @@ impl Run {
         mask.thread_block().context("blocking SIGINT/SIGTERM")?;
         let sig = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .context("signalfd")?;
-        let deadline = self
-            .args
-            .duration
-            .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+        let deadline = self.duration.map(|d| Instant::now() + d);
         loop {
             if self.args.count.is_some_and(|c| self.packets >= c) {
                 break;
@@ -230,8 +357,13 @@ impl Run {
                     .with_context(|| path.display().to_string())?;
                 self.writer = Some((w, lt));
             }
+            let wanted = match &self.write_filter {
+                None => true,
+                Some(f) => super::packet::decode(lt, data).is_ok_and(|seg| f.matches(&seg)),
+            };
             if let Some((w, wlt)) = &mut self.writer
                 && *wlt == lt
+                && wanted
             {
                 w.write(ts, data, orig)
                     .with_context(|| path.display().to_string())?;
@@ -249,43 +381,59 @@ impl Run {
         }
     }
 
-    /// Handles the events of the last packet: read new bytes, record or print.
+    /// Handles the events of the last packet: read new bytes, record, write or print.
     fn drain(&mut self) -> anyhow::Result<()> {
         // Reuse one vector: this runs once per packet.
         let mut evs = std::mem::take(&mut self.pending);
         evs.extend(self.m.events());
+        let keep_bytes = !self.args.stats;
         for ev in evs.drain(..) {
-            let mut chunk = vec![];
+            self.chunk.clear();
             if let (Some(id), Some(side)) = (ev.flow, ev.side)
                 && let Ok(mut sock) = self.m.socket(id)
             {
-                if matches!(ev.kind, EventKind::NewData { .. }) {
+                let info = keep_bytes.then(|| sock.info());
+                if matches!(ev.kind, EventKind::NewData { .. } | EventKind::Gap { .. }) {
                     loop {
                         match sock.peek(side, &mut self.scratch) {
                             Ok(n) => {
                                 self.counted[side.index()] += n as u64;
-                                if !self.args.stats {
-                                    chunk.extend_from_slice(&self.scratch[..n]);
+                                let bytes = &self.scratch[..n];
+                                // Files get the bytes straight from the peek buffer.
+                                match (&mut self.dir, &info) {
+                                    (Some(dir), Some(info)) => dir.write(info, side, bytes)?,
+                                    _ if keep_bytes => self.chunk.data.extend_from_slice(bytes),
+                                    _ => {}
                                 }
                             }
-                            Err(super::MonError::Overwritten { .. }) => continue,
+                            Err(MonError::Hole { len, .. }) => {
+                                self.chunk.gaps.push((self.chunk.data.len(), len));
+                            }
+                            Err(MonError::Overwritten { .. }) => continue,
                             Err(_) => break,
                         }
                     }
                 }
-                if !self.args.stats {
+                if let Some(info) = info {
+                    if let Some(dir) = &mut self.dir
+                        && matches!(ev.kind, EventKind::ConnEnd { .. })
+                    {
+                        dir.close(id.n, side)?;
+                    }
                     let rec = self.flows.entry(id.n).or_default();
-                    rec.info = Some(sock.info());
-                    if !self.args.follow {
-                        rec.data[side.index()].extend_from_slice(&chunk);
+                    rec.info = Some(info);
+                    if !self.args.follow && self.dir.is_none() {
+                        rec.data[side.index()].extend(&self.chunk);
                     }
                 }
             }
-            if self.args.stats || !self.shows(ev.side) {
+            if self.args.stats || self.dir.is_some() || !self.shows(ev.side) {
                 continue;
             }
             if self.args.follow {
+                let chunk = std::mem::take(&mut self.chunk);
                 self.print_event(&ev, &chunk)?;
+                self.chunk = chunk;
             } else if !matches!(ev.kind, EventKind::PktIn { .. }) {
                 self.events.push(ev);
             }
@@ -299,15 +447,29 @@ impl Run {
         format!("{}.{:06}", d / 1_000_000_000, d % 1_000_000_000 / 1000)
     }
 
-    fn print_event(&mut self, ev: &Event, chunk: &[u8]) -> anyhow::Result<()> {
+    fn print_event(&mut self, ev: &Event, chunk: &Shown) -> anyhow::Result<()> {
         if self.args.json {
             let mut v = serde_json::to_value(ev)?;
             if !chunk.is_empty() {
                 v["data"] = serde_json::Value::String(self.render(chunk));
+                if !chunk.gaps.is_empty() {
+                    v["gaps"] = gaps_json(chunk);
+                }
+            }
+            if let Some(info) = ev.flow.and_then(|id| self.flows.get(&id.n)?.info.as_ref())
+                && info.midstream
+            {
+                v["midstream"] = serde_json::Value::Bool(true);
             }
             writeln!(self.out, "{v}")?;
         } else {
-            let line = describe(ev, &self.rel(ev.ts_ns));
+            let mut line = describe(ev, &self.rel(ev.ts_ns));
+            if let Some(info) = ev.flow.and_then(|id| self.flows.get(&id.n)?.info.as_ref())
+                && info.midstream
+                && !matches!(ev.kind, EventKind::ConnStart { .. })
+            {
+                line.push_str(" [midstream]");
+            }
             writeln!(self.out, "{line}")?;
             if !chunk.is_empty() {
                 let text = self.render(chunk);
@@ -320,12 +482,8 @@ impl Run {
         Ok(())
     }
 
-    fn render(&self, data: &[u8]) -> String {
-        if self.args.hex {
-            hexdump(data)
-        } else {
-            escape(data)
-        }
+    fn render(&self, data: &Shown) -> String {
+        data.render(self.args.hex)
     }
 
     fn finish(&mut self, took: Duration) -> anyhow::Result<()> {
@@ -337,6 +495,9 @@ impl Run {
             self.flows.entry(n).or_default().info = Some(info);
         }
         let stats = self.m.stats().clone();
+        if let Some(dir) = &mut self.dir {
+            dir.finish()?;
+        }
         if self.args.stats {
             let bytes = self.counted[0] + self.counted[1];
             let secs = took.as_secs_f64().max(1e-9);
@@ -372,8 +533,12 @@ impl Run {
                 .filter_map(|f| {
                     let mut v = serde_json::to_value(f.info.as_ref()?).ok()?;
                     for &s in &sides {
+                        let shown = &f.data[s.index()];
                         v[format!("{}_data", s.name())] =
-                            serde_json::Value::String(self.render(&f.data[s.index()]));
+                            serde_json::Value::String(self.render(shown));
+                        if !shown.gaps.is_empty() {
+                            v[format!("{}_gaps", s.name())] = gaps_json(shown);
+                        }
                     }
                     Some(v)
                 })
@@ -392,7 +557,7 @@ impl Run {
                 writeln!(self.out, "  {}", flow_line(i))?;
             }
         }
-        if !self.args.follow {
+        if !self.args.follow && self.dir.is_none() {
             writeln!(self.out, "events:")?;
             for ev in &self.events {
                 writeln!(self.out, "  {}", describe(ev, &self.rel(ev.ts_ns)))?;
@@ -404,11 +569,17 @@ impl Run {
                         Side::Cli => "server -> client",
                         Side::Svr => "client -> server",
                     };
+                    let missing: u64 = data.gaps.iter().map(|g| g.1).sum();
+                    let missing = if missing > 0 {
+                        format!(", {missing} missing")
+                    } else {
+                        String::new()
+                    };
                     writeln!(
                         self.out,
-                        "flow {n} {} ({dir}, {} bytes):",
+                        "flow {n} {} ({dir}, {} bytes{missing}):",
                         s.name(),
-                        data.len()
+                        data.data.len()
                     )?;
                     let text = self.render(data);
                     for l in text.lines() {
@@ -427,89 +598,34 @@ impl Run {
             stats.filtered,
             stats.orphans
         )?;
+        let extra = [
+            ("fragments", stats.fragments),
+            ("reassembled", stats.reassembled),
+            ("fragments dropped", stats.fragments_dropped),
+            ("evicted", stats.evicted),
+            ("midstream", stats.midstream),
+            ("resumed", stats.resumed),
+            ("rst ignored", stats.rst_ignored),
+        ];
+        let extra: Vec<String> = extra
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(what, n)| format!("{what} {n}"))
+            .collect();
+        if !extra.is_empty() {
+            writeln!(self.out, "also: {}", extra.join(", "))?;
+        }
         self.out.flush()?;
         Ok(())
     }
 }
 
-fn flow_line(i: &FlowInfo) -> String {
-    let end = match i.ended {
-        Some(r) => format!(
-            "ended ({})",
-            serde_json::to_value(r)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default()
-        ),
-        None => "open".into(),
-    };
-    format!(
-        "flow {}: {} -> {}  cli {} svr {}  {end}  bytes cli {} svr {}",
-        i.id.n, i.client, i.server, i.cli_state, i.svr_state, i.bytes[0], i.bytes[1]
-    )
-}
-
-fn describe(ev: &Event, ts: &str) -> String {
-    let who = match (ev.flow, ev.side) {
-        (Some(f), Some(s)) => format!("flow {} {}", f.n, s.name()),
-        (Some(f), None) => format!("flow {}", f.n),
-        _ => "-".into(),
-    };
-    let user = if ev.mask == ev.kind.base_mask() {
-        String::new()
-    } else {
-        format!(" (user event {:#x})", ev.mask.0)
-    };
-    let detail = match &ev.kind {
-        EventKind::PktIn { len } => format!(" {len} bytes"),
-        EventKind::NewData { bytes } => format!(" {bytes} bytes"),
-        EventKind::Overflow { needed, capacity } => {
-            format!(" buffer overflow: {needed} bytes needed, {capacity} held")
-        }
-        EventKind::StateChange { from, to } => format!(" {from} -> {to}"),
-        EventKind::Orphan { src, dst } => format!(" {src} -> {dst}"),
-        EventKind::Rexmit { offset, len } => format!(" offset {offset} len {len}"),
-        EventKind::ConnEnd { reason } => format!(" {reason:?}").to_lowercase(),
-        EventKind::ConnStart | EventKind::Timeout => String::new(),
-    };
-    format!("{ts} {who} {}{detail}{user}", ev.kind.name())
-}
-
-/// Printable ASCII as is, newlines kept (after a visible `\n`), the rest escaped.
-pub fn escape(data: &[u8]) -> String {
-    let mut s = String::with_capacity(data.len());
-    for &b in data {
-        match b {
-            b'\n' => s.push_str("\\n\n"),
-            b'\r' => s.push_str("\\r"),
-            b'\t' => s.push_str("\\t"),
-            b'\\' => s.push_str("\\\\"),
-            0x20..=0x7e => s.push(b as char),
-            _ => s.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    s
-}
-
-pub fn hexdump(data: &[u8]) -> String {
-    let mut s = String::new();
-    for (i, row) in data.chunks(16).enumerate() {
-        let hex: Vec<String> = row.iter().map(|b| format!("{b:02x}")).collect();
-        let text: String = row
+/// Where the holes are in a side's bytes shown: `[{"at": position, "missing": bytes}]`.
+fn gaps_json(s: &Shown) -> serde_json::Value {
+    serde_json::Value::Array(
+        s.gaps
             .iter()
-            .map(|&b| {
-                if (0x20..0x7f).contains(&b) {
-                    b as char
-                } else {
-                    '.'
-                }
-            })
-            .collect();
-        s.push_str(&format!(
-            "{:08x}  {:<47}  |{text}|\n",
-            i * 16,
-            hex.join(" ")
-        ));
-    }
-    s
+            .map(|&(at, n)| serde_json::json!({"at": at, "missing": n}))
+            .collect(),
+    )
 }

@@ -1,19 +1,22 @@
 //! The monitor: the flow table, event dispatch (callbacks, queue, user-defined events), flow
 //! filter, idle timeouts, and the monitoring sockets through which applications read flows.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::Serialize;
 
+use super::decode::{self, Layer};
 use super::event::{EndReason, Event, EventKind, EventMask};
 use super::filter::Filter;
-use super::flow::{Flow, RawEvent};
-use super::packet::{self, ACK, SYN, Segment, Skip};
-use super::stream::{BufInfo, Fragment, OverlapPolicy};
-use super::{MonError, Side, Sides, TcpState};
+use super::flow::{Flow, FlowOpts, RawEvent, Resume};
+use super::frag::Reassembler;
+use super::packet::{ACK, RST, SYN, Segment, Skip};
+pub use super::socket::{FlowSocket, SOL_MONSOCKET};
+use super::stream::OverlapPolicy;
+use super::{MonError, Side, TcpState};
 
 static NEXT_CTX: AtomicU32 = AtomicU32::new(1);
 
@@ -54,7 +57,24 @@ pub struct Config {
     pub idle_timeout_ns: u64,
     /// Events kept for [`Monitor::events`].
     pub queue: EventMask,
+    /// Flows held at most; beyond, the least recently active one is ended (CONN_END evicted).
+    pub max_flows: usize,
+    /// Pick up flows whose SYN is not in the capture from their first data (mOS does not).
+    pub midstream: bool,
+    /// Deliver the bytes after a hole in the capture, marked, instead of waiting for them.
+    pub skip_gaps: bool,
 }
+
+/// What one flow costs, in bytes, without its buffers (which hold only unread and
+/// out-of-order bytes and are freed when drained): the flow, its two address-table entries,
+/// its eviction-queue entry and its resume point, with the tables' spare capacity; measured
+/// (tests/monitor_flows.rs), the basis of [`DEFAULT_MAX_FLOWS`].
+pub const FLOW_COST: usize = 1536;
+/// Flows held by default: about 256 MB of flow state.
+pub const DEFAULT_MAX_FLOWS: usize = (256 << 20) / FLOW_COST;
+/// IP fragments wait this long (capture time) for the rest of their datagram, as Linux's
+/// `ipfrag_time`.
+pub const FRAG_TIMEOUT_NS: u64 = 30_000_000_000;
 
 impl Default for Config {
     fn default() -> Config {
@@ -63,6 +83,9 @@ impl Default for Config {
             overlap: OverlapPolicy::First,
             idle_timeout_ns: 60_000_000_000,
             queue: EventMask::DEFAULT,
+            max_flows: DEFAULT_MAX_FLOWS,
+            midstream: false,
+            skip_gaps: false,
         }
     }
 }
@@ -78,6 +101,18 @@ pub struct Stats {
     pub filtered: u64,
     pub orphans: u64,
     pub flows: u64,
+    /// IP datagrams rebuilt from fragments, and those given up (timed out, out of memory,
+    /// inconsistent).
+    pub reassembled: u64,
+    pub fragments_dropped: u64,
+    /// Flows ended to make room (`max_flows`).
+    pub evicted: u64,
+    /// Flows picked up without their SYN (`midstream`), and flows picked up again after a
+    /// timeout or an eviction.
+    pub midstream: u64,
+    pub resumed: u64,
+    /// RSTs that did not end their flow (RFC 5961).
+    pub rst_ignored: u64,
 }
 
 /// A snapshot of one flow.
@@ -93,9 +128,14 @@ pub struct FlowInfo {
     pub start_ns: u64,
     pub last_ns: u64,
     pub ended: Option<EndReason>,
+    /// Picked up without its SYN: bytes before the first one seen are not known.
+    pub midstream: bool,
+    /// The flow this one continues (after a timeout or an eviction).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumes: Option<u64>,
 }
 
-fn info(id: FlowId, f: &Flow) -> FlowInfo {
+pub(super) fn info(id: FlowId, f: &Flow) -> FlowInfo {
     FlowInfo {
         id,
         client: f.client,
@@ -106,6 +146,8 @@ fn info(id: FlowId, f: &Flow) -> FlowInfo {
         start_ns: f.start_ns,
         last_ns: f.last_ns,
         ended: f.ended,
+        midstream: f.midstream,
+        resumes: f.resumes,
     }
 }
 
@@ -154,7 +196,8 @@ struct UserEvent {
 pub struct Monitor {
     ctx: u32,
     config: Config,
-    flows: FxMap<u64, Flow>,
+    /// Boxed: the table's buckets stay small, so its spare capacity costs little.
+    flows: FxMap<u64, Box<Flow>>,
     by_tuple: FxMap<(SocketAddr, SocketAddr), (u64, Side)>,
     next_flow: u64,
     filter: Option<Filter>,
@@ -166,6 +209,14 @@ pub struct Monitor {
     ended: Vec<u64>,
     next_sweep_ns: u64,
     stats: Stats,
+    frags: Reassembler,
+    /// Flows ended by a timeout or an eviction, by (client, server): a later segment picks
+    /// them up again where they stopped, so a resumed flow loses no byte.
+    resumable: FxMap<(SocketAddr, SocketAddr), (u64, Resume)>,
+    resumable_order: VecDeque<(SocketAddr, SocketAddr)>,
+    /// Flow numbers with the last-activity time they were queued with: the eviction order
+    /// (a flow active since is queued again instead of evicted).
+    lru: VecDeque<(u64, u64)>,
 }
 
 impl Default for Monitor {
@@ -191,6 +242,18 @@ impl Monitor {
             ended: vec![],
             next_sweep_ns: 0,
             stats: Stats::default(),
+            frags: Reassembler::new(FRAG_TIMEOUT_NS),
+            resumable: FxMap::default(),
+            resumable_order: VecDeque::new(),
+            lru: VecDeque::new(),
+        }
+    }
+
+    fn flow_opts(&self) -> FlowOpts {
+        FlowOpts {
+            buf_size: self.config.buffer_size,
+            policy: self.config.overlap,
+            skip_gaps: self.config.skip_gaps,
         }
     }
 
@@ -271,8 +334,21 @@ impl Monitor {
     /// Feeds one captured frame of link type `linktype`, captured at `ts_ns`.
     pub fn feed(&mut self, ts_ns: u64, linktype: u32, frame: &[u8]) {
         self.stats.packets += 1;
-        match packet::decode(linktype, frame) {
-            Ok(seg) => self.feed_segment(ts_ns, &seg),
+        match decode::layer(linktype, frame) {
+            Ok(Layer::Tcp(seg)) => self.feed_segment(ts_ns, &seg),
+            Ok(Layer::Frag(f)) => {
+                self.stats.fragments += 1;
+                let done = self.frags.push(ts_ns, &f);
+                self.stats.reassembled = self.frags.stats.reassembled;
+                self.stats.fragments_dropped = self.frags.stats.dropped;
+                if let Some(d) = done {
+                    match decode::transport(d.proto, d.src, d.dst, &d.payload, d.depth) {
+                        Ok(Layer::Tcp(seg)) => self.feed_segment(ts_ns, &seg),
+                        Ok(Layer::Frag(_)) | Err(Skip::Malformed) => self.stats.malformed += 1,
+                        Err(_) => self.stats.not_tcp += 1,
+                    }
+                }
+            }
             Err(Skip::NotIp | Skip::NotTcp) => self.stats.not_tcp += 1,
             Err(Skip::Fragment) => self.stats.fragments += 1,
             Err(Skip::Malformed) => self.stats.malformed += 1,
@@ -290,28 +366,26 @@ impl Monitor {
             self.stats.filtered += 1;
             return;
         }
-        let n = match self.by_tuple.get(&(seg.src, seg.dst)) {
-            Some(&(n, from)) => {
+        let hit = self.by_tuple.get(&(seg.src, seg.dst)).copied();
+        let n = match hit {
+            Some((n, from)) => {
                 if let Some(flow) = self.flows.get_mut(&n) {
                     flow.process(ts, from, seg, &mut self.raw);
                 }
                 Some(n)
             }
             None if seg.has(SYN) && !seg.has(ACK) => {
-                let n = self.next_flow;
-                self.next_flow += 1;
-                self.stats.flows += 1;
-                let flow = Flow::from_syn(
-                    ts,
-                    seg,
-                    self.config.buffer_size,
-                    self.config.overlap,
-                    &mut self.raw,
-                );
-                self.flows.insert(n, flow);
-                self.by_tuple.insert((seg.src, seg.dst), (n, Side::Cli));
-                self.by_tuple.insert((seg.dst, seg.src), (n, Side::Svr));
-                Some(n)
+                let flow = Flow::from_syn(ts, seg, self.flow_opts(), &mut self.raw);
+                Some(self.insert_flow(ts, flow))
+            }
+            None if !seg.has(SYN) && !seg.has(RST) && self.pick_up(ts, seg) => {
+                let n = self.by_tuple.get(&(seg.src, seg.dst)).map(|&(n, _)| n);
+                if let Some((n, from)) = self.by_tuple.get(&(seg.src, seg.dst)).copied()
+                    && let Some(flow) = self.flows.get_mut(&n)
+                {
+                    flow.process(ts, from, seg, &mut self.raw);
+                }
+                n
             }
             None => {
                 self.stats.orphans += 1;
@@ -331,6 +405,92 @@ impl Monitor {
         self.dispatch(ts, n);
     }
 
+    /// Adds a flow (making room first), maps both directions, queues it for eviction.
+    fn insert_flow(&mut self, ts: u64, flow: Flow) -> u64 {
+        while self.flows.len() >= self.config.max_flows.max(1) && self.evict_one(ts) {}
+        let n = self.next_flow;
+        self.next_flow += 1;
+        self.stats.flows += 1;
+        self.by_tuple
+            .insert((flow.client, flow.server), (n, Side::Cli));
+        self.by_tuple
+            .insert((flow.server, flow.client), (n, Side::Svr));
+        self.flows.insert(n, Box::new(flow));
+        self.lru.push_back((n, ts));
+        n
+    }
+
+    /// Ends the least recently active flow (CONN_END evicted); false if none can go.
+    fn evict_one(&mut self, ts: u64) -> bool {
+        // Each flow is queued again at most once per pass: two passes find a victim.
+        for _ in 0..self.lru.len().saturating_mul(2) {
+            let Some((n, stamp)) = self.lru.pop_front() else {
+                return false;
+            };
+            let Some(flow) = self.flows.get_mut(&n) else {
+                continue;
+            };
+            if flow.ended.is_some() {
+                // Freed at the next packet; not a flow to make room with.
+                self.lru.push_back((n, stamp));
+                continue;
+            }
+            if flow.last_ns > stamp {
+                self.lru.push_back((n, flow.last_ns));
+                continue;
+            }
+            self.stats.evicted += 1;
+            flow.end(EndReason::Evicted, &mut self.raw);
+            self.after(n);
+            self.dispatch(ts, Some(n));
+            // The application saw CONN_END and could read the socket in a callback; the
+            // flow's memory goes now, or the table would not be bounded.
+            self.ended.retain(|&e| e != n);
+            self.flows.remove(&n);
+            return true;
+        }
+        false
+    }
+
+    /// A segment of no known flow and no SYN: a flow that timed out or was evicted resumes
+    /// where it stopped; with `midstream`, any segment with data opens a flow. True if a flow
+    /// now maps the segment's addresses.
+    fn pick_up(&mut self, ts: u64, seg: &Segment) -> bool {
+        let key = |a, b| (a, b);
+        let found = self
+            .resumable
+            .remove(&key(seg.src, seg.dst))
+            .map(|r| (seg.src, seg.dst, r))
+            .or_else(|| {
+                self.resumable
+                    .remove(&key(seg.dst, seg.src))
+                    .map(|r| (seg.dst, seg.src, r))
+            });
+        let opts = self.flow_opts();
+        let flow = match found {
+            Some((client, server, (old, resume))) => {
+                self.stats.resumed += 1;
+                let mut flow = Flow::midstream(ts, client, server, resume, opts, &mut self.raw);
+                flow.resumes = Some(old);
+                flow
+            }
+            None if self.config.midstream && !seg.payload.is_empty() => {
+                self.stats.midstream += 1;
+                // The lower port is the server's (services listen low, clients bind
+                // ephemeral ports); on a tie, the sender is the client.
+                let (client, server) = if seg.src.port() >= seg.dst.port() {
+                    (seg.src, seg.dst)
+                } else {
+                    (seg.dst, seg.src)
+                };
+                Flow::midstream(ts, client, server, Resume::default(), opts, &mut self.raw)
+            }
+            None => return false,
+        };
+        self.insert_flow(ts, flow);
+        true
+    }
+
     /// Book-keeping after a flow processed something: overflow to settle later, or its end.
     fn after(&mut self, n: u64) {
         let Some(flow) = self.flows.get(&n) else {
@@ -345,6 +505,24 @@ impl Monitor {
             self.by_tuple.remove(&(flow.client, flow.server));
             self.by_tuple.remove(&(flow.server, flow.client));
             self.ended.push(n);
+            if matches!(flow.ended, Some(EndReason::Timeout | EndReason::Evicted)) {
+                let key = (flow.client, flow.server);
+                let point = flow.resume_point();
+                self.remember(key, n, point);
+            }
+        }
+    }
+
+    /// Keeps a resume point, at most as many as flows (the oldest goes first).
+    fn remember(&mut self, key: (SocketAddr, SocketAddr), n: u64, point: Resume) {
+        while self.resumable.len() >= self.config.max_flows.max(1) {
+            let Some(old) = self.resumable_order.pop_front() else {
+                break;
+            };
+            self.resumable.remove(&old);
+        }
+        if self.resumable.insert(key, (n, point)).is_none() {
+            self.resumable_order.push_back(key);
         }
     }
 
@@ -358,6 +536,16 @@ impl Monitor {
             self.dispatch(ts, Some(n));
         }
         for n in std::mem::take(&mut self.ended) {
+            // With `skip_gaps`, a hole after bytes the reader has now drained is skipped
+            // before the flow goes, one per packet (the reader drains in between).
+            if let Some(flow) = self.flows.get_mut(&n)
+                && flow.has_holes()
+                && flow.flush_holes(&mut self.raw)
+            {
+                self.dispatch(ts, Some(n));
+                self.ended.push(n);
+                continue;
+            }
             self.flows.remove(&n);
         }
     }
@@ -373,6 +561,9 @@ impl Monitor {
             .map(|(&n, _)| n)
             .collect();
         idle.sort_unstable();
+        for flow in self.flows.values_mut() {
+            flow.shrink();
+        }
         for n in idle {
             if let Some(flow) = self.flows.get_mut(&n) {
                 for side in Side::BOTH {
@@ -387,16 +578,33 @@ impl Monitor {
         }
     }
 
-    /// End of input: settle pending overflows (so every received byte is readable) and time
-    /// out nothing: flows still open stay open.
-    pub fn finish(&mut self) {
+    /// End of input: settle pending overflows (so every received byte is readable), report
+    /// holes still open (with `skip_gaps`: skip the next one of each flow), and time out
+    /// nothing: flows still open stay open. Returns true when it raised events: read them
+    /// and call it again until it returns false (each call skips one more hole).
+    pub fn finish(&mut self) -> bool {
+        let mut raised = false;
         for n in std::mem::take(&mut self.with_pending) {
             let ts = self.flows.get(&n).map_or(0, |f| f.last_ns);
             if let Some(flow) = self.flows.get_mut(&n) {
                 flow.resolve_pending(&mut self.raw);
             }
+            raised |= !self.raw.is_empty();
             self.dispatch(ts, Some(n));
         }
+        let mut ids: Vec<u64> = self.flows.keys().copied().collect();
+        ids.sort_unstable();
+        for n in ids {
+            if let Some(flow) = self.flows.get_mut(&n)
+                && flow.ended.is_none()
+                && flow.flush_holes(&mut self.raw)
+            {
+                raised = true;
+                let ts = flow.last_ns;
+                self.dispatch(ts, Some(n));
+            }
+        }
+        raised
     }
 
     fn dispatch(&mut self, ts: u64, n: Option<u64>) {
@@ -406,6 +614,9 @@ impl Monitor {
         let mut raw = std::mem::take(&mut self.raw);
         let ctx = self.ctx;
         for (side, kind) in raw.drain(..) {
+            if matches!(kind, EventKind::RstIgnored { .. }) {
+                self.stats.rst_ignored += 1;
+            }
             let base = Event {
                 ts_ns: ts,
                 flow: n.map(|n| FlowId { ctx, n }),
@@ -462,148 +673,6 @@ impl Monitor {
         }
         if self.config.queue.intersects(ev.mask) {
             self.queue.push(ev);
-        }
-    }
-}
-
-/// Option level of the monitoring-socket options (`SOL_MONSOCKET`).
-pub const SOL_MONSOCKET: i32 = 0xfffe;
-
-/// A flow's monitoring socket: read each side's bytestream and set its options.
-pub struct FlowSocket<'a> {
-    id: FlowId,
-    flow: &'a mut Flow,
-}
-
-impl FlowSocket<'_> {
-    pub fn id(&self) -> FlowId {
-        self.id
-    }
-    pub fn client(&self) -> SocketAddr {
-        self.flow.client
-    }
-    pub fn server(&self) -> SocketAddr {
-        self.flow.server
-    }
-    pub fn info(&self) -> FlowInfo {
-        info(self.id, self.flow)
-    }
-
-    fn readable(&mut self, side: Side) -> Result<&mut super::flow::SideStack, MonError> {
-        let s = self.flow.side_mut(side);
-        if s.stopped {
-            return Err(MonError::Stopped);
-        }
-        if !s.readable {
-            return Err(MonError::NotConnected(s.state));
-        }
-        Ok(s)
-    }
-
-    /// `mtcp_peek`: reads up to `buf.len()` bytes at the side's peek offset and advances it.
-    pub fn peek(&mut self, side: Side, buf: &mut [u8]) -> Result<usize, MonError> {
-        self.readable(side)?.buf.peek(buf)
-    }
-
-    /// `mtcp_ppeek`: reads at stream offset `offset` (0 = first byte after the ISN), from
-    /// in-order data or a stored fragment, without moving the peek offset.
-    pub fn ppeek(&mut self, side: Side, buf: &mut [u8], offset: u64) -> Result<usize, MonError> {
-        self.readable(side)?.buf.ppeek(buf, offset)
-    }
-
-    /// `MOS_CLIBUF`/`MOS_SVRBUF`: resize the side's receive buffer; 0 disables buffering for
-    /// good (later peeks fail with EINVAL).
-    pub fn set_buffer_size(&mut self, side: Side, bytes: usize) -> Result<(), MonError> {
-        let s = self.flow.side_mut(side);
-        if s.stopped {
-            return Err(MonError::Stopped);
-        }
-        s.buf.resize(bytes)
-    }
-
-    /// `MOS_CLIOVERLAP`/`MOS_SVROVERLAP`.
-    pub fn set_overlap_policy(
-        &mut self,
-        side: Side,
-        policy: OverlapPolicy,
-    ) -> Result<(), MonError> {
-        let s = self.flow.side_mut(side);
-        if s.stopped {
-            return Err(MonError::Stopped);
-        }
-        s.buf.policy = policy;
-        Ok(())
-    }
-
-    /// `MOS_STOP_MON`: no more events or buffering for the side(s); its buffer is freed.
-    pub fn stop_monitoring(&mut self, sides: Sides) {
-        for side in Side::BOTH {
-            if sides.contains(side) {
-                let s = self.flow.side_mut(side);
-                s.stopped = true;
-                s.buf = super::stream::SideBuf::new(0, s.buf.policy);
-            }
-        }
-    }
-
-    /// `MOS_TCP_STATE_CLI`/`_SVR`.
-    pub fn tcp_state(&self, side: Side) -> TcpState {
-        self.flow.side(side).state
-    }
-
-    /// `MOS_INFO_CLIBUF`/`_SVRBUF`.
-    pub fn buffer_info(&self, side: Side) -> Result<BufInfo, MonError> {
-        let s = self.flow.side(side);
-        if s.stopped {
-            return Err(MonError::Stopped);
-        }
-        let isn = s.isn.ok_or(MonError::NotConnected(s.state))?;
-        let at = |off: u64| isn.wrapping_add(off as u32);
-        Ok(BufInfo {
-            init_seq: isn,
-            last_byte_read: at(s.buf.read_offset()),
-            next_byte_expected: at(s.buf.next()).wrapping_add(1),
-            last_byte_received: at(s.buf.high()),
-        })
-    }
-
-    /// `MOS_FRAGINFO_CLIBUF`/`_SVRBUF`: the buffered ranges (in-order data first).
-    pub fn fragments(&self, side: Side) -> Result<Vec<Fragment>, MonError> {
-        let s = self.flow.side(side);
-        if s.stopped {
-            return Err(MonError::Stopped);
-        }
-        Ok(s.buf.fragments())
-    }
-
-    /// `mtcp_setsockopt` with mOS's numbers, for code ported from C.
-    pub fn setsockopt(&mut self, level: i32, name: i32, value: i32) -> Result<(), MonError> {
-        let bad = MonError::InvalidValue("option value out of range");
-        let side_of = |v: i32| match v {
-            0 => Ok(Sides::Cli),
-            1 => Ok(Sides::Svr),
-            2 => Ok(Sides::Both),
-            _ => Err(MonError::InvalidValue("side must be 0, 1 or 2")),
-        };
-        let policy = |v: i32| match v {
-            0 => Ok(OverlapPolicy::First),
-            1 => Ok(OverlapPolicy::Last),
-            _ => Err(MonError::InvalidValue("overlap policy must be 0 or 1")),
-        };
-        match (level, name) {
-            (SOL_MONSOCKET, 0x09) => {
-                self.set_buffer_size(Side::Cli, usize::try_from(value).map_err(|_| bad)?)
-            }
-            (SOL_MONSOCKET, 0x0a) => {
-                self.set_buffer_size(Side::Svr, usize::try_from(value).map_err(|_| bad)?)
-            }
-            (SOL_MONSOCKET, 0x0c) => {
-                self.stop_monitoring(side_of(value)?);
-                Ok(())
-            }
-            (SOL_MONSOCKET, 0x0f) => self.set_overlap_policy(Side::Cli, policy(value)?),
-            (SOL_MONSOCKET, 0x10) => self.set_overlap_policy(Side::Svr, policy(value)?),
-            _ => Err(MonError::NotImplemented { level, name }),
         }
     }
 }

@@ -31,6 +31,10 @@ pub enum MonError {
     /// for this; ENODATA is what the bytes at the old peek offset are.
     #[error("ENODATA: the buffer overflowed and {lost} unread bytes were overwritten")]
     Overwritten { lost: u64 },
+    /// Bytes missing from the capture were skipped (`--gaps skip`): this peek fails once so that
+    /// the hole is noticed; the next one reads what follows it.
+    #[error("ENODATA: {len} bytes missing at stream offset {offset} (not in the capture)")]
+    Hole { offset: u64, len: u64 },
     /// Monitoring of this side was stopped: the caller no longer owns it.
     #[error("EPERM: monitoring of this side was stopped")]
     Stopped,
@@ -48,7 +52,7 @@ impl MonError {
             MonError::NotFlowSocket => "ENOTSOCK",
             MonError::BufferDisabled | MonError::InvalidValue(_) => "EINVAL",
             MonError::NotConnected(_) => "ENOTCONN",
-            MonError::NoData | MonError::Overwritten { .. } => "ENODATA",
+            MonError::NoData | MonError::Overwritten { .. } | MonError::Hole { .. } => "ENODATA",
             MonError::Stopped => "EPERM",
             MonError::NotImplemented { .. } => "ENOSYS",
         }

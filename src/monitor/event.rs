@@ -20,6 +20,13 @@ impl EventMask {
     pub const ORPHAN: EventMask = EventMask(1 << 8);
     pub const REXMIT: EventMask = EventMask(1 << 9);
     pub const CONN_END: EventMask = EventMask(1 << 10);
+    /// Not in mOS: bytes the side does not hold before bytes it does (a hole the receiver
+    /// acknowledged, or still open at the flow's end): missing from the capture, or dropped
+    /// beyond the buffer after an ERROR event. Waited for by default, skipped with `skip_gaps`.
+    pub const GAP: EventMask = EventMask(1 << 11);
+    /// Not in mOS: a RST a Linux receiver would not accept (RFC 5961: not exactly at the
+    /// expected sequence number; in the window it only draws a challenge ACK).
+    pub const RST_IGNORED: EventMask = EventMask(1 << 12);
     /// Every built-in event but PKT_IN (which would double the queue for no information).
     pub const DEFAULT: EventMask = EventMask(
         Self::CONN_START.0
@@ -29,7 +36,9 @@ impl EventMask {
             | Self::TCP_STATE_CHANGE.0
             | Self::ORPHAN.0
             | Self::REXMIT.0
-            | Self::CONN_END.0,
+            | Self::CONN_END.0
+            | Self::GAP.0
+            | Self::RST_IGNORED.0,
     );
     pub const ALL: EventMask = EventMask(u64::MAX);
     pub const NONE: EventMask = EventMask(0);
@@ -53,6 +62,8 @@ pub enum EndReason {
     Fin,
     Rst,
     Timeout,
+    /// The flow table was full (`max_flows`): the least recently active flow made room.
+    Evicted,
 }
 
 /// What happened, with its details.
@@ -62,7 +73,12 @@ pub enum EventKind {
     PktIn {
         len: u32,
     },
-    ConnStart,
+    ConnStart {
+        /// Picked up without its SYN (`--midstream`, or resumed after a timeout or eviction):
+        /// bytes before the first one seen are not known.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        midstream: bool,
+    },
     NewData {
         bytes: u64,
     },
@@ -88,6 +104,18 @@ pub enum EventKind {
     ConnEnd {
         reason: EndReason,
     },
+    /// `len` bytes at stream offset `offset` are not in the capture; `skipped`: the bytes after
+    /// them were delivered anyway (`--gaps skip`), else the side waits for them as mOS does.
+    Gap {
+        offset: u64,
+        len: u64,
+        skipped: bool,
+    },
+    /// A RST that did not end the flow: `seq` is not the `expected` one.
+    RstIgnored {
+        seq: u32,
+        expected: u32,
+    },
 }
 
 impl EventKind {
@@ -95,7 +123,7 @@ impl EventKind {
     pub fn base_mask(&self) -> EventMask {
         match self {
             EventKind::PktIn { .. } => EventMask::PKT_IN,
-            EventKind::ConnStart => EventMask::CONN_START,
+            EventKind::ConnStart { .. } => EventMask::CONN_START,
             EventKind::NewData { .. } => EventMask::CONN_NEW_DATA,
             EventKind::Overflow { .. } => EventMask::ERROR,
             EventKind::Timeout => EventMask::TIMEOUT,
@@ -103,13 +131,15 @@ impl EventKind {
             EventKind::Orphan { .. } => EventMask::ORPHAN,
             EventKind::Rexmit { .. } => EventMask::REXMIT,
             EventKind::ConnEnd { .. } => EventMask::CONN_END,
+            EventKind::Gap { .. } => EventMask::GAP,
+            EventKind::RstIgnored { .. } => EventMask::RST_IGNORED,
         }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::PktIn { .. } => "PKT_IN",
-            EventKind::ConnStart => "CONN_START",
+            EventKind::ConnStart { .. } => "CONN_START",
             EventKind::NewData { .. } => "CONN_NEW_DATA",
             EventKind::Overflow { .. } => "ERROR",
             EventKind::Timeout => "TIMEOUT",
@@ -117,6 +147,8 @@ impl EventKind {
             EventKind::Orphan { .. } => "ORPHAN",
             EventKind::Rexmit { .. } => "REXMIT",
             EventKind::ConnEnd { .. } => "CONN_END",
+            EventKind::Gap { .. } => "GAP",
+            EventKind::RstIgnored { .. } => "RST_IGNORED",
         }
     }
 }

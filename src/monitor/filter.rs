@@ -12,7 +12,7 @@ use thiserror::Error;
 use super::packet::Segment;
 
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
-#[error("filter: {0}")]
+#[error("{0}")]
 pub struct FilterError(String);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,7 +225,7 @@ impl<'a> Parser<'a> {
 
 fn port(s: &str) -> Result<u16, FilterError> {
     s.parse()
-        .map_err(|_| FilterError(format!("bad port '{s}'")))
+        .map_err(|_| FilterError(format!("bad port '{s}' (want a number 0-65535)")))
 }
 
 #[cfg(test)]
@@ -288,7 +288,7 @@ mod tests {
         for (e, msg) in [
             ("", "empty expression"),
             ("port", "expected a port at the end"),
-            ("port x", "bad port 'x'"),
+            ("port x", "bad port 'x' (want a number 0-65535)"),
             ("host 1.2.3", "bad host address '1.2.3'"),
             ("portrange 9-1", "empty port range '9-1'"),
             ("(port 1", "expected ')' at the end"),
@@ -296,10 +296,7 @@ mod tests {
             ("udp", "unknown primitive 'udp'"),
             ("net 10.0.0.0/33", "bad prefix length in '10.0.0.0/33'"),
         ] {
-            assert_eq!(
-                Filter::parse(e).unwrap_err().to_string(),
-                format!("filter: {msg}")
-            );
+            assert_eq!(Filter::parse(e).unwrap_err().to_string(), msg);
         }
     }
 }

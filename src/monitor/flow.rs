@@ -26,20 +26,30 @@ pub struct SideStack {
     pub readable: bool,
     /// Sequence number just past the FIN this side sent.
     fin_sent: Option<u32>,
-    /// Bytes that became readable in order, over the flow's life.
+    /// Bytes that became readable in order, over the flow's life (CONN_NEW_DATA's sum).
     pub bytes: u64,
+    /// Bytes buffered in order before the side became readable: announced when it does, so
+    /// that an event's count and what a peek returns always agree.
+    unannounced: u64,
+    /// The hole at this offset was reported (default: wait for it, report once).
+    gap_reported: Option<u64>,
+    /// `--gaps skip`: skip holes up to here as soon as the bytes before them were read.
+    skip_to: Option<u64>,
 }
 
 impl SideStack {
-    fn new(state: TcpState, buf_size: usize, policy: OverlapPolicy) -> SideStack {
+    fn new(state: TcpState, buf: SideBuf) -> SideStack {
         SideStack {
             state,
-            buf: SideBuf::new(buf_size, policy),
+            buf,
             isn: None,
             stopped: false,
             readable: false,
             fin_sent: None,
             bytes: 0,
+            unannounced: 0,
+            gap_reported: None,
+            skip_to: None,
         }
     }
 }
@@ -56,6 +66,28 @@ struct Pending {
 /// An event before it is stamped and dispatched.
 pub type RawEvent = (Option<Side>, EventKind);
 
+/// Per-flow settings, from the monitor's configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowOpts {
+    pub buf_size: usize,
+    pub policy: OverlapPolicy,
+    /// `--gaps skip`: deliver what follows a hole the receiver acknowledged (or still open at
+    /// the end), marked, instead of waiting for it.
+    pub skip_gaps: bool,
+}
+
+/// What a flow picked up without a SYN starts from (a flow resumed after a timeout keeps its
+/// sequence numbers and offsets).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Resume {
+    pub isn: [Option<u32>; 2],
+    pub next: [u64; 2],
+}
+
+/// The client SYNs kept to pick the ISN the SYN-ACK acknowledges (a client may retry with a
+/// new ISN from the same port).
+const MAX_SYNS: usize = 8;
+
 #[derive(Debug)]
 pub struct Flow {
     pub client: SocketAddr,
@@ -64,7 +96,18 @@ pub struct Flow {
     pub start_ns: u64,
     pub last_ns: u64,
     pub ended: Option<EndReason>,
+    /// Picked up without its SYN (`--midstream`, or resumed).
+    pub midstream: bool,
+    /// RSTs not accepted (RFC 5961).
+    pub rst_ignored: u64,
+    /// The flow this one continues (picked up again after a timeout or an eviction).
+    pub resumes: Option<u64>,
+    opts: FlowOpts,
     pending: Vec<Pending>,
+    /// Client SYNs seen: ISN and the data on it (TCP Fast Open).
+    syns: Vec<(u32, Vec<u8>)>,
+    /// The SYN's data was delivered (or is not coming).
+    syn_data_done: bool,
 }
 
 /// `a` is at or after `b` in sequence space.
@@ -73,34 +116,77 @@ fn seq_ge(a: u32, b: u32) -> bool {
 }
 
 impl Flow {
-    /// A flow opened by the client's SYN: the client enters SYN_SENT, the server SYN_RCVD, and
-    /// each side raises CONN_START.
-    pub fn from_syn(
-        ts: u64,
-        seg: &Segment,
-        buf_size: usize,
-        policy: OverlapPolicy,
-        ev: &mut Vec<RawEvent>,
-    ) -> Flow {
-        let mut flow = Flow {
-            client: seg.src,
-            server: seg.dst,
+    fn blank(ts: u64, client: SocketAddr, server: SocketAddr, opts: FlowOpts) -> Flow {
+        let buf = || SideBuf::new(opts.buf_size, opts.policy);
+        Flow {
+            client,
+            server,
             sides: [
-                SideStack::new(TcpState::Closed, buf_size, policy),
-                SideStack::new(TcpState::Listen, buf_size, policy),
+                SideStack::new(TcpState::Closed, buf()),
+                SideStack::new(TcpState::Listen, buf()),
             ],
             start_ns: ts,
             last_ns: ts,
             ended: None,
+            midstream: false,
+            rst_ignored: 0,
+            resumes: None,
+            opts,
             pending: vec![],
-        };
+            syns: vec![],
+            syn_data_done: false,
+        }
+    }
+
+    /// A flow opened by the client's SYN: the client enters SYN_SENT, the server SYN_RCVD, and
+    /// each side raises CONN_START.
+    pub fn from_syn(ts: u64, seg: &Segment, opts: FlowOpts, ev: &mut Vec<RawEvent>) -> Flow {
+        let mut flow = Flow::blank(ts, seg.src, seg.dst, opts);
         flow.sides[Side::Svr.index()].isn = Some(seg.seq);
+        if !seg.payload.is_empty() {
+            // Most SYNs carry nothing: keep the list empty (a flow table of idle flows is
+            // mostly this struct) until there is data or a retry to tell apart.
+            flow.syns.push((seg.seq, seg.payload.to_vec()));
+        }
+        flow.syn_data_done = seg.payload.is_empty();
         ev.push((Some(Side::Cli), EventKind::PktIn { len: 0 }));
         flow.set_state(Side::Cli, TcpState::SynSent, ev);
-        ev.push((Some(Side::Cli), EventKind::ConnStart));
+        ev.push((Some(Side::Cli), EventKind::ConnStart { midstream: false }));
         flow.set_state(Side::Svr, TcpState::SynRcvd, ev);
-        ev.push((Some(Side::Svr), EventKind::ConnStart));
+        ev.push((Some(Side::Svr), EventKind::ConnStart { midstream: false }));
         flow
+    }
+
+    /// A flow whose SYN is not in the capture (or that timed out and resumed): both sides
+    /// ESTABLISHED from here; a side whose sender's ISN is unknown syncs on its first segment.
+    pub fn midstream(
+        ts: u64,
+        client: SocketAddr,
+        server: SocketAddr,
+        from: Resume,
+        opts: FlowOpts,
+        ev: &mut Vec<RawEvent>,
+    ) -> Flow {
+        let mut flow = Flow::blank(ts, client, server, opts);
+        flow.midstream = true;
+        flow.syn_data_done = true;
+        for side in Side::BOTH {
+            let s = flow.side_mut(side);
+            s.buf = SideBuf::starting_at(opts.buf_size, opts.policy, from.next[side.index()]);
+            s.isn = from.isn[side.index()];
+            s.state = TcpState::Established;
+            s.readable = true;
+            ev.push((Some(side), EventKind::ConnStart { midstream: true }));
+        }
+        flow
+    }
+
+    /// Where this flow would continue from if picked up again.
+    pub fn resume_point(&self) -> Resume {
+        Resume {
+            isn: [self.sides[0].isn, self.sides[1].isn],
+            next: [self.sides[0].buf.next(), self.sides[1].buf.next()],
+        }
     }
 
     pub fn side(&self, side: Side) -> &SideStack {
@@ -123,10 +209,23 @@ impl Flow {
             return;
         }
         s.state = to;
-        if to == TcpState::Established {
-            s.readable = true;
-        }
         self.emit(side, EventKind::StateChange { from, to }, ev);
+        if to == TcpState::Established {
+            self.make_readable(side, ev);
+        }
+    }
+
+    /// Reading becomes allowed: announce what was buffered before.
+    fn make_readable(&mut self, side: Side, ev: &mut Vec<RawEvent>) {
+        let s = self.side_mut(side);
+        if s.readable {
+            return;
+        }
+        s.readable = true;
+        let n = std::mem::take(&mut s.unannounced);
+        if n > 0 {
+            self.emit(side, EventKind::NewData { bytes: n }, ev);
+        }
     }
 
     /// Processes a segment sent by `from`'s end.
@@ -136,7 +235,7 @@ impl Flow {
         self.emit(
             to,
             EventKind::PktIn {
-                len: seg.payload.len() as u32,
+                len: u32::try_from(seg.payload.len()).unwrap_or(u32::MAX),
             },
             ev,
         );
@@ -144,10 +243,7 @@ impl Flow {
             return;
         }
         if seg.has(RST) {
-            for side in Side::BOTH {
-                self.set_state(side, TcpState::Closed, ev);
-            }
-            self.end(EndReason::Rst, ev);
+            self.rst(from, seg, ev);
             return;
         }
         if seg.has(SYN) {
@@ -158,8 +254,11 @@ impl Flow {
             self.ack(from, seg.ack, ev);
         }
         if self.side(to).isn.is_none() {
-            // We missed the sender's SYN (a SYN/ACK lost from the capture): sync on this segment.
+            // We missed the sender's SYN and the peer's ACK of it: sync on this segment.
             self.side_mut(to).isn = Some(seg.seq.wrapping_sub(1));
+            if to == Side::Cli && self.side(to).state == TcpState::SynSent {
+                self.set_state(Side::Cli, TcpState::Established, ev);
+            }
         }
         if !seg.payload.is_empty() {
             self.data(to, seg.seq, seg.payload, ev);
@@ -167,18 +266,91 @@ impl Flow {
         if seg.has(FIN) {
             self.fin(from, seg, ev);
         }
+        for side in Side::BOTH {
+            self.retry_skip(side, ev);
+        }
         let done = |s: &SideStack| matches!(s.state, TcpState::Closed | TcpState::TimeWait);
         if done(&self.sides[0]) && done(&self.sides[1]) {
             self.end(EndReason::Fin, ev);
         }
     }
 
+    /// The sequence number the receiving side `to` expects next, if it is known.
+    fn rcv_nxt(&self, to: Side) -> Option<u32> {
+        let s = self.side(to);
+        if s.stopped {
+            return None;
+        }
+        let next = s.isn?.wrapping_add(1).wrapping_add(s.buf.next() as u32);
+        // A FIN takes one sequence number once everything before it arrived.
+        Some(match self.side(to.other()).fin_sent {
+            Some(fin) if fin == next.wrapping_add(1) => fin,
+            _ => next,
+        })
+    }
+
+    /// RFC 5961 as Linux applies it: a RST resets the connection only exactly at the expected
+    /// sequence number (or, after the peer's FIN, one before it); any other draws a challenge
+    /// ACK (in the window) or is dropped, and the connection goes on.
+    fn rst(&mut self, from: Side, seg: &Segment, ev: &mut Vec<RawEvent>) {
+        let to = from.other();
+        if let Some(expected) = self.rcv_nxt(to) {
+            let s = self.side(to);
+            let highest = s
+                .isn
+                .unwrap_or(0)
+                .wrapping_add(1)
+                .wrapping_add(s.buf.high() as u32);
+            let after_fin = matches!(
+                s.state,
+                TcpState::CloseWait | TcpState::LastAck | TcpState::Closing
+            ) && seg.seq == expected.wrapping_sub(1);
+            // `highest`: bytes missing from the capture leave our `expected` behind the
+            // receiver's; a RST just past the last byte seen is the one the sender would send.
+            let accept = seg.seq == expected || seg.seq == highest || after_fin;
+            if !accept {
+                self.rst_ignored += 1;
+                self.emit(
+                    to,
+                    EventKind::RstIgnored {
+                        seq: seg.seq,
+                        expected,
+                    },
+                    ev,
+                );
+                return;
+            }
+        }
+        for side in Side::BOTH {
+            self.set_state(side, TcpState::Closed, ev);
+        }
+        self.end(EndReason::Rst, ev);
+    }
+
     fn syn(&mut self, from: Side, seg: &Segment, ev: &mut Vec<RawEvent>) {
         let to = from.other();
+        if from == Side::Cli && !seg.has(ACK) {
+            // A retransmitted SYN, or a retry with a new ISN: no new CONN_START; keep it so
+            // that the SYN-ACK can say which one it answers.
+            if self.syns.is_empty()
+                && let Some(first) = self.side(Side::Svr).isn
+            {
+                self.syns.push((first, vec![]));
+            }
+            if !self.syns.iter().any(|(isn, _)| *isn == seg.seq) && self.syns.len() < MAX_SYNS {
+                self.syns.push((seg.seq, seg.payload.to_vec()));
+            }
+            self.emit(to, EventKind::Rexmit { offset: 0, len: 0 }, ev);
+            return;
+        }
         if from == Side::Svr && seg.has(ACK) && self.side(Side::Cli).isn.is_none() {
+            self.adopt_acked_syn(seg.ack);
             self.side_mut(Side::Cli).isn = Some(seg.seq);
             if self.side(Side::Cli).state == TcpState::SynSent {
                 self.set_state(Side::Cli, TcpState::Established, ev);
+            }
+            if !self.syn_data_done {
+                self.syn_data(seg.ack, ev);
             }
         } else {
             // A retransmitted SYN or SYN/ACK: no new CONN_START.
@@ -186,10 +358,44 @@ impl Flow {
         }
     }
 
+    /// The SYN-ACK acknowledges one of the client's SYNs (its ISN + 1, or + 1 + its data):
+    /// that ISN is the client stream's, as long as no client byte was placed yet. If it
+    /// acknowledges none we saw, the SYN it answers is not in the capture: its ISN is the
+    /// acknowledgment's.
+    fn adopt_acked_syn(&mut self, ack: u32) {
+        let svr = self.side(Side::Svr);
+        if svr.buf.high() != svr.buf.next() || svr.buf.next() != 0 {
+            return;
+        }
+        let first = svr.isn.map(|isn| (isn, Vec::new()));
+        let known: Vec<&(u32, Vec<u8>)> = if self.syns.is_empty() {
+            first.iter().collect()
+        } else {
+            self.syns.iter().collect()
+        };
+        let hit = known.into_iter().find(|(isn, data)| {
+            let one = isn.wrapping_add(1);
+            ack == one || ack == one.wrapping_add(data.len() as u32)
+        });
+        let (isn, done) = match hit {
+            Some((isn, data)) => (*isn, data.is_empty()),
+            None => (ack.wrapping_sub(1), true),
+        };
+        self.syn_data_done = done;
+        self.side_mut(Side::Svr).isn = Some(isn);
+    }
+
     fn ack(&mut self, from: Side, ack: u32, ev: &mut Vec<RawEvent>) {
         let to = from.other();
         if from == Side::Cli && self.side(Side::Svr).state == TcpState::SynRcvd {
             self.set_state(Side::Svr, TcpState::Established, ev);
+        }
+        if self.side(from).isn.is_none() {
+            // The SYN-ACK is not in the capture: the acknowledgment names the peer's ISN.
+            self.side_mut(from).isn = Some(ack.wrapping_sub(1));
+            if from == Side::Cli && self.side(from).state == TcpState::SynSent {
+                self.set_state(Side::Cli, TcpState::Established, ev);
+            }
         }
         if let Some(fin) = self.side(to).fin_sent
             && seq_ge(ack, fin)
@@ -202,10 +408,133 @@ impl Flow {
             };
             self.set_state(to, next, ev);
         }
+        if from == Side::Svr && !self.syn_data_done {
+            self.syn_data(ack, ev);
+        }
+        self.acked(from, ack, ev);
+    }
+
+    /// TCP Fast Open: the SYN's data counts once the server acknowledged it.
+    fn syn_data(&mut self, ack: u32, ev: &mut Vec<RawEvent>) {
+        let Some(isn) = self.side(Side::Svr).isn else {
+            return;
+        };
+        let Some(pos) = self.syns.iter().position(|(i, _)| *i == isn) else {
+            return;
+        };
+        let len = self.syns[pos].1.len() as u32;
+        if len == 0 || !seq_ge(ack, isn.wrapping_add(1).wrapping_add(len)) {
+            return;
+        }
+        self.syn_data_done = true;
+        let data = std::mem::take(&mut self.syns[pos].1);
+        self.data(Side::Svr, isn.wrapping_add(1), &data, ev);
+    }
+
+    /// The end at `side` acknowledged up to `ack`: bytes it acknowledged that we never saw are
+    /// missing from the capture (a hole).
+    fn acked(&mut self, side: Side, ack: u32, ev: &mut Vec<RawEvent>) {
+        let ack = match self.side(side.other()).fin_sent {
+            Some(fin) if seq_ge(ack, fin) => fin.wrapping_sub(1),
+            _ => ack,
+        };
+        let Some(off) = self.offset(side, ack) else {
+            return;
+        };
+        let next = self.side(side).buf.next();
+        if off > next as i64 && off - (next as i64) < 1 << 30 {
+            self.gap(side, off as u64, ev);
+        }
+    }
+
+    /// Bytes up to `target` are missing: skip them (`--gaps skip`) or report the hole once.
+    fn gap(&mut self, side: Side, target: u64, ev: &mut Vec<RawEvent>) {
+        let skip = self.opts.skip_gaps;
+        let s = self.side_mut(side);
+        if s.stopped {
+            return;
+        }
+        if skip {
+            s.skip_to = Some(s.skip_to.map_or(target, |t| t.max(target)));
+            self.retry_skip(side, ev);
+            return;
+        }
+        let next = s.buf.next();
+        if s.gap_reported == Some(next) {
+            return;
+        }
+        s.gap_reported = Some(next);
+        let end = s.buf.first_fragment().map_or(target, |f| f.min(target));
+        self.emit(
+            side,
+            EventKind::Gap {
+                offset: next,
+                len: end - next,
+                skipped: false,
+            },
+            ev,
+        );
+    }
+
+    /// Skips the next hole if every byte before it was read.
+    fn retry_skip(&mut self, side: Side, ev: &mut Vec<RawEvent>) {
+        let s = self.side_mut(side);
+        let Some(target) = s.skip_to else {
+            return;
+        };
+        if s.buf.next() >= target {
+            s.skip_to = None;
+            return;
+        }
+        if let Some((hole, n)) = s.buf.skip_hole(target) {
+            if s.buf.next() >= target {
+                s.skip_to = None;
+            }
+            self.emit(
+                side,
+                EventKind::Gap {
+                    offset: hole.offset,
+                    len: hole.len,
+                    skipped: true,
+                },
+                ev,
+            );
+            self.new_data(side, n, ev);
+        }
+    }
+
+    /// At the end of the flow or of the input: holes still open are reported (or, with
+    /// `--gaps skip`, skipped one at a time as the reader drains). True if something happened.
+    pub fn flush_holes(&mut self, ev: &mut Vec<RawEvent>) -> bool {
+        let before = ev.len();
+        for side in Side::BOTH {
+            let s = self.side(side);
+            if s.stopped {
+                continue;
+            }
+            if let Some(f) = s.buf.first_fragment() {
+                let high = s.buf.high();
+                if self.opts.skip_gaps {
+                    self.gap(side, high, ev);
+                } else {
+                    self.gap(side, f, ev);
+                }
+            }
+        }
+        ev.len() > before
+    }
+
+    /// Whether a hole still waits to be skipped (`--gaps skip`).
+    pub fn has_holes(&self) -> bool {
+        self.opts.skip_gaps
+            && self
+                .sides
+                .iter()
+                .any(|s| !s.stopped && s.buf.first_fragment().is_some())
     }
 
     /// Stream offset of `seq` on side `to`, unwrapped near the side's next expected byte; None
-    /// for bytes before the stream's start.
+    /// before the sender's ISN is known.
     fn offset(&self, to: Side, seq: u32) -> Option<i64> {
         let s = self.side(to);
         let isn = s.isn?;
@@ -222,17 +551,11 @@ impl Flow {
         let Some(off) = self.offset(to, seq) else {
             return;
         };
+        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
         let (off, payload) = if off < 0 {
             let skip = usize::try_from(-off).unwrap_or(usize::MAX);
             if skip >= payload.len() {
-                self.emit(
-                    to,
-                    EventKind::Rexmit {
-                        offset: 0,
-                        len: payload.len() as u32,
-                    },
-                    ev,
-                );
+                self.emit(to, EventKind::Rexmit { offset: 0, len }, ev);
                 return;
             }
             (0u64, &payload[skip..])
@@ -241,14 +564,7 @@ impl Flow {
         };
         let got = self.side_mut(to).buf.insert(off, payload);
         if got.rexmit {
-            self.emit(
-                to,
-                EventKind::Rexmit {
-                    offset: off,
-                    len: payload.len() as u32,
-                },
-                ev,
-            );
+            self.emit(to, EventKind::Rexmit { offset: off, len }, ev);
         }
         if got.overflow {
             let s = self.side(to);
@@ -257,19 +573,27 @@ impl Flow {
                 capacity: s.buf.capacity(),
             };
             self.emit(to, kind, ev);
-            self.pending.push(Pending {
-                side: to,
-                off,
-                data: payload.to_vec(),
-            });
+            if !got.beyond {
+                self.pending.push(Pending {
+                    side: to,
+                    off,
+                    data: payload.to_vec(),
+                });
+            }
         }
         self.new_data(to, got.new_bytes, ev);
     }
 
     fn new_data(&mut self, to: Side, n: u64, ev: &mut Vec<RawEvent>) {
-        if n > 0 {
-            self.side_mut(to).bytes += n;
+        if n == 0 {
+            return;
+        }
+        let s = self.side_mut(to);
+        s.bytes += n;
+        if s.readable {
             self.emit(to, EventKind::NewData { bytes: n }, ev);
+        } else {
+            s.unannounced += n;
         }
     }
 
@@ -303,6 +627,7 @@ impl Flow {
 
     pub fn end(&mut self, reason: EndReason, ev: &mut Vec<RawEvent>) {
         if self.ended.is_none() {
+            self.flush_holes(ev);
             self.ended = Some(reason);
             for side in Side::BOTH {
                 self.emit(side, EventKind::ConnEnd { reason }, ev);
@@ -321,8 +646,26 @@ impl Flow {
             if self.side(p.side).stopped {
                 continue;
             }
+            let before = self.side(p.side).buf.next();
             let got = self.side_mut(p.side).buf.insert_overwriting(p.off, &p.data);
+            // The overwrite may have jumped over a hole below the new window.
+            if got.skipped > 0 {
+                let kind = EventKind::Gap {
+                    offset: before,
+                    len: got.skipped,
+                    skipped: true,
+                };
+                self.emit(p.side, kind, ev);
+            }
             self.new_data(p.side, got.new_bytes, ev);
+        }
+    }
+
+    /// Frees the rings of sides whose bytes were all read (an idle flow then costs a few
+    /// hundred bytes; a ring comes back at the next byte).
+    pub fn shrink(&mut self) {
+        for s in &mut self.sides {
+            s.buf.shrink();
         }
     }
 }

@@ -8,19 +8,29 @@
 //! monitoring, state and buffer getters, and events delivered to callbacks or drained as an
 //! iterator.
 //!
-//! Layers, bottom up: [`pcap`] (files), [`packet`] (link/IP/TCP headers), [`stream`] (one side's
-//! ring buffer), [`flow`] (one flow's two TCP state machines), [`engine`] (the flow table, events
-//! and sockets), [`filter`] (BPF-like flow filter), [`cli`] (`epollscope monitor`).
+//! Layers, bottom up: [`pcap`] (files; a regular file is mapped by `sys::packet`), [`decode`]
+//! (link types, tunnels, IP, TCP) and [`packet`] (segments, encoding), [`frag`] (IP fragment
+//! reassembly), [`stream`] (one side's ring buffer), [`flow`] (one flow's two TCP state
+//! machines), [`engine`] (the bounded flow table, events), [`socket`] (what an application
+//! reads and sets), [`filter`] (BPF-like flow filter), [`cli`] with [`output`] and [`flowdir`]
+//! (`epollscope monitor`).
+//!
+//! Invariant: the monitor depends on nothing else in the crate but `sys`.
 
 pub mod cli;
+pub mod decode;
 pub mod engine;
 pub mod error;
 pub mod event;
 pub mod filter;
 pub mod flow;
+pub mod flowdir;
+pub mod frag;
 pub mod live;
+pub mod output;
 pub mod packet;
 pub mod pcap;
+pub mod socket;
 pub mod stream;
 
 pub use engine::{Config, FlowId, FlowInfo, FlowSocket, Monitor, SockId, Stats};
@@ -33,7 +43,7 @@ use serde::Serialize;
 
 /// Which emulated stack: the client's (bytes the server sent) or the server's (bytes the client
 /// sent). Numbering is mOS's (`MOS_SIDE_CLI` 0, `MOS_SIDE_SVR` 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     Cli = 0,

@@ -1,10 +1,10 @@
 //! Link-layer, IP and TCP headers: decoding captured frames into TCP segments, and encoding
 //! segments into frames (for the pcap writer's tests and the benchmark generator).
 //!
-//! Decoding never panics: every field is read through bounds-checked slices, and anything that
-//! is not a complete, unfragmented TCP segment is reported as a [`Skip`] reason.
+//! Decoding (in [`super::decode`]) never panics: anything that is not a TCP segment is reported
+//! as a [`Skip`] reason.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 /// pcap link types (LINKTYPE_* values) the decoder understands.
 pub mod linktype {
@@ -20,12 +20,46 @@ pub mod linktype {
     pub const IPV4: u32 = 228;
     pub const IPV6: u32 = 229;
     pub const LINUX_SLL2: u32 = 276;
+    pub const PPP: u32 = 9;
+    /// Cisco HDLC.
+    pub const C_HDLC: u32 = 104;
+    /// IP over InfiniBand.
+    pub const IPOIB: u32 = 242;
+
+    /// Every supported link type, for messages: (name, number).
+    pub const ALL: [(&str, u32); 13] = [
+        ("NULL", NULL),
+        ("EN10MB", ETHERNET),
+        ("PPP", PPP),
+        ("RAW", RAW_12),
+        ("RAW", RAW_14),
+        ("RAW", RAW),
+        ("C_HDLC", C_HDLC),
+        ("LOOP", LOOP),
+        ("LINUX_SLL", LINUX_SLL),
+        ("IPV4", IPV4),
+        ("IPV6", IPV6),
+        ("IPOIB", IPOIB),
+        ("LINUX_SLL2", LINUX_SLL2),
+    ];
+
+    /// "NULL 0, EN10MB 1, PPP 9, RAW 12/14/101, ...", for messages.
+    pub fn list() -> String {
+        let mut out: Vec<(&str, Vec<String>)> = vec![];
+        for (name, n) in ALL {
+            match out.last_mut() {
+                Some((last, nums)) if *last == name => nums.push(n.to_string()),
+                _ => out.push((name, vec![n.to_string()])),
+            }
+        }
+        out.iter()
+            .map(|(name, nums)| format!("{name} {}", nums.join("/")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 
     pub fn supported(lt: u32) -> bool {
-        matches!(
-            lt,
-            NULL | ETHERNET | RAW_12 | RAW_14 | RAW | LOOP | LINUX_SLL | IPV4 | IPV6 | LINUX_SLL2
-        )
+        ALL.iter().any(|&(_, n)| n == lt)
     }
 
     pub fn name(lt: u32) -> &'static str {
@@ -38,6 +72,9 @@ pub mod linktype {
             IPV4 => "IPV4",
             IPV6 => "IPV6",
             LINUX_SLL2 => "LINUX_SLL2",
+            PPP => "PPP",
+            C_HDLC => "C_HDLC",
+            IPOIB => "IPOIB",
             _ => "unknown",
         }
     }
@@ -72,134 +109,19 @@ impl Segment<'_> {
 pub enum Skip {
     NotIp,
     NotTcp,
-    /// IP fragments are not reassembled (TCP stacks avoid them with PMTU discovery).
+    /// An IP fragment: the engine reassembles it (see [`super::frag`]).
     Fragment,
     Malformed,
 }
 
-fn be16(d: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(d.get(at..at + 2)?.try_into().ok()?))
-}
-fn be32(d: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(d.get(at..at + 4)?.try_into().ok()?))
-}
-
-/// Decodes one captured frame of link type `lt`.
+/// Decodes one captured frame of link type `lt` into its TCP segment (see [`super::decode`];
+/// an IP fragment is [`Skip::Fragment`] here: the engine reassembles through
+/// [`super::decode::layer`]).
 pub fn decode(lt: u32, frame: &[u8]) -> Result<Segment<'_>, Skip> {
-    let ip = match lt {
-        linktype::ETHERNET => {
-            let mut ethertype = be16(frame, 12).ok_or(Skip::Malformed)?;
-            let mut at = 14;
-            // 802.1Q and QinQ tags.
-            while matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
-                ethertype = be16(frame, at + 2).ok_or(Skip::Malformed)?;
-                at += 4;
-            }
-            return by_ethertype(ethertype, frame.get(at..).ok_or(Skip::Malformed)?);
-        }
-        linktype::LINUX_SLL => {
-            let proto = be16(frame, 14).ok_or(Skip::Malformed)?;
-            return by_ethertype(proto, frame.get(16..).ok_or(Skip::Malformed)?);
-        }
-        linktype::LINUX_SLL2 => {
-            let proto = be16(frame, 0).ok_or(Skip::Malformed)?;
-            return by_ethertype(proto, frame.get(20..).ok_or(Skip::Malformed)?);
-        }
-        // The family word's byte order depends on the capturing host; the IP version nibble
-        // does not.
-        linktype::NULL | linktype::LOOP => frame.get(4..).ok_or(Skip::Malformed)?,
-        _ => frame,
-    };
-    match ip.first().map(|b| b >> 4) {
-        Some(4) => ipv4(ip),
-        Some(6) => ipv6(ip),
-        Some(_) => Err(Skip::NotIp),
-        None => Err(Skip::Malformed),
+    match super::decode::layer(lt, frame)? {
+        super::decode::Layer::Tcp(seg) => Ok(seg),
+        super::decode::Layer::Frag(_) => Err(Skip::Fragment),
     }
-}
-
-fn by_ethertype(ethertype: u16, ip: &[u8]) -> Result<Segment<'_>, Skip> {
-    match ethertype {
-        0x0800 => ipv4(ip),
-        0x86dd => ipv6(ip),
-        _ => Err(Skip::NotIp),
-    }
-}
-
-fn ipv4(d: &[u8]) -> Result<Segment<'_>, Skip> {
-    let ihl = usize::from(d.first().ok_or(Skip::Malformed)? & 0x0f) * 4;
-    let total = usize::from(be16(d, 2).ok_or(Skip::Malformed)?);
-    if ihl < 20 || total < ihl || d.len() < ihl {
-        return Err(Skip::Malformed);
-    }
-    let frag = be16(d, 6).ok_or(Skip::Malformed)?;
-    if frag & 0x3fff != 0 {
-        return Err(Skip::Fragment);
-    }
-    if d[9] != 6 {
-        return Err(Skip::NotTcp);
-    }
-    let src = IpAddr::V4(Ipv4Addr::new(d[12], d[13], d[14], d[15]));
-    let dst = IpAddr::V4(Ipv4Addr::new(d[16], d[17], d[18], d[19]));
-    // Ethernet pads short frames: the IP total length, not the frame, bounds the segment.
-    let end = total.min(d.len());
-    tcp(src, dst, &d[ihl..end])
-}
-
-fn ipv6(d: &[u8]) -> Result<Segment<'_>, Skip> {
-    if d.len() < 40 {
-        return Err(Skip::Malformed);
-    }
-    let plen = usize::from(be16(d, 4).ok_or(Skip::Malformed)?);
-    let src: [u8; 16] = d[8..24].try_into().map_err(|_| Skip::Malformed)?;
-    let dst: [u8; 16] = d[24..40].try_into().map_err(|_| Skip::Malformed)?;
-    let end = if plen == 0 {
-        d.len()
-    } else {
-        (40 + plen).min(d.len())
-    };
-    let mut next = d[6];
-    let mut at = 40;
-    loop {
-        match next {
-            6 => break,
-            0 | 43 | 60 => {
-                next = *d.get(at).ok_or(Skip::Malformed)?;
-                at += (usize::from(*d.get(at + 1).ok_or(Skip::Malformed)?) + 1) * 8;
-            }
-            51 => {
-                next = *d.get(at).ok_or(Skip::Malformed)?;
-                at += (usize::from(*d.get(at + 1).ok_or(Skip::Malformed)?) + 2) * 4;
-            }
-            44 => return Err(Skip::Fragment),
-            _ => return Err(Skip::NotTcp),
-        }
-        if at > end {
-            return Err(Skip::Malformed);
-        }
-    }
-    let body = d.get(at..end).ok_or(Skip::Malformed)?;
-    tcp(
-        IpAddr::V6(Ipv6Addr::from(src)),
-        IpAddr::V6(Ipv6Addr::from(dst)),
-        body,
-    )
-}
-
-fn tcp(src: IpAddr, dst: IpAddr, d: &[u8]) -> Result<Segment<'_>, Skip> {
-    let off = usize::from(*d.get(12).ok_or(Skip::Malformed)? >> 4) * 4;
-    if off < 20 || off > d.len() {
-        return Err(Skip::Malformed);
-    }
-    Ok(Segment {
-        src: SocketAddr::new(src, be16(d, 0).ok_or(Skip::Malformed)?),
-        dst: SocketAddr::new(dst, be16(d, 2).ok_or(Skip::Malformed)?),
-        seq: be32(d, 4).ok_or(Skip::Malformed)?,
-        ack: be32(d, 8).ok_or(Skip::Malformed)?,
-        flags: d[13],
-        window: be16(d, 14).ok_or(Skip::Malformed)?,
-        payload: &d[off..],
-    })
 }
 
 fn checksum_add(mut sum: u32, data: &[u8]) -> u32 {
@@ -220,7 +142,8 @@ fn checksum_fold(mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
-/// Encodes `seg` as a frame of link type `lt` (Ethernet, RAW, NULL, SLL or SLL2), with valid
+/// Encodes `seg` as a frame of link type `lt` (any supported one but the RAW aliases and
+/// IPV4/IPV6, which are RAW's bytes), with valid
 /// IP and TCP checksums. Addresses must both be IPv4 or both IPv6.
 pub fn encode(lt: u32, seg: &Segment) -> Vec<u8> {
     let mut ip = Vec::with_capacity(60 + seg.payload.len());
@@ -280,6 +203,18 @@ pub fn encode(lt: u32, seg: &Segment) -> Vec<u8> {
             frame.extend_from_slice(&ethertype.to_be_bytes());
             frame.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 0, 0, 0, 0, 0, 1, 0, 0]);
         }
+        linktype::PPP => {
+            let proto: u8 = if ethertype == 0x0800 { 0x21 } else { 0x57 };
+            frame.extend_from_slice(&[0xff, 0x03, 0x00, proto]);
+        }
+        linktype::C_HDLC => {
+            frame.extend_from_slice(&[0x0f, 0x00]);
+            frame.extend_from_slice(&ethertype.to_be_bytes());
+        }
+        linktype::IPOIB => {
+            frame.extend_from_slice(&ethertype.to_be_bytes());
+            frame.extend_from_slice(&[0, 0]);
+        }
         _ => {}
     }
     frame.extend_from_slice(&ip);
@@ -306,6 +241,9 @@ mod tests {
             linktype::LOOP,
             linktype::LINUX_SLL,
             linktype::LINUX_SLL2,
+            linktype::PPP,
+            linktype::C_HDLC,
+            linktype::IPOIB,
         ] {
             for (s, d) in [
                 ("10.0.0.1:1234", "10.0.0.2:80"),

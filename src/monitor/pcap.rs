@@ -15,7 +15,7 @@ use super::packet::linktype;
 pub enum PcapError {
     #[error("empty file (not a pcap or pcapng capture)")]
     Empty,
-    #[error("not a pcap or pcapng file (starts with {0:02x?})")]
+    #[error("not a pcap or pcapng file: it starts with {}", show_head(.0))]
     NotPcap(Vec<u8>),
     #[error("truncated {what} at byte {offset} (the file ends inside it)")]
     Truncated { what: &'static str, offset: u64 },
@@ -25,12 +25,27 @@ pub enum PcapError {
         offset: u64,
         why: String,
     },
-    #[error(
-        "unsupported link type {0} (supported: NULL 0, EN10MB 1, RAW 12/14/101, LOOP 108, LINUX_SLL 113, IPV4 228, IPV6 229, LINUX_SLL2 276)"
-    )]
+    #[error("unsupported link type {lt} (supported: {})", linktype::list(), lt = .0)]
     LinkType(u32),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
+}
+
+/// The first bytes of a file that is not a capture, as text and hex: `"GET " (47 45 54 20)`.
+fn show_head(head: &[u8]) -> String {
+    let text: String = head
+        .iter()
+        .map(|&b| match b {
+            b'"' => "\\\"".to_string(),
+            0x20..=0x7e => (b as char).to_string(),
+            b'\n' => "\\n".into(),
+            b'\r' => "\\r".into(),
+            b'\t' => "\\t".into(),
+            _ => format!("\\x{b:02x}"),
+        })
+        .collect();
+    let hex: Vec<String> = head.iter().map(|b| format!("{b:02x}")).collect();
+    format!("\"{text}\" ({})", hex.join(" "))
 }
 
 /// One captured packet, borrowed from the reader.
@@ -68,13 +83,50 @@ const MAX_RECORD: usize = 64 << 20;
 
 pub struct Reader<R> {
     src: R,
-    buf: Vec<u8>,
+    buf: Storage,
     start: usize,
     end: usize,
     eof: bool,
     /// File offset of `buf[start]`.
     pos: u64,
     format: Format,
+}
+
+/// Where the reader's bytes are: its own buffer, refilled from the source, or the whole file
+/// mapped in memory (no copy at all).
+#[derive(Debug)]
+enum Storage {
+    Owned(Vec<u8>),
+    Mapped(crate::sys::packet::Mapped),
+}
+
+impl std::ops::Deref for Storage {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Storage::Owned(v) => v,
+            Storage::Mapped(m) => m,
+        }
+    }
+}
+
+impl Reader<io::Empty> {
+    /// A reader over a mapped file: packets borrow the mapping, nothing is copied.
+    pub fn mapped(map: crate::sys::packet::Mapped) -> Result<Reader<io::Empty>, PcapError> {
+        let end = map.len();
+        Reader::init(Reader {
+            src: io::empty(),
+            buf: Storage::Mapped(map),
+            start: 0,
+            end,
+            eof: true,
+            pos: 0,
+            format: Format::Ng {
+                big: false,
+                ifaces: vec![],
+            },
+        })
+    }
 }
 
 fn u16_at(d: &[u8], at: usize, big: bool) -> u16 {
@@ -102,9 +154,9 @@ impl<R: Read> Reader<R> {
 
     /// As [`Reader::new`], with a read buffer of `capacity` bytes (it grows for larger records).
     pub fn with_capacity(src: R, capacity: usize) -> Result<Reader<R>, PcapError> {
-        let mut r = Reader {
+        Reader::init(Reader {
             src,
-            buf: vec![0; capacity.max(64)],
+            buf: Storage::Owned(vec![0; capacity.max(64)]),
             start: 0,
             end: 0,
             eof: false,
@@ -113,7 +165,16 @@ impl<R: Read> Reader<R> {
                 big: false,
                 ifaces: vec![],
             },
-        };
+        })
+    }
+
+    /// File offset of the next record: after an error, where the readable part ends.
+    pub fn offset(&self) -> u64 {
+        self.pos
+    }
+
+    /// Reads the file header.
+    fn init(mut r: Reader<R>) -> Result<Reader<R>, PcapError> {
         if !r.fill(4)? {
             return if r.avail() == 0 {
                 Err(PcapError::Empty)
@@ -128,7 +189,10 @@ impl<R: Read> Reader<R> {
             [0x4d, 0x3c, 0xb2, 0xa1] => (false, true),
             [0xa1, 0xb2, 0x3c, 0x4d] => (true, true),
             [0x0a, 0x0d, 0x0d, 0x0a] => return Ok(r),
-            _ => return Err(PcapError::NotPcap(magic.to_vec())),
+            _ => {
+                let head = r.head();
+                return Err(PcapError::NotPcap(head[..head.len().min(16)].to_vec()));
+            }
         };
         if !r.fill(24)? {
             return Err(r.truncated("pcap file header"));
@@ -181,19 +245,23 @@ impl<R: Read> Reader<R> {
         if self.avail() >= n {
             return Ok(true);
         }
-        if self.start + n > self.buf.len() {
-            self.buf.copy_within(self.start..self.end, 0);
+        let Storage::Owned(buf) = &mut self.buf else {
+            // A mapped file is all there already.
+            return Ok(false);
+        };
+        if self.start + n > buf.len() {
+            buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
-        while self.avail() < n && !self.eof {
-            if self.end == self.buf.len() {
+        while self.end - self.start < n && !self.eof {
+            if self.end == buf.len() {
                 // Grow by doubling, only as far as the file really goes: a corrupt length must
                 // not cost a large allocation before the short read reveals it.
-                let len = (self.buf.len() * 2).min(self.start + n);
-                self.buf.resize(len, 0);
+                let len = (buf.len() * 2).min(self.start + n);
+                buf.resize(len, 0);
             }
-            match self.src.read(&mut self.buf[self.end..]) {
+            match self.src.read(&mut buf[self.end..]) {
                 Ok(0) => self.eof = true,
                 Ok(k) => self.end += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -45,11 +45,26 @@ pub struct Inserted {
     pub rexmit: bool,
     /// The segment does not fit without overwriting unread bytes; nothing was stored.
     pub overflow: bool,
+    /// ...and it starts after a hole: it is dropped, not held for overwriting.
+    pub beyond: bool,
+    /// An overwrite moved the window over a hole: that many never-received bytes were skipped.
+    pub skipped: u64,
 }
 
 /// Holes are bounded so that a hostile capture cannot grow the fragment list without limit;
 /// segments that would open more are dropped (as a kernel drops out-of-window segments).
 const MAX_FRAGS: usize = 1024;
+
+/// The ring starts this small and doubles up to the side's capacity as unread bytes need it,
+/// so that an idle flow or one whose reader keeps up costs a few KiB, not its capacity.
+const MIN_RING: usize = 4096;
+
+/// Bytes skipped over a hole (`--gaps skip`), as the next peek reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Hole {
+    pub offset: u64,
+    pub len: u64,
+}
 
 #[derive(Debug)]
 pub struct SideBuf {
@@ -69,6 +84,8 @@ pub struct SideBuf {
     frags: Vec<(u64, u64)>,
     /// Set by an overwrite: the next peek fails once with this many bytes lost.
     lost: Option<u64>,
+    /// Set by a skipped hole: the next peek (after `lost`) fails once naming it.
+    hole: Option<Hole>,
 }
 
 impl SideBuf {
@@ -84,7 +101,55 @@ impl SideBuf {
             high: 0,
             frags: Vec::new(),
             lost: None,
+            hole: None,
         }
+    }
+
+    /// A buffer whose stream starts at `off` (a flow picked up again after a timeout keeps
+    /// its offsets).
+    pub fn starting_at(cap: usize, policy: OverlapPolicy, off: u64) -> SideBuf {
+        let mut b = SideBuf::new(cap, policy);
+        b.base = off;
+        b.read = off;
+        b.next = off;
+        b.high = off;
+        b
+    }
+
+    /// Start of the first held out-of-order range, if any.
+    pub fn first_fragment(&self) -> Option<u64> {
+        self.frags.first().map(|f| f.0)
+    }
+
+    /// Bytes of memory the ring holds now.
+    pub fn footprint(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    /// Skips the hole at `next` (up to the first held fragment, or to `target` when none is
+    /// below it), once every byte before it was read: returns the hole and how many held bytes
+    /// became readable in order. None while unread bytes precede the hole (the caller retries).
+    pub fn skip_hole(&mut self, target: u64) -> Option<(Hole, u64)> {
+        if self.read != self.next || self.hole.is_some() {
+            return None;
+        }
+        let to = self.first_fragment().map_or(target, |f| f.min(target));
+        if to <= self.next {
+            return None;
+        }
+        let hole = Hole {
+            offset: self.next,
+            len: to - self.next,
+        };
+        self.next = to;
+        self.read = to;
+        // The hole's bytes were never received: nothing below it is readable any more.
+        self.base = to;
+        self.high = self.high.max(to);
+        let before = self.next;
+        self.coalesce();
+        self.hole = Some(hole);
+        Some((hole, self.next - before))
     }
 
     pub fn capacity(&self) -> usize {
@@ -126,7 +191,11 @@ impl SideBuf {
         }
         out.rexmit = self.is_held(off, end);
         if !self.disabled && end > self.read + self.cap as u64 {
+            // Beyond the window after a hole: dropped, as mOS drops payload beyond its receive
+            // window (overwriting unread bytes for a segment that is not next would let one
+            // stray segment far ahead push every later byte below the window).
             out.overflow = true;
+            out.beyond = off > self.next;
             return out;
         }
         if !out.rexmit && off > self.next && self.frags.len() >= MAX_FRAGS {
@@ -147,19 +216,24 @@ impl SideBuf {
             return self.insert(off, data);
         }
         let new_base = end - cap;
+        let old_next = self.next;
+        // Never-received bytes between what we had and this segment: a hole, not a loss.
+        let hole = off.min(new_base).saturating_sub(old_next);
+        // Lost: unread bytes overwritten, and this segment's own bytes that do not fit (they
+        // were received and count as new data, then lost, so that the counts agree).
+        let lost = (new_base.min(old_next) - self.read.min(old_next))
+            + new_base.saturating_sub(off.max(old_next));
         let (off, data) = if off < new_base {
             let skip = usize::try_from(new_base - off).unwrap_or(data.len());
             (new_base, &data[skip.min(data.len())..])
         } else {
             (off, data)
         };
-        if new_base > self.read {
-            let lost = new_base - self.read;
+        if lost > 0 {
             self.lost = Some(self.lost.unwrap_or(0) + lost);
-            self.read = new_base;
         }
+        self.read = self.read.max(new_base);
         self.base = self.base.max(new_base);
-        // Bytes in a hole below the new base can never be read now: give them up.
         self.next = self.next.max(self.base);
         self.frags.retain(|&(_, fe)| fe > new_base);
         if let Some(first) = self.frags.first_mut() {
@@ -168,7 +242,18 @@ impl SideBuf {
         self.coalesce();
         let mut out = self.insert(off, data);
         out.overflow = false;
+        out.skipped = hole;
+        // Held fragments the jump joined to the stream became readable too.
+        out.new_bytes = self.next - old_next - hole;
         out
+    }
+
+    /// Frees the ring once every byte was read and nothing waits out of order.
+    pub fn shrink(&mut self) {
+        if self.read == self.next && self.frags.is_empty() && !self.ring.is_empty() {
+            self.ring = Vec::new();
+            self.base = self.read;
+        }
     }
 
     /// Copies into the ring, respecting the overlap policy, and reclaims already-read space.
@@ -177,12 +262,10 @@ impl SideBuf {
             return;
         }
         let end = off + data.len() as u64;
-        let cap = self.cap as u64;
-        if self.ring.len() != self.cap {
-            self.ring.resize(self.cap, 0);
-        }
+        self.ensure(end);
+        let phys = self.ring.len() as u64;
         // Space below `read` is free: let the window slide over it.
-        self.base = self.base.max(end.saturating_sub(cap)).min(self.read);
+        self.base = self.base.max(end.saturating_sub(phys)).min(self.read);
         let off_c = off.max(self.base);
         let data = &data[(off_c - off) as usize..];
         match self.policy {
@@ -215,19 +298,70 @@ impl SideBuf {
         }
     }
 
+    /// One past the highest byte held (in order or not).
+    fn held_end(&self) -> u64 {
+        self.frags.last().map_or(self.next, |f| f.1).max(self.next)
+    }
+
+    /// Grows the ring (doubling, up to the capacity) so that it holds `read..end` and every
+    /// fragment above.
+    fn ensure(&mut self, end: u64) {
+        let cap = self.cap as u64;
+        let need = end.max(self.held_end()) - self.read;
+        if need <= self.ring.len() as u64 {
+            return;
+        }
+        if need > cap {
+            // Fragments further ahead than the window can hold are given up.
+            let limit = self.read + cap;
+            self.frags.retain(|&(fs, _)| fs < limit);
+            if let Some(last) = self.frags.last_mut() {
+                last.1 = last.1.min(limit);
+            }
+        }
+        let want = usize::try_from(need.next_power_of_two())
+            .unwrap_or(usize::MAX)
+            .max(MIN_RING)
+            .min(self.cap);
+        self.relayout(want);
+    }
+
+    /// Moves the held bytes into a ring of `phys` bytes.
+    fn relayout(&mut self, phys: usize) {
+        let hi = self.held_end();
+        let keep_from = self
+            .base
+            .max(hi.saturating_sub(phys as u64))
+            .min(self.read.max(self.base));
+        let mut held = vec![0u8; usize::try_from(hi - keep_from).unwrap_or(0)];
+        if !self.ring.is_empty() && !held.is_empty() {
+            self.copy_out(keep_from, &mut held);
+        }
+        self.ring = vec![0; phys];
+        self.base = keep_from;
+        if !held.is_empty() {
+            self.copy_in(keep_from, &held);
+        }
+    }
+
     fn copy_in(&mut self, off: u64, data: &[u8]) {
         if data.is_empty() {
             return;
         }
-        let idx = (off % self.cap as u64) as usize;
-        let first = data.len().min(self.cap - idx);
+        let phys = self.ring.len();
+        let idx = (off % phys as u64) as usize;
+        let first = data.len().min(phys - idx);
         self.ring[idx..idx + first].copy_from_slice(&data[..first]);
         self.ring[..data.len() - first].copy_from_slice(&data[first..]);
     }
 
     fn copy_out(&self, off: u64, buf: &mut [u8]) {
-        let idx = (off % self.cap as u64) as usize;
-        let first = buf.len().min(self.cap - idx);
+        if buf.is_empty() {
+            return;
+        }
+        let phys = self.ring.len();
+        let idx = (off % phys as u64) as usize;
+        let first = buf.len().min(phys - idx);
         buf[..first].copy_from_slice(&self.ring[idx..idx + first]);
         let rest = buf.len() - first;
         buf[first..].copy_from_slice(&self.ring[..rest]);
@@ -281,6 +415,12 @@ impl SideBuf {
         if let Some(lost) = self.lost.take() {
             return Err(MonError::Overwritten { lost });
         }
+        if let Some(h) = self.hole.take() {
+            return Err(MonError::Hole {
+                offset: h.offset,
+                len: h.len,
+            });
+        }
         let avail = self.next - self.read;
         if avail == 0 {
             return Err(MonError::NoData);
@@ -326,24 +466,15 @@ impl SideBuf {
             self.ring = Vec::new();
             return Ok(());
         }
-        let hi = self.frags.last().map_or(self.next, |f| f.1).max(self.next);
+        let hi = self.held_end();
         if hi - self.read > cap as u64 {
             return Err(MonError::InvalidValue(
                 "buffer size smaller than the unread and out-of-order bytes it holds",
             ));
         }
-        let keep_from = self.base.max(hi.saturating_sub(cap as u64));
-        let mut held = vec![0u8; (hi - keep_from) as usize];
-        if !self.ring.is_empty() {
-            self.copy_out(keep_from, &mut held);
-        }
-        let had_ring = !self.ring.is_empty();
         self.cap = cap;
-        self.ring = Vec::new();
-        self.base = keep_from;
-        if had_ring {
-            self.ring.resize(cap, 0);
-            self.copy_in(keep_from, &held);
+        if !self.ring.is_empty() && self.ring.len() > cap {
+            self.relayout(cap);
         }
         Ok(())
     }

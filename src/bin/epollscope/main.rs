@@ -32,10 +32,7 @@ every native run passed (what the shim changes is reported, not failed)."
     #[command(name = "__actor", hide = true)]
     Actor,
     /// Reassemble TCP flows from a pcap/pcapng file or live capture (mOS monitoring semantics).
-    #[command(
-        after_help = "Exit status: 0 when the input was read, 2 on bad input (unreadable, \
-truncated or corrupt capture, unknown link type, no permission to capture)."
-    )]
+    #[command(after_help = epollscope::monitor::cli::EXIT_HELP)]
     Monitor(epollscope::monitor::cli::MonitorArgs),
     /// Run a program under the preload shim and print its socket and epoll calls, all processes.
     #[command(after_help = "Exit status: the program's own (128+N when killed by signal N).")]
