@@ -76,6 +76,26 @@ fn trace_json_and_the_program_exit_status() {
 }
 
 #[test]
+fn a_traced_program_killed_by_a_signal_is_said_to_be() {
+    // The program's own exit record cannot exist when it is killed; epollscope reaps it and
+    // says how it ended, and exits as a shell would (128 + 9).
+    let out = epollscope()
+        .args(["trace", "--", "/bin/sh", "-c", "kill -KILL $$"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(137));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ended = text
+        .lines()
+        .find(|l| l.starts_with("# ended:"))
+        .unwrap_or_else(|| panic!("no ended line: {text}"));
+    assert!(
+        ended.ends_with("killed by SIGKILL (reaped by epollscope)"),
+        "{ended}"
+    );
+}
+
+#[test]
 fn compare_shows_both_runs_side_by_side() {
     let out = epollscope()
         .args(["compare", "--", &probe(), "threads", "2", "3"])

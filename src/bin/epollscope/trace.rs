@@ -17,6 +17,7 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
 use epollscope::fastpath::Requested;
+use epollscope::shim::ends::{End, Ended};
 use epollscope::shim::merge::{self, Summary};
 use epollscope::shim::{ShimMode, TraceTarget, preload_env};
 use epollscope::trace::Format;
@@ -88,6 +89,8 @@ impl Drop for TraceDir {
 
 /// How a run under the shim ended.
 struct Run {
+    /// The program's pid: epollscope is the one process that reaps it.
+    pid: i32,
     status: ExitStatus,
     /// The first stop signal that came while the program ran.
     interrupted: Option<Signal>,
@@ -121,6 +124,7 @@ fn run_under_shim(
     loop {
         if let Some(status) = child.try_wait().context("waiting for the program")? {
             return Ok(Run {
+                pid: pid.as_raw(),
                 status,
                 interrupted,
             });
@@ -143,6 +147,18 @@ fn run_under_shim(
             }
         }
     }
+}
+
+/// The summary of a run's events, with how the program itself ended: its own exit record
+/// cannot say it was killed by a signal, but the wait status epollscope collected can.
+fn summary_of(events: &[epollscope::Event], run: &Run) -> Summary {
+    use std::os::unix::process::ExitStatusExt;
+    let mut summary = Summary::of(events);
+    summary.set_end(
+        run.pid,
+        End::Waited(Ended::from_wait_status(run.status.into_raw())),
+    );
+    summary
 }
 
 /// The exit code a shell would report for `status` (128 + signal when killed).
@@ -189,7 +205,7 @@ pub fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         out.push('\n');
     }
     if !args.json {
-        out.push_str(&Summary::of(&events).render());
+        out.push_str(&summary_of(&events, &run).render());
         if bad > 0 {
             out.push_str(&format!(
                 "# {bad} unreadable lines (a process killed while writing)\n"
@@ -228,7 +244,7 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         let run = run_under_shim(&args.command, &dir.path, fastpath, Stdio::inherit())?;
         worst = worst.max(exit_code(run.status));
         let (events, _) = merge::read_dir(&dir.path)?;
-        summaries.push(Summary::of(&events));
+        summaries.push(summary_of(&events, &run));
         if let Some(signal) = run.interrupted {
             interrupted = Some((signal, tag));
             break;
