@@ -19,6 +19,9 @@
 //!
 //! The tools' own logic lives with their binaries in `src/bin/`; the library never prints.
 
+// Only `sys` may hold unsafe code (it opts back in with an inner `allow`).
+#![deny(unsafe_code)]
+
 pub mod addr;
 pub mod channel;
 pub mod cli;

@@ -1,7 +1,7 @@
 //! Live capture on one interface through an AF_PACKET socket (needs root or CAP_NET_RAW).
 //!
 //! The socket listens on every interface and keeps the chosen one's frames: binding would need
-//! a hand-built `sockaddr_ll` (unsafe), and filtering on the receive address costs nothing at
+//! a hand-built `sockaddr_ll`, and filtering on the receive address costs nothing at
 //! the rates a toolkit sees. On loopback every frame is delivered twice (outgoing and incoming);
 //! like libpcap we keep only the incoming copy.
 

@@ -9,6 +9,12 @@
 //! * [`process`]: fork, exec, reaping, the parent-death signal, moving an fd out of the way.
 //! * [`signal`]: signal dispositions and the SIGINT/SIGTERM stop source the tools share.
 //! * [`procfs`]: what `/proc` says about a task (is it asleep in a system call).
+//! * [`channel`]: the socket pair and fd passing under [`crate::channel`].
+//! * [`sockaddr`]: the one raw socket address type and its decoder.
+//! * [`fastsocket_abi`]: the Fastsocket module's ioctl ABI.
+//! * [`packet`]: AF_PACKET capture and mapping capture files for the flow monitor.
+
+#![allow(unsafe_code)]
 
 pub mod channel;
 pub mod fastsocket_abi;
