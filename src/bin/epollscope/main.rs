@@ -6,6 +6,7 @@ use clap::Subcommand;
 use epollscope::cli;
 use epollscope::scenario;
 
+mod monitor;
 mod run;
 mod trace;
 
@@ -32,8 +33,8 @@ every native run passed (what the shim changes is reported, not failed)."
     #[command(name = "__actor", hide = true)]
     Actor,
     /// Reassemble TCP flows from a pcap/pcapng file or live capture (mOS monitoring semantics).
-    #[command(after_help = epollscope::monitor::cli::EXIT_HELP)]
-    Monitor(epollscope::monitor::cli::MonitorArgs),
+    #[command(after_help = monitor::EXIT_HELP)]
+    Monitor(monitor::MonitorArgs),
     /// Run a program under the preload shim and print its socket and epoll calls, all processes.
     #[command(after_help = "Exit status: the program's own (128+N when killed by signal N).")]
     Trace(trace::TraceArgs),
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
     cli::main("epollscope", |args: Args| match args.command {
         Cmd::Run(args) => run::run(args),
         Cmd::Actor => scenario::actor_main(),
-        Cmd::Monitor(args) => epollscope::monitor::cli::run(args),
+        Cmd::Monitor(args) => monitor::run(args),
         Cmd::Trace(args) => trace::trace(args),
         Cmd::Compare(args) => trace::compare(args),
     })

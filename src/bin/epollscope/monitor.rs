@@ -10,18 +10,17 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
+use epollscope::sys::signal::SignalSource;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use serde::Serialize;
 
-use super::engine::DEFAULT_MAX_FLOWS;
-use super::event::{Event, EventKind, EventMask};
-use super::flowdir::FlowDir;
-use super::live::{Capture, LiveError};
-use super::output::{Shown, describe, flow_line};
-use super::pcap::{PcapError, Reader, Writer};
-use super::{Config, Filter, FlowInfo, MonError, Monitor, OverlapPolicy, Side};
+use epollscope::monitor::engine::DEFAULT_MAX_FLOWS;
+use epollscope::monitor::event::{Event, EventKind, EventMask};
+use epollscope::monitor::flowdir::FlowDir;
+use epollscope::monitor::live::{Capture, LiveError};
+use epollscope::monitor::output::{Shown, describe, flow_line};
+use epollscope::monitor::pcap::{PcapError, Reader, Writer};
+use epollscope::monitor::{Config, Filter, FlowInfo, MonError, Monitor, OverlapPolicy, Side};
 
 /// Exit status when a capture file is damaged after its header (truncated, corrupt): every
 /// packet before the damage was read and shown; stderr says at which byte it ends.
@@ -174,7 +173,7 @@ fn open_input(path: &std::path::Path) -> anyhow::Result<Input> {
     let file = File::open(path).with_context(|| name.clone())?;
     if meta.is_file()
         && meta.len() > 0
-        && let Ok(map) = crate::sys::packet::Mapped::new(&file)
+        && let Ok(map) = epollscope::sys::packet::Mapped::new(&file)
     {
         return Ok(Input::Mapped(
             Reader::mapped(map).with_context(|| name.clone())?,
@@ -302,12 +301,7 @@ impl Run {
         // Tells a caller (a test, a script) that packets from now on are seen.
         eprintln!("epollscope: capturing on {iface}");
         // Signals become readable events, so a capture stops between packets, cleanly.
-        let mut mask = SigSet::empty();
-        mask.add(Signal::SIGINT);
-        mask.add(Signal::SIGTERM);
-        mask.thread_block().context("blocking SIGINT/SIGTERM")?;
-        let sig = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-            .context("signalfd")?;
+        let sig = SignalSource::stop().context("blocking SIGINT/SIGTERM")?;
         let deadline = self.duration.map(|d| Instant::now() + d);
         loop {
             if self.args.count.is_some_and(|c| self.packets >= c) {
@@ -359,7 +353,9 @@ impl Run {
             }
             let wanted = match &self.write_filter {
                 None => true,
-                Some(f) => super::packet::decode(lt, data).is_ok_and(|seg| f.matches(&seg)),
+                Some(f) => {
+                    epollscope::monitor::packet::decode(lt, data).is_ok_and(|seg| f.matches(&seg))
+                }
             };
             if let Some((w, wlt)) = &mut self.writer
                 && *wlt == lt
