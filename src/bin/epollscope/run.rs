@@ -457,12 +457,7 @@ fn stop_on_signals() -> anyhow::Result<()> {
 
 /// Reaps every exited child (adopted orphan actors) without blocking.
 fn reap_orphans() {
-    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if status == WaitStatus::StillAlive {
-            break;
-        }
-    }
+    epollscope::sys::process::reap_exited();
 }
 
 fn print_indented(text: &str) {
