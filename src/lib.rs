@@ -25,6 +25,7 @@ pub mod storm;
 pub mod sys;
 pub mod trace;
 pub mod tracer;
+pub mod vm;
 
 pub use addr::{Family, SockAddr};
 pub use epoll::Interest;

@@ -13,6 +13,7 @@
 pub mod process;
 pub mod procfs;
 pub mod signal;
+pub mod vm;
 
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
