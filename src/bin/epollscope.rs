@@ -6,6 +6,9 @@ use clap::{Parser, Subcommand};
 use epollscope::cli;
 use epollscope::scenario;
 
+#[path = "epollscope/kernel.rs"]
+mod kernel;
+
 #[derive(Parser, Debug)]
 #[command(
     version,
@@ -24,7 +27,9 @@ enum Cmd {
 2 on bad input (an unreadable or malformed scenario, a bad flag). With --under both: 0 when \
 every native run passed (what the shim changes is reported, not failed)."
     )]
-    Run(scenario::cli::RunArgs),
+    Run(RunCmd),
+    /// List the kernels `run --kernel` can boot: the running one and the images in /boot.
+    Kernels,
     /// (internal) A scenario actor started by exec, serving the runner on fd 3.
     #[command(name = "__actor", hide = true)]
     Actor,
@@ -41,6 +46,44 @@ truncated or corrupt capture, unknown link type, no permission to capture)."
     Compare(epollscope::shim::command::CompareArgs),
 }
 
+#[derive(clap::Args, Debug)]
+struct RunCmd {
+    #[command(flatten)]
+    run: scenario::cli::RunArgs,
+    #[command(flatten)]
+    kernel: kernel::KernelArgs,
+}
+
+/// `run`, on the running kernel or (with --kernel) on each kernel named.
+fn run(cmd: RunCmd) -> anyhow::Result<ExitCode> {
+    let RunCmd { run, kernel } = cmd;
+    if kernel.kernels.is_empty() {
+        return scenario::cli::run(run);
+    }
+    let unsupported = [
+        (run.list, "--list"),
+        (run.trace, "--trace"),
+        (run.raw, "--raw"),
+        (run.repeat != 1, "--repeat"),
+        (run.capture.is_some(), "--capture"),
+        (run.under != scenario::cli::Under::Native, "--under"),
+    ];
+    if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
+        anyhow::bail!("{flag} cannot be combined with --kernel");
+    }
+    kernel::run_matrix(
+        &kernel,
+        kernel::Selection {
+            paths: &run.paths,
+            filter: run.filter.as_deref(),
+            family: run.family.as_deref(),
+            jobs: run.jobs,
+            json: run.json,
+            junit: run.junit.as_deref(),
+        },
+    )
+}
+
 fn main() -> ExitCode {
     cli::init();
     // Actors forked by actors are orphaned when a run tears down; adopt and reap them here
@@ -50,7 +93,8 @@ fn main() -> ExitCode {
     cli::finish(
         "epollscope",
         match args.command {
-            Cmd::Run(run) => scenario::cli::run(run),
+            Cmd::Run(cmd) => run(cmd),
+            Cmd::Kernels => kernel::list(),
             Cmd::Actor => scenario::actor_main(),
             Cmd::Monitor(args) => epollscope::monitor::cli::run(args),
             Cmd::Trace(args) => epollscope::shim::command::trace(args),

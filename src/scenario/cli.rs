@@ -19,41 +19,41 @@ use crate::trace::Format;
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     /// Scenario files or directories [default: scenarios]
-    paths: Vec<PathBuf>,
+    pub paths: Vec<PathBuf>,
     /// Print one JSON object: every scenario instance with its trace, and the totals.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// Also write a JUnit XML report to FILE.
     #[arg(long, value_name = "FILE")]
-    junit: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
     /// Print each scenario's symbolic trace (role names; stable across runs).
     #[arg(long)]
-    trace: bool,
+    pub trace: bool,
     /// Print each scenario's raw trace (fd numbers, pids, times).
     #[arg(long)]
-    raw: bool,
+    pub raw: bool,
     /// Run everything N times and report scenarios whose trace or verdict differs (flaky).
     #[arg(long, default_value_t = 1, value_name = "N")]
-    repeat: usize,
+    pub repeat: usize,
     /// Only scenarios whose path contains PATTERN.
     #[arg(long, value_name = "PATTERN")]
-    filter: Option<String>,
+    pub filter: Option<String>,
     /// Only this family of each scenario's matrix.
     #[arg(long)]
-    family: Option<String>,
+    pub family: Option<String>,
     /// List the scenarios with what they demonstrate, and run nothing.
     #[arg(long)]
-    list: bool,
+    pub list: bool,
     /// Record every IP scenario's loopback traffic to DIR/<scenario>-<family>.pcap and add
     /// its flows to the report (needs root or CAP_NET_RAW).
     #[arg(long, value_name = "DIR")]
-    capture: Option<PathBuf>,
+    pub capture: Option<PathBuf>,
     /// Run the actors natively, under the Fastsocket preload shim, or both ways and compare.
     #[arg(long, value_enum, default_value = "native")]
-    under: Under,
+    pub under: Under,
     /// Scenario instances run at once [default: 2 per CPU].
     #[arg(long, short = 'j')]
-    jobs: Option<usize>,
+    pub jobs: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

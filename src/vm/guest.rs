@@ -93,7 +93,7 @@ pub const KVM_PROBE: Duration = Duration::from_secs(5);
 /// Whether KVM works for `image` on this machine: `Ok` or why not. `/dev/kvm` can exist and
 /// open while guests still cannot run (nested virtualisation that stalls at boot), so the test
 /// is a real boot: the kernel must print "Linux version" to its serial console in time.
-pub fn probe_kvm(tools: &Tools, image: &KernelImage, scratch: &Path) -> Result<(), String> {
+pub fn probe_kvm(tools: &Tools, image: &KernelImage, scratch_parent: &Path) -> Result<(), String> {
     if let Err(e) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -101,7 +101,9 @@ pub fn probe_kvm(tools: &Tools, image: &KernelImage, scratch: &Path) -> Result<(
     {
         return Err(format!("/dev/kvm: {e}"));
     }
-    let console = scratch.join("kvm-probe-console");
+    let dir = new_scratch(scratch_parent).map_err(|e| e.to_string())?;
+    let mut guard = Guard::new(dir.clone()).map_err(|e| e.to_string())?;
+    let console = dir.join("console");
     let mut serial = OsString::from("file:");
     serial.push(&console);
     let mut command = Command::new(&tools.qemu);
@@ -119,28 +121,26 @@ pub fn probe_kvm(tools: &Tools, image: &KernelImage, scratch: &Path) -> Result<(
         .stderr(Stdio::null())
         .process_group(0);
     die_with_spawner(&mut command);
-    let mut child = command.spawn().map_err(|e| format!("starting qemu: {e}"))?;
+    let child = command.spawn().map_err(|e| format!("starting qemu: {e}"))?;
+    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pids fit in i32"));
+    guard.watch(child);
     let start = Instant::now();
-    let verdict = loop {
+    loop {
         let text = std::fs::read(&console).unwrap_or_default();
         if text.windows(13).any(|w| w == b"Linux version") {
-            break Ok(());
+            return Ok(());
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            break Err(format!("qemu exited ({status}) before the kernel printed"));
+        if has_exited(pid).unwrap_or(true) {
+            return Err("qemu exited before the kernel printed".into());
         }
         if start.elapsed() > KVM_PROBE {
-            break Err(format!(
+            return Err(format!(
                 "a KVM guest printed nothing in {} s",
                 KVM_PROBE.as_secs()
             ));
         }
         std::thread::sleep(Duration::from_millis(50));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_file(&console);
-    verdict
+    }
 }
 
 /// One kernel's run of `epollscope run --json ARGS`.
@@ -242,7 +242,7 @@ fn script(job: &GuestJob, dir: &Path) -> Vec<u8> {
 /// The guard: kills the run's process group and removes its directory unless told `done`.
 const GUARD: &str = r#"read group; read word
 [ "$word" = done ] && exit 0
-[ -n "$group" ] && kill -KILL -- "-$group" 2>/dev/null
+[ -n "$group" ] && kill -KILL "-$group" 2>/dev/null
 rm -rf -- "$1""#;
 
 struct Guard {

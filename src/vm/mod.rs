@@ -15,6 +15,7 @@
 pub mod guest;
 pub mod image;
 pub mod matrix;
+pub mod plan;
 pub mod release;
 
 use std::path::PathBuf;
