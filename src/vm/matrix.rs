@@ -211,9 +211,11 @@ pub struct Count {
 }
 
 impl Matrix {
-    /// Lines up every kernel's instances, in the order they first appear.
-    pub fn build(kernels: Vec<KernelRun>) -> Matrix {
-        let mut keys: Vec<(PathBuf, String, String)> = vec![];
+    /// Lines up every kernel's instances: the `expected` ones (path, family, name) first, so a
+    /// kernel that gave nothing back shows each as without result, then any others in the
+    /// order they first appear.
+    pub fn build(expected: Vec<(PathBuf, String, String)>, kernels: Vec<KernelRun>) -> Matrix {
+        let mut keys = expected;
         for k in &kernels {
             for i in &k.instances {
                 if !keys.iter().any(|(p, f, _)| *p == i.path && *f == i.family) {
@@ -603,21 +605,24 @@ mod tests {
     fn sample() -> Matrix {
         let mut skipped = instance("b.scn", "inet", true, "");
         skipped.skipped = Some("needs kernel >= 7.0, this is 6.1.0".into());
-        Matrix::build(vec![
-            kernel(
-                "6.18.4",
-                None,
-                vec![
-                    instance("a.scn", "inet", true, "x\ny\n"),
-                    instance("b.scn", "inet", true, "b\n"),
-                ],
-            ),
-            kernel(
-                "6.1.0",
-                Some(Accel::Tcg),
-                vec![instance("a.scn", "inet", false, "x\nz\n"), skipped],
-            ),
-        ])
+        Matrix::build(
+            vec![],
+            vec![
+                kernel(
+                    "6.18.4",
+                    None,
+                    vec![
+                        instance("a.scn", "inet", true, "x\ny\n"),
+                        instance("b.scn", "inet", true, "b\n"),
+                    ],
+                ),
+                kernel(
+                    "6.1.0",
+                    Some(Accel::Tcg),
+                    vec![instance("a.scn", "inet", false, "x\nz\n"), skipped],
+                ),
+            ],
+        )
     }
 
     #[test]
@@ -677,10 +682,13 @@ Trace differences (first differing line):
     fn a_kernel_without_results_is_no_result_not_pass() {
         let mut dead = kernel("5.10.0", Some(Accel::Tcg), vec![]);
         dead.error = Some("the guest did not start its scenarios within 120 s".into());
-        let m = Matrix::build(vec![
-            kernel("6.18.4", None, vec![instance("a.scn", "inet", true, "x\n")]),
-            dead,
-        ]);
+        let m = Matrix::build(
+            vec![("a.scn".into(), "inet".into(), "a".into())],
+            vec![
+                kernel("6.18.4", None, vec![instance("a.scn", "inet", true, "x\n")]),
+                dead,
+            ],
+        );
         assert_eq!(m.count(1).missing, 1);
         assert!(!m.all_passed());
         assert!(m.render_text(10).starts_with(

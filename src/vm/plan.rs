@@ -36,6 +36,8 @@ pub struct Plan {
     pub scratch_parent: PathBuf,
     /// VMs booted at once.
     pub vm_slots: usize,
+    /// The instances (path, family, name) every kernel should report.
+    pub expected: Vec<(PathBuf, String, String)>,
 }
 
 /// What happens as the matrix runs, for a progress line.
@@ -153,5 +155,5 @@ pub fn run(plan: &Plan, progress: &(dyn Fn(Progress) + Sync)) -> Result<Matrix, 
         .into_iter()
         .map(|r| r.expect("every kernel ran"))
         .collect();
-    Ok(Matrix::build(kernels))
+    Ok(Matrix::build(plan.expected.clone(), kernels))
 }

@@ -169,7 +169,17 @@ pub fn run_matrix(args: &KernelArgs, selection: Selection) -> anyhow::Result<Exi
         run_args.extend(["--family".into(), family.into()]);
     }
     run_args.extend(["--jobs".into(), jobs.to_string().into()]);
+    let expected = scenarios
+        .iter()
+        .flat_map(|s| {
+            s.families
+                .iter()
+                .filter(|f| selection.family.is_none_or(|only| f.name() == only))
+                .map(|f| (s.path.clone(), f.name().to_string(), s.name()))
+        })
+        .collect();
     let plan = Plan {
+        expected,
         kernels,
         accel: match args.accel {
             AccelArg::Auto => AccelRequest::Auto,
