@@ -397,6 +397,25 @@ impl Matrix {
             }
             out.push('\n');
         }
+        let failures: Vec<(&Row, &Cell, &Failure)> = self
+            .rows
+            .iter()
+            .flat_map(|r| r.kernels.iter().map(move |c| (r, c)))
+            .filter_map(|(r, c)| match &c.verdict {
+                Verdict::Fail { failure: Some(f) } => Some((r, c, f)),
+                _ => None,
+            })
+            .collect();
+        if !failures.is_empty() {
+            out.push_str("\nFailures:\n\n");
+        }
+        for (row, c, f) in failures {
+            let _ = writeln!(
+                out,
+                "- {} [{}] on {}: line {}: {}",
+                row.name, row.family, c.kernel_release, f.line, f.message
+            );
+        }
         let differing: Vec<&Row> = self.rows.iter().filter(|r| !r.same_trace).collect();
         if !differing.is_empty() {
             out.push_str("\nTrace differences (first differing line):\n\n");
@@ -652,6 +671,10 @@ b.scn [inet]: 6.18.4 PASS, 6.1.0 SKIP
 | --- | --- | --- | --- |
 | a | inet | PASS | FAIL (trace differs) |
 | b | inet | PASS | SKIP |
+
+Failures:
+
+- a [inet] on 6.1.0: line 3: expected A
 
 Trace differences (first differing line):
 
