@@ -141,7 +141,7 @@ fn host_and_debian_61_side_by_side() {
             "scenarios/herd-epollexclusive.scn [inet]: {host} PASS, {release} PASS, same trace"
         ),
         format!("scenarios/oneshot-rearm.scn [unix]: {host} PASS, {release} PASS, same trace"),
-        format!("{host} (host): 4 passed, 0 failed, 0 skipped"),
+        format!("{host} (host): 5 passed, 0 failed, 0 skipped"),
     ] {
         assert!(
             text.lines().any(|l| l == line),
@@ -152,7 +152,7 @@ fn host_and_debian_61_side_by_side() {
     assert!(
         last.starts_with(&format!("{release} ("))
             && last.ends_with(&format!(
-                "): 4 passed, 0 failed, 0 skipped; 0 traces differ from {host}"
+                "): 5 passed, 0 failed, 0 skipped; 0 traces differ from {host}"
             )),
         "{last}"
     );
@@ -186,7 +186,7 @@ fn json_and_junit_name_each_instance_kernel() {
     assert_eq!(doc["kernels"][1]["release"], host.as_str());
     assert_eq!(doc["kernels"][1]["exit_status"], 0);
     let instances = doc["instances"].as_array().unwrap();
-    assert_eq!(instances.len(), 4);
+    assert_eq!(instances.len(), 5);
     for instance in instances {
         let cells = instance["kernels"].as_array().unwrap();
         assert_eq!(cells[0]["kernel_release"], release.as_str());
@@ -202,7 +202,7 @@ fn json_and_junit_name_each_instance_kernel() {
         }
         assert_eq!(instance["same_trace"], true, "{instance}");
     }
-    assert_eq!(doc["totals"][0]["counts"]["passed"], 4);
+    assert_eq!(doc["totals"][0]["counts"]["passed"], 5);
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(
         xml.contains(&format!("<testsuite name=\"epollscope on {release}\"")),
