@@ -1,6 +1,8 @@
 //! Socket families and endpoints: what a user types on a command line (`unix /tmp/x`, `inet 8080`)
 //! turned into a checked address, with errors a user can act on.
 
+#![deny(unsafe_code)]
+
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -29,6 +31,17 @@ impl Family {
             Family::Unix => "unix",
             Family::Inet => "inet",
             Family::Inet6 => "inet6",
+        }
+    }
+
+    /// The family an `AF_*` constant names (`AF_UNIX`, `AF_LOCAL`, `AF_INET`, `AF_INET6`):
+    /// the one reading of a family written as C spells it.
+    pub fn from_af_name(name: &str) -> Option<Family> {
+        match name {
+            "AF_UNIX" | "AF_LOCAL" => Some(Family::Unix),
+            "AF_INET" => Some(Family::Inet),
+            "AF_INET6" => Some(Family::Inet6),
+            _ => None,
         }
     }
 

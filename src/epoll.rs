@@ -4,6 +4,8 @@
 //! Nothing is refused here: combinations the kernel rejects (EXCLUSIVE with ONESHOT) are worth
 //! making, to see the EINVAL.
 
+#![deny(unsafe_code)]
+
 use std::fmt;
 use std::ops::BitOr;
 use std::str::FromStr;
@@ -59,6 +61,65 @@ impl FromStr for Interest {
     /// `EPOLLIN|EPOLLET`, or without the prefix: `in|et`.
     fn from_str(s: &str) -> Result<Interest, String> {
         parse_epoll_events(s).map(Interest)
+    }
+}
+
+/// How a listener is registered, by the names the tools and scenarios use (`lt`, `et`,
+/// `oneshot`; `level` and `edge` too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerMode {
+    /// Level-triggered: `EPOLLIN`.
+    Lt,
+    /// Edge-triggered: `EPOLLIN|EPOLLET`.
+    Et,
+    /// One event, then disabled until re-armed: `EPOLLIN|EPOLLONESHOT`.
+    Oneshot,
+}
+
+impl TriggerMode {
+    pub fn interest(self) -> Interest {
+        match self {
+            TriggerMode::Lt => Interest::IN,
+            TriggerMode::Et => Interest::IN | Interest::ET,
+            TriggerMode::Oneshot => Interest::IN | Interest::ONESHOT,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TriggerMode::Lt => "lt",
+            TriggerMode::Et => "et",
+            TriggerMode::Oneshot => "oneshot",
+        }
+    }
+
+    pub fn long_name(self) -> &'static str {
+        match self {
+            TriggerMode::Lt => "level-triggered",
+            TriggerMode::Et => "edge-triggered",
+            TriggerMode::Oneshot => "one-shot",
+        }
+    }
+}
+
+impl fmt::Display for TriggerMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for TriggerMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "lt" | "level" => Ok(TriggerMode::Lt),
+            "et" | "edge" => Ok(TriggerMode::Et),
+            "oneshot" => Ok(TriggerMode::Oneshot),
+            other => Err(format!(
+                "unknown mode '{other}': expected lt, et or oneshot"
+            )),
+        }
     }
 }
 

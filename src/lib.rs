@@ -11,17 +11,15 @@
 //! * [`cli`]: conventions shared by the binaries (error exit codes).
 
 pub mod addr;
+pub mod channel;
 pub mod cli;
 pub mod epoll;
 pub mod fastpath;
-pub mod forkserver;
 pub mod monitor;
 pub mod names;
 pub mod net;
-pub mod probe;
 pub mod scenario;
 pub mod shim;
-pub mod storm;
 pub mod sys;
 pub mod trace;
 pub mod tracer;

@@ -2,6 +2,8 @@
 //! names (`EPOLLIN|EPOLLET`, `SHUT_RD`) and the scenario parser turns names into values, from
 //! the same tables, so what a trace prints a script can say.
 
+#![deny(unsafe_code)]
+
 /// A table of names and values, in the order strace prints them.
 pub type Table = &'static [(&'static str, i32)];
 
@@ -154,6 +156,21 @@ pub fn sockopt_name(level: i32, option: i32) -> String {
         .iter()
         .find(|(_, l, o)| *l == level && *o == option)
         .map_or_else(|| option.to_string(), |(n, _, _)| (*n).to_string())
+}
+
+/// The errno called `name` (`"EAGAIN"`), if there is one.
+pub fn errno_from_name(name: &str) -> Option<nix::errno::Errno> {
+    // Aliases that name the same number print under the first name.
+    match name {
+        "EWOULDBLOCK" => return Some(nix::errno::Errno::EAGAIN),
+        "EDEADLOCK" => return Some(nix::errno::Errno::EDEADLK),
+        "ENOTSUP" => return Some(nix::errno::Errno::EOPNOTSUPP),
+        _ if !name.starts_with('E') => return None,
+        _ => {}
+    }
+    (1..4096)
+        .map(nix::errno::Errno::from_raw)
+        .find(|e| *e != nix::errno::Errno::UnknownErrno && format!("{e:?}") == name)
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! nothing else ever removed), ephemeral ports reported, socket files removed again on exit,
 //! and errors that say what to do about them.
 
+#![deny(unsafe_code)]
+
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
@@ -60,23 +62,37 @@ pub struct Listening {
     pub addr: SockAddr,
 }
 
-/// Whether `/proc/net/unix` lists a listening socket bound to `path`.
-fn unix_path_has_listener(path: &Path) -> bool {
-    // Columns: Num RefCount Protocol Flags Type St Inode Path; flag 0x10000 is __SO_ACCEPTCON.
-    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
-        return false;
-    };
-    let wanted = path.to_string_lossy();
-    table.lines().skip(1).any(|line| {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        cols.len() >= 8
-            && cols[7] == wanted
-            && u32::from_str_radix(cols[3], 16).is_ok_and(|flags| flags & 0x10000 != 0)
-    })
+/// Whether a live socket is bound to the socket file at `path`, asked of the file itself (a
+/// connect to it) rather than by comparing path strings, which any other spelling of the same
+/// file (a symlink, `..`, a relative path) defeats.
+///
+/// ECONNREFUSED means no socket is attached to the file's inode (its owner is gone: stale).
+/// Anything else means it has an owner: accepted or queued (a listener), EAGAIN (a listener
+/// with a full backlog), EPROTOTYPE (a live socket of another type). A stream socket bound and
+/// not yet listening also refuses; that window of another program's start-up is not covered.
+fn unix_socket_file_is_live(path: &Path) -> Result<bool, SetupError> {
+    let probe = SockAddr::unix(path);
+    let fd = crate::sys::socket(
+        libc::AF_UNIX,
+        libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        0,
+    )
+    .map_err(|e| SetupError::Call {
+        call: "socket",
+        addr: probe.clone(),
+        errno: e,
+    })?;
+    let result = crate::sys::connect(fd, &crate::sys::RawAddr::from(&probe));
+    let _ = crate::sys::close(fd);
+    match result {
+        Err(Errno::ECONNREFUSED) => Ok(false),
+        Err(Errno::EACCES | Errno::EPERM) => Err(SetupError::Permission { addr: probe }),
+        Ok(()) | Err(_) => Ok(true),
+    }
 }
 
 /// Makes `path` free for a new unix listener: removes a stale socket file, refuses to touch
-/// anything that is not a socket or that a live process is listening on.
+/// anything that is not a socket or that a live process is bound to.
 /// Returns whether a stale file was removed.
 pub fn prepare_unix_path(path: &Path) -> Result<bool, SetupError> {
     let meta = match std::fs::symlink_metadata(path) {
@@ -87,8 +103,7 @@ pub fn prepare_unix_path(path: &Path) -> Result<bool, SetupError> {
     if !meta.file_type().is_socket() {
         return Err(SetupError::NotASocket(path.to_path_buf()));
     }
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    if unix_path_has_listener(&absolute) || unix_path_has_listener(path) {
+    if unix_socket_file_is_live(path)? {
         return Err(SetupError::PathInUse(path.to_path_buf()));
     }
     crate::sys::unlink(path).map_err(|e| SetupError::RemoveStale(path.to_path_buf(), e))?;
@@ -173,19 +188,36 @@ pub fn connect_to(
     }
 }
 
-/// Removes a unix socket file when dropped, but only in the process that created it: a forked
-/// child dropping its copy must not pull the path from under its parent.
+/// Removes a unix socket file when dropped, but only in the process that created it (a forked
+/// child dropping its copy must not pull the path from under its parent) and only if the path
+/// is still the file it created (same device and inode): a file put there since, a regular
+/// file or another server's socket, is not the tool's to remove.
 #[derive(Debug)]
 pub struct SocketFileGuard {
-    path: Option<PathBuf>,
+    file: Option<(PathBuf, FileId)>,
     owner: u32,
 }
 
+/// A file's identity: device and inode.
+type FileId = (u64, u64);
+
+fn socket_file_id(path: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    meta.file_type()
+        .is_socket()
+        .then(|| (meta.dev(), meta.ino()))
+}
+
 impl SocketFileGuard {
-    /// Guards the socket file of `addr` (a no-op guard for IP addresses).
+    /// Guards the socket file of `addr`, as it is now (call it right after bind; a no-op
+    /// guard for IP addresses, or when there is no socket file at the path).
     pub fn new(addr: &SockAddr) -> SocketFileGuard {
+        let file = addr
+            .path()
+            .and_then(|path| Some((path.to_path_buf(), socket_file_id(path)?)));
         SocketFileGuard {
-            path: addr.path().map(Path::to_path_buf),
+            file,
             owner: std::process::id(),
         }
     }
@@ -193,8 +225,9 @@ impl SocketFileGuard {
 
 impl Drop for SocketFileGuard {
     fn drop(&mut self) {
-        if let Some(path) = &self.path
+        if let Some((path, id)) = &self.file
             && std::process::id() == self.owner
+            && socket_file_id(path) == Some(*id)
         {
             let _ = std::fs::remove_file(path);
         }

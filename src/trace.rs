@@ -12,6 +12,8 @@
 //!
 //! Events serialise to JSON (serde), which is also how child processes ship theirs to a parent.
 
+#![deny(unsafe_code)]
+
 use std::fmt::Write as _;
 
 use nix::errno::Errno;
@@ -650,20 +652,7 @@ pub fn quote_bytes(data: &[u8]) -> String {
     out
 }
 
-/// The errno called `name` (`"EAGAIN"`), if there is one.
-pub fn errno_from_name(name: &str) -> Option<Errno> {
-    // Aliases that name the same number print under the first name.
-    match name {
-        "EWOULDBLOCK" => return Some(Errno::EAGAIN),
-        "EDEADLOCK" => return Some(Errno::EDEADLK),
-        "ENOTSUP" => return Some(Errno::EOPNOTSUPP),
-        _ if !name.starts_with('E') => return None,
-        _ => {}
-    }
-    (1..4096)
-        .map(Errno::from_raw)
-        .find(|e| *e != Errno::UnknownErrno && format!("{e:?}") == name)
-}
+pub use crate::names::errno_from_name;
 
 /// Serialises an errno by its name (`"EAGAIN"`), as people read it.
 mod errno_name {

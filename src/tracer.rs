@@ -6,6 +6,8 @@
 //! calls under its own actor name, and ships them back as JSON; the parent [`Tracer::absorb`]s
 //! them in the order it chooses, which is what makes multi-process traces deterministic.
 
+#![deny(unsafe_code)]
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -68,6 +70,9 @@ fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+/// A live rendering of the trace: the format, and where each rendered line goes.
+pub type Echo = (Format, fn(&str));
+
 /// Records the calls of one process (one actor).
 #[derive(Clone, Debug)]
 pub struct Tracer {
@@ -75,7 +80,8 @@ pub struct Tracer {
     pid: i32,
     names: Names,
     events: Vec<Event>,
-    echo: Option<Format>,
+    /// Where each event goes as it is recorded, rendered (the library itself never prints).
+    echo: Option<Echo>,
 }
 
 impl Tracer {
@@ -89,9 +95,9 @@ impl Tracer {
         }
     }
 
-    /// Also print each event to stdout as it is recorded (or absorbed).
-    pub fn set_echo(&mut self, format: Option<Format>) {
-        self.echo = format;
+    /// Also hand each event, rendered in `format`, to `sink` as it is recorded (or absorbed).
+    pub fn set_echo(&mut self, echo: Option<Echo>) {
+        self.echo = echo;
     }
 
     pub fn actor(&self) -> &str {
@@ -164,10 +170,8 @@ impl Tracer {
     }
 
     fn push(&mut self, event: Event) {
-        if let Some(format) = self.echo {
-            // A closed stdout must not stop (or panic) the experiment being traced.
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stdout(), "{}", event.render(format));
+        if let Some((format, sink)) = self.echo {
+            sink(&event.render(format));
         }
         self.events.push(event);
     }
@@ -568,9 +572,9 @@ impl Tracer {
         let _ = std::io::stderr().flush();
         let time_us = now_us();
         let started = Instant::now();
-        // SAFETY: callers fork from single-threaded processes (the tools and the scenario
-        // runner's actors), so the child cannot inherit a lock held by another thread.
-        let result = unsafe { nix::unistd::fork() };
+        // Callers fork from single-threaded processes (the tools and the scenario runner's
+        // actors), so the child cannot inherit a lock held by another thread.
+        let result = crate::sys::process::fork();
         let ret = match result {
             // The child's calls are its own: it starts a fresh list and records no fork.
             Ok(ForkResult::Child) => {

@@ -233,6 +233,117 @@ fn sigterm_mid_run_reports_and_leaves_nothing() {
     assert!(!path.exists(), "socket file left behind");
 }
 
+/// Starts the tool on a unix path and returns it once it is listening (its first line read).
+fn start_listening(
+    path: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut child = tool(TOOL)
+        .args(["unix", path.to_str().unwrap()])
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tool");
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).expect("read stdout");
+    assert!(line.starts_with("listening on "), "{line}");
+    (child, lines)
+}
+
+/// On exit the tool removes its socket file only if the path is still the file it created:
+/// it used to remove whatever was there, a regular file or another server's socket.
+#[test]
+fn on_exit_only_its_own_socket_file_is_removed() {
+    for replacement in ["regular file", "another server's socket"] {
+        let path = temp_socket("elf-replaced");
+        let (mut child, mut lines) = start_listening(&path, &["--duration", "30"]);
+        std::fs::remove_file(&path).unwrap();
+        let other = if replacement == "regular file" {
+            std::fs::write(&path, b"not yours").unwrap();
+            None
+        } else {
+            Some(std::os::unix::net::UnixListener::bind(&path).unwrap())
+        };
+        let pgid = child.id() as i32;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let mut rest = String::new();
+        lines.read_to_string(&mut rest).unwrap();
+        assert!(child.wait().unwrap().success(), "{rest}");
+        assert!(path.exists(), "{replacement} was removed");
+        if other.is_some() {
+            std::os::unix::net::UnixStream::connect(&path).expect("the other server is reachable");
+        } else {
+            assert_eq!(std::fs::read(&path).unwrap(), b"not yours");
+        }
+        drop(other);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(processes_in_group(pgid), Vec::<i32>::new());
+    }
+}
+
+/// Every process the tool starts dies with it, also when the tool is SIGKILLed and can clean
+/// up nothing itself: waiters get SIGTERM from the kernel (parent-death signal) and take
+/// their children down; children of a killed waiter get SIGKILL.
+#[test]
+fn every_process_dies_with_the_tool_even_on_sigkill() {
+    let path = temp_socket("elf-sigkill");
+    let (child, mut lines) = start_listening(
+        &path,
+        &[
+            "--waiters",
+            "2",
+            "--burst",
+            "--self-connect",
+            "2",
+            "--connections",
+            "100",
+            "--sleep",
+            "30000",
+            "--duration",
+            "30",
+        ],
+    );
+    let pgid = child.id() as i32;
+    let mut seen = String::new();
+    while seen.matches(": accepted").count() < 2 {
+        let mut line = String::new();
+        assert!(
+            lines.read_line(&mut line).unwrap() > 0,
+            "tool ended early: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    assert!(
+        processes_in_group(pgid).len() >= 4,
+        "master, 2 waiters, 2 children"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pgid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let mut child = child;
+    let _ = child.wait();
+    // The kernel delivers the parent-death signals; wait for their effect (bounded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_in_group(pgid).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {:?}",
+            processes_in_group(pgid)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
 fn assert_refused(args: &[&str], expect: &str) {
     let out = run_clean(tool(TOOL).args(args));
     let err = stderr(&out);
@@ -255,6 +366,22 @@ fn bad_arguments_and_failed_setup_exit_2() {
         "--waiters must be at least 1",
     );
     assert_refused(&["inet", "0", "--mode", "both"], "unknown mode 'both'");
+    // A cap like --max-children's: a typo must not start a million processes.
+    assert_refused(
+        &["inet", "0", "--waiters", "100000"],
+        "--waiters must be at most 1024",
+    );
+    assert_refused(
+        &["inet", "0", "--max-children", "1000000"],
+        "--max-children must be at most 65536",
+    );
+    // clap's own errors follow the same one-line convention.
+    assert_refused(&["inet", "0", "--bogus"], "unexpected argument '--bogus'");
+    assert_refused(
+        &["inet", "0", "--waiters", "-1"],
+        "invalid value '-1' for '--waiters",
+    );
+    assert_refused(&["inet", "0", "--duration", "-1"], "invalid value '-1'");
     assert_refused(
         &["inet", "0", "--duration", "soon"],
         "invalid duration 'soon'",

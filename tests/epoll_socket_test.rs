@@ -169,6 +169,30 @@ fn bad_arguments_exit_2_with_a_message() {
 }
 
 #[test]
+fn bad_flags_and_negative_numbers_are_one_line_usage_errors() {
+    for (args, message) in [
+        (&["inet", "--bogus"][..], "unexpected argument '--bogus'"),
+        (
+            &["inet", "--connects", "-1"],
+            "invalid value '-1' for '--connects",
+        ),
+        (&["inet", "--mode", "-1"], "invalid value '-1' for '--mode"),
+        (&[], "required arguments were not provided: <FAMILY>"),
+    ] {
+        let out = run_clean(tool("epoll-socket-test").args(args));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("epoll-socket-test: error: "), "{err}");
+        assert!(
+            err.contains(message),
+            "{args:?}: expected {message:?} in {err}"
+        );
+        assert!(stdout(&out).is_empty());
+    }
+}
+
+#[test]
 fn unusable_addresses_exit_2_and_are_left_alone() {
     let file = temp_socket("regular");
     std::fs::write(&file, "not a socket").unwrap();
@@ -194,4 +218,31 @@ fn unusable_addresses_exit_2_and_are_left_alone() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     assert_bad(&["inet", &port], "is already in use");
+}
+
+/// Whether a socket file is stale is decided by the file (is anything bound to it), never by
+/// the spelling of its path: a symlinked or `..` spelling of a live server's socket used to be
+/// taken for stale and removed, leaving the server unreachable.
+#[test]
+fn a_live_socket_spelled_another_way_is_left_alone() {
+    let dir = std::env::temp_dir().join(format!("es-spellings-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::os::unix::fs::symlink(&dir, dir.join("link")).unwrap();
+    let live_path = dir.join("live.sock");
+    let live = std::os::unix::net::UnixListener::bind(&live_path).unwrap();
+    for spelling in [dir.join("link/live.sock"), dir.join("sub/../live.sock")] {
+        assert_bad(&["unix", spelling.to_str().unwrap()], "is in use");
+        std::os::unix::net::UnixStream::connect(&live_path).unwrap_or_else(|e| {
+            panic!(
+                "{}: the live server became unreachable: {e}",
+                spelling.display()
+            )
+        });
+    }
+    // (Removal of a really stale file under another spelling is not run here: a listener
+    // closed by this test process may live on for a moment in a child another test thread is
+    // spawning, and the tool would rightly call it in use.)
+    drop(live);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -4,17 +4,53 @@
 mod common;
 mod shim_support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use common::{run_clean, run_clean_with_pid, stderr, stdout, tool};
+use common::{processes_in_group, run_clean, run_clean_with_pid, stderr, stdout, tool};
 
-/// Writes a scenario into a fresh directory and returns its path.
-fn scenario_file(tag: &str, source: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("es-run-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{tag}.scn"));
+/// A directory of the test's own, removed when dropped: a test run leaves nothing behind.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("es-run-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A scenario written into a directory of its own.
+struct ScenarioFile {
+    dir: TempDir,
+    path: PathBuf,
+}
+
+impl std::ops::Deref for ScenarioFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for ScenarioFile {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
+/// Writes a scenario into a fresh directory and returns it.
+fn scenario_file(tag: &str, source: &str) -> ScenarioFile {
+    let dir = TempDir::new(tag);
+    let path = dir.0.join(format!("{tag}.scn"));
     std::fs::write(&path, source).unwrap();
-    path
+    ScenarioFile { dir, path }
 }
 
 const PASSING: &str = "# A listener with a pending connection is readable.
@@ -117,7 +153,7 @@ fork() = w1
 #[test]
 fn json_and_junit_describe_every_instance() {
     let path = scenario_file("json", PASSING);
-    let junit = path.with_extension("xml");
+    let junit = path.path.with_extension("xml");
     let out = run_clean(
         tool("epollscope")
             .args(["run", "--json", "--junit"])
@@ -149,7 +185,7 @@ fn json_and_junit_describe_every_instance() {
 #[test]
 fn list_and_filter() {
     let path = scenario_file("listed", PASSING);
-    let dir = path.parent().unwrap();
+    let dir = &path.dir.0;
     let out = run_clean(tool("epollscope").args(["run", "--list"]).arg(dir));
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("unix,inet"));
@@ -249,4 +285,287 @@ fn under_fastsocket_without_the_shim_library_is_bad_input() {
         stderr(&out).trim_end(),
         "epollscope: error: EPOLLSCOPE_PRELOAD=/nonexistent/libepollscope_preload.so: no such file"
     );
+}
+
+/// A scenario whose last step blocks for a minute, with actors forked by actors: main, w1
+/// (forked by main) and w2 (forked by w1), two of them asleep in accept.
+const BLOCKS: &str = "# Two accepts that nobody connects to.
+family: unix
+timeout: 60s
+step-timeout: 60s
+socket(FAMILY, SOCK_STREAM, 0) = L
+bind(L, ADDR) = 0
+listen(L, 8) = 0
+fork() = w1
+[w1] fork() = w2
+[w2] accept(L) = A &
+[w1] accept(L) = A
+";
+
+/// Starts `epollscope run` on [`BLOCKS`] with its own TMPDIR and waits (on /proc, bounded)
+/// until the runner and its three actors exist and w1 sleeps in its foreground accept.
+// The child is returned to the caller, which waits for it; on timeout it is waited for here.
+#[allow(clippy::zombie_processes)]
+fn start_blocked(tmp: &TempDir, extra: &[&str], lib: &Path) -> (std::process::Child, ScenarioFile) {
+    let path = scenario_file(&format!("blocks{}", extra.len()), BLOCKS);
+    let mut child = tool("epollscope")
+        .arg("run")
+        .args(extra)
+        .arg(&path)
+        .env("TMPDIR", &tmp.0)
+        .env("EPOLLSCOPE_PRELOAD", lib)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pgid = i32::try_from(child.id()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let procs = processes_in_group(pgid);
+        let in_accept = procs
+            .iter()
+            .filter(|&&pid| {
+                let syscall =
+                    std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+                syscall
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .is_some_and(|n| n == libc::SYS_accept || n == libc::SYS_accept4)
+            })
+            .count();
+        if procs.len() == 4 && in_accept == 2 {
+            return (child, path);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("the actors never blocked: {procs:?}; {}", stderr(&out));
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Waits (bounded) until no live process is left in group `pgid`.
+fn wait_group_gone(pgid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = processes_in_group(pgid);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "processes outlived the runner: {left:?}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Every actor dies with the runner, even when the runner is SIGKILLed and cannot clean up:
+/// forks of actors included, forked (native) or exec'd (under the shim).
+#[test]
+fn sigkill_of_the_runner_takes_every_actor_with_it() {
+    let lib = shim_support::preload_lib();
+    for under in ["native", "fastsocket"] {
+        let tmp = TempDir::new(&format!("kill-{under}"));
+        let (mut child, _path) = start_blocked(&tmp, &["--under", under], &lib);
+        let pgid = i32::try_from(child.id()).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        wait_group_gone(pgid);
+    }
+}
+
+/// SIGINT and SIGTERM stop a run cleanly: actors killed, temporary directories removed,
+/// exit 128+N.
+#[test]
+fn sigint_and_sigterm_remove_every_actor_and_temporary_file() {
+    let lib = shim_support::preload_lib();
+    for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let tmp = TempDir::new(&format!("stop-{signal}"));
+        let (child, _path) = start_blocked(&tmp, &[], &lib);
+        let pgid = i32::try_from(child.id()).unwrap();
+        assert!(
+            !entries(&tmp.0).is_empty(),
+            "the run has its socket directory"
+        );
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::try_from(signal).unwrap(),
+        )
+        .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+        assert!(stderr(&out).starts_with("epollscope: stopped by SIG"));
+        wait_group_gone(pgid);
+        assert_eq!(entries(&tmp.0), Vec::<String>::new());
+    }
+}
+
+/// Passing, failing, hanging and malformed runs all leave their TMPDIR as they found it.
+#[test]
+fn a_run_leaves_nothing_in_tmpdir() {
+    let tmp = TempDir::new("tmpdir");
+    let hang = "# hangs\nstep-timeout: 100ms\nsocket(FAMILY, SOCK_STREAM, 0) = L\n\
+                bind(L, ADDR) = 0\nlisten(L, 8) = 0\naccept(L) = A\n";
+    let fail = "# fails\nfamily: unix\nclose(3) = 0\n";
+    for (tag, source) in [("ok", PASSING), ("hang", hang), ("fail", fail)] {
+        let path = scenario_file(tag, source);
+        run_clean(
+            tool("epollscope")
+                .arg("run")
+                .arg(&path)
+                .env("TMPDIR", &tmp.0),
+        );
+        assert_eq!(entries(&tmp.0), Vec::<String>::new(), "after {tag}");
+    }
+}
+
+/// The LT chain of herd-shared-epfd-lt (each waiter wakes the next on its way out) once
+/// counted a waiter as asleep that the previous one was about to wake, under parallel jobs.
+#[test]
+fn parallel_repeats_of_a_wakeup_chain_agree() {
+    let out = run_clean(tool("epollscope").args([
+        "run",
+        "--repeat",
+        "60",
+        "-j",
+        "8",
+        "scenarios/herd-shared-epfd-lt.scn",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).ends_with("3 passed, 0 failed (0 flaky in 60 runs each)\n"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// Numbers that fit no C type of their argument, and unbounded inputs, are bad input: one
+/// line with file:line:col, exit 2, and nothing runs (`close(4294967299)` closed fd 3 and
+/// passed; a huge timeout panicked).
+#[test]
+fn out_of_range_and_unbounded_inputs_exit_2_before_anything_runs() {
+    for (tag, source, message) in [
+        (
+            "range",
+            "# narrowed\nsocket(FAMILY, SOCK_STREAM, 0) = L\nclose(4294967299) = 0\n",
+            ":3:7: out of range: argument 1 of close() must be -2147483648..2147483647, not 4294967299",
+        ),
+        (
+            "timeout",
+            "# overflow\ntimeout: 9223372036854775807s\n",
+            ":2:10: a duration must be at most 3600s",
+        ),
+    ] {
+        let path = scenario_file(tag, source);
+        let out = run_clean(tool("epollscope").arg("run").arg(&path));
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out).lines().next().unwrap(),
+            format!("{}{message}", path.display())
+        );
+        assert_eq!(stdout(&out), "");
+    }
+}
+
+#[test]
+fn a_family_that_selects_nothing_is_bad_input() {
+    let path = scenario_file("nofamily", PASSING);
+    let out = run_clean(
+        tool("epollscope")
+            .args(["run", "--family", "inet6"])
+            .arg(&path),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "epollscope: error: no scenario runs for --family inet6: none of the selected \
+         scenarios has it in its family: matrix\n"
+    );
+    assert_eq!(stdout(&out), "");
+}
+
+/// A report or capture path that cannot be written is found before anything runs.
+#[test]
+fn output_paths_are_checked_before_anything_runs() {
+    let path = scenario_file("outputs", PASSING);
+    let junit = run_clean(
+        tool("epollscope")
+            .args(["run", "--junit", "/nonexistent/dir/report.xml"])
+            .arg(&path),
+    );
+    assert_eq!(junit.status.code(), Some(2));
+    assert_eq!(stdout(&junit), "", "nothing ran");
+    assert!(
+        stderr(&junit).starts_with(
+            "epollscope: error: opening the JUnit report /nonexistent/dir/report.xml: "
+        ),
+        "{}",
+        stderr(&junit)
+    );
+    let file = path.dir.0.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let capture = run_clean(
+        tool("epollscope")
+            .arg("run")
+            .arg("--capture")
+            .arg(file.join("pcaps"))
+            .arg(&path),
+    );
+    assert_eq!(capture.status.code(), Some(2));
+    assert_eq!(stdout(&capture), "", "nothing ran");
+    assert!(
+        stderr(&capture).starts_with("epollscope: error: creating the capture directory "),
+        "{}",
+        stderr(&capture)
+    );
+}
+
+/// `--list --json` is one JSON array; `--list` keeps its columns aligned for long names.
+#[test]
+fn list_as_json_and_in_aligned_columns() {
+    let path = scenario_file("list", PASSING);
+    let long = path
+        .dir
+        .0
+        .join("a-scenario-with-a-name-much-longer-than-the-usual-column-width.scn");
+    std::fs::write(
+        &long,
+        "# Long name.\nfamily: inet6 inet unix\nclose(3) = -1 EBADF\n",
+    )
+    .unwrap();
+    let out = run_clean(
+        tool("epollscope")
+            .args(["run", "--list", "--json"])
+            .arg(&path.dir.0),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let items = doc.as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        items[0]["families"],
+        serde_json::json!(["inet6", "inet", "unix"])
+    );
+    assert_eq!(
+        items[1]["description"],
+        "A listener with a pending connection is readable."
+    );
+
+    let out = run_clean(tool("epollscope").args(["run", "--list"]).arg(&path.dir.0));
+    let text = stdout(&out);
+    let columns: Vec<usize> = text.lines().map(|l| l.find(['L', 'A']).unwrap()).collect();
+    assert_eq!(columns.len(), 2, "{text}");
+    assert_eq!(columns[0], columns[1], "{text}");
 }

@@ -153,7 +153,7 @@ fn expectations_where_none_can_be() {
     assert_eq!(
         error(&format!("{LISTENER}listen(L, 1) = 0 &\n")),
         "t.scn:2:18: listen() cannot run in the background: only calls that can block \
-         (epoll_wait, epoll_pwait, accept, accept4, connect, read) can"
+         (connect, accept, accept4, read, epoll_wait, epoll_pwait) can"
     );
 }
 
@@ -168,5 +168,132 @@ fn rendered_error_shows_the_line_and_a_caret() {
         err.render(),
         "t.scn:2:11: type mismatch: argument 2 of listen() must be a backlog (a number), not a name\n\
          2 | listen(L, x) = 0\n              ^"
+    );
+}
+
+/// Every number is checked against the C type of its argument: nothing is narrowed at run
+/// time (`close(4294967299)` once closed fd 3 and passed).
+#[test]
+fn numbers_out_of_range_for_their_argument() {
+    assert_eq!(
+        error("close(4294967299) = 0\n"),
+        "t.scn:1:7: out of range: argument 1 of close() must be -2147483648..2147483647, \
+         not 4294967299"
+    );
+    assert_eq!(
+        error(&format!("{LISTENER}listen(L, 2147483648) = 0\n")),
+        "t.scn:2:11: out of range: argument 2 of listen() must be -2147483648..2147483647, \
+         not 2147483648"
+    );
+    assert_eq!(
+        error(&format!(
+            "{LISTENER}setsockopt(L, SOL_SOCKET, SO_REUSEPORT, [4294967297]) = 0\n"
+        )),
+        "t.scn:2:42: out of range: argument 4 of setsockopt() must be -2147483648..2147483647, \
+         not 4294967297"
+    );
+    assert_eq!(
+        error(&format!(
+            "{LISTENER}accept4(L, ..., 0x100000800) = -1 EINVAL\n"
+        )),
+        "t.scn:2:17: out of range: argument 3 of accept4() must be -2147483648..2147483647, \
+         not 4294969344"
+    );
+    assert_eq!(
+        error(&format!("{LISTENER}shutdown(L, SHUT_RD|0x100000000) = 0\n")),
+        "t.scn:2:21: out of range: argument 2 of shutdown() must be -2147483648..2147483647, \
+         not 4294967296"
+    );
+    assert_eq!(
+        error("fork() = w1\n[w1] exit(256)\n"),
+        "t.scn:2:11: out of range: argument 1 of exit() must be 0..255, not 256"
+    );
+    assert_eq!(
+        error(&format!(
+            "{LISTENER}epoll_create1(0) = E\n\
+             epoll_ctl(E, EPOLL_CTL_ADD, L, {{events=4294967296, data=L}}) = 0\n"
+        )),
+        "t.scn:3:33: out of range: events must be 0..4294967295, not 4294967296"
+    );
+    assert_eq!(
+        error(&format!(
+            "{LISTENER}epoll_create1(0) = E\n\
+             epoll_ctl(E, EPOLL_CTL_ADD, L, {{events=EPOLLIN, data=-1}}) = 0\n"
+        )),
+        "t.scn:3:49: out of range: epoll data must be 0..9223372036854775807, not -1"
+    );
+    assert_eq!(
+        error(&format!(
+            "{LISTENER}epoll_create1(0) = E\nepoll_wait(E, [], 2147483648, 0) = 0\n"
+        )),
+        "t.scn:3:19: out of range: argument 3 of epoll_wait() must be -2147483648..1024, \
+         not 2147483648"
+    );
+    assert_eq!(
+        error(&format!(
+            "{LISTENER}epoll_create1(0) = E\nepoll_wait(E, 16, 4294967296) = 0\n"
+        )),
+        "t.scn:3:19: out of range: argument 3 of epoll_wait() must be -2147483648..2147483647, \
+         not 4294967296"
+    );
+    assert_eq!(
+        error(&format!("{LISTENER}read(L, ..., 16385) = 0\n")),
+        "t.scn:2:14: read count must be 0..16384"
+    );
+}
+
+/// Inputs that would make the parser or the runner spin, overflow or run out of memory are
+/// refused with one line naming the place.
+#[test]
+fn bounded_inputs() {
+    // A timeout too long to add to a clock once panicked.
+    assert_eq!(
+        error("timeout: 9223372036854775807s\n"),
+        "t.scn:1:10: a duration must be at most 3600s"
+    );
+    assert_eq!(
+        error("step-timeout: 3601s\n"),
+        "t.scn:1:15: a duration must be at most 3600s"
+    );
+    assert_eq!(
+        error("timeout: 3600001ms\n"),
+        "t.scn:1:10: a duration must be at most 3600s"
+    );
+    // 50,000 nested blocks once overflowed the stack.
+    let deep = "repeat 1 {\n".repeat(50_000) + &"}\n".repeat(50_000);
+    assert_eq!(
+        error(&deep),
+        "t.scn:17:1: repeat blocks nest deeper than 16 levels"
+    );
+    // Steps, not lines, are counted, and before unrolling: nothing spins on empty bodies.
+    assert_eq!(
+        error("repeat 1000000000 {\nrepeat 1000000000 {\n}\nclose(3)\n}\n"),
+        "t.scn:1:1: scenario unrolls to more than 100000 steps"
+    );
+    assert_eq!(
+        error("repeat 100001 {\nclose(3)\n}\n"),
+        "t.scn:1:1: scenario unrolls to more than 100000 steps"
+    );
+    assert!(
+        parse(
+            Path::new("t.scn"),
+            "repeat 1000000000 {\n}\nrepeat 100000 {\nclose(3)\n}\n"
+        )
+        .is_ok()
+    );
+    // A string that cannot cross the actor channel once failed as "process is gone".
+    let big = format!("{LISTENER}write(L, \"{}\")\n", "x".repeat(100 * 1024));
+    assert_eq!(
+        error(&big),
+        "t.scn:2:10: the string is 102400 bytes long; at most 16384 are allowed"
+    );
+    let nested = format!(
+        "{LISTENER}epoll_create1(0) = E\nepoll_wait(E, {}{}, 16, 0)\n",
+        "[".repeat(20),
+        "]".repeat(20)
+    );
+    assert_eq!(
+        error(&nested),
+        "t.scn:3:24: arguments nest deeper than 8 levels"
     );
 }

@@ -166,3 +166,29 @@ fn compare_on_a_pre_forking_server_shows_the_spawned_listeners() {
         "{text}"
     );
 }
+
+#[test]
+fn bad_flags_and_negative_numbers_are_one_line_usage_errors() {
+    for (args, message) in [
+        (
+            &["trace", "--bogus", "--", "true"][..],
+            "unexpected argument '--bogus'",
+        ),
+        (&["--bogus"], "unexpected argument '--bogus'"),
+        (&[], "a subcommand is required"),
+        (
+            &["run", "--repeat", "-1", "x.scn"],
+            "invalid value '-1' for '--repeat",
+        ),
+    ] {
+        let out = epollscope().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("epollscope: error: "), "{err}");
+        assert!(
+            err.contains(message),
+            "{args:?}: expected {message:?} in {err}"
+        );
+    }
+}

@@ -293,6 +293,36 @@ fn bad_family_and_ports_are_usage_errors() {
 }
 
 #[test]
+fn bad_flags_and_negative_numbers_are_one_line_usage_errors() {
+    for (args, message) in [
+        (
+            &["inet", "80", "--bogus"][..],
+            "unexpected argument '--bogus'",
+        ),
+        (
+            &["inet", "80", "-n", "-5"],
+            "invalid value '-5' for '--count",
+        ),
+        (
+            &["inet", "80", "--jitter", "-1"],
+            "invalid value '-1' for '--jitter",
+        ),
+        (
+            &["inet", "80", "-n", "20000000"],
+            "'20000000' is more than 10000000",
+        ),
+    ] {
+        let err = bad_input(args);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("socket-connect: error: "), "{err}");
+        assert!(
+            err.contains(message),
+            "{args:?}: expected {message:?} in {err}"
+        );
+    }
+}
+
+#[test]
 fn path_that_is_not_a_socket_is_refused() {
     let path = common::temp_socket("sc-plain");
     std::fs::write(&path, b"not a socket").unwrap();

@@ -75,27 +75,9 @@ const COPIED: &[(i32, i32)] = &[
     (libc::IPPROTO_TCP, libc::TCP_FASTOPEN),
 ];
 
-fn check(ret: i32) -> Result<i32, Errno> {
-    if ret < 0 { Err(Errno::last()) } else { Ok(ret) }
-}
-
 /// The bound address of `fd`, in kernel layout.
 fn local_addr(fd: RawFd) -> Result<PeerAddr, Errno> {
-    let mut a = PeerAddr::default();
-    // SAFETY: storage and len are valid for writes for the duration of the call.
-    check(unsafe {
-        libc::getsockname(
-            fd,
-            (&mut a.storage as *mut libc::sockaddr_storage).cast(),
-            &mut a.len,
-        )
-    })?;
-    Ok(a)
-}
-
-fn fcntl_get(fd: RawFd, cmd: i32) -> Result<i32, Errno> {
-    // SAFETY: F_GETFL/F_GETFD take no argument and touch no memory.
-    check(unsafe { libc::fcntl(fd, cmd) })
+    sys::getsockname_raw(fd)
 }
 
 /// A new listener like `fd`: same family, options and address, SO_REUSEPORT, listening.
@@ -133,21 +115,12 @@ fn new_listener_like(
             sys::setsockopt_int(new, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, v6only)?;
         }
         sys::setsockopt_int(new, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
-        if options.cpu_steering {
-            // SAFETY: sched_getcpu takes no arguments.
-            let cpu = unsafe { libc::sched_getcpu() };
-            if cpu >= 0 {
-                sys::setsockopt_int(new, libc::SOL_SOCKET, libc::SO_INCOMING_CPU, cpu)?;
-            }
+        if options.cpu_steering
+            && let Some(cpu) = sys::sched_getcpu()
+        {
+            sys::setsockopt_int(new, libc::SOL_SOCKET, libc::SO_INCOMING_CPU, cpu)?;
         }
-        // SAFETY: addr holds the sockaddr getsockname wrote, addr.len bytes of it.
-        check(unsafe {
-            libc::bind(
-                new,
-                (&addr.storage as *const libc::sockaddr_storage).cast(),
-                addr.len,
-            )
-        })?;
+        sys::bind(new, &addr)?;
         sys::listen(new, backlog)
     })();
     match setup {
@@ -163,14 +136,7 @@ fn new_listener_like(
 /// stopped listening, so it is bound again to the address it had (EINVAL: it kept its port).
 fn revive(fd: RawFd, backlog: i32) {
     if let Ok(addr) = local_addr(fd) {
-        // SAFETY: addr holds the sockaddr getsockname wrote, addr.len bytes of it.
-        let _ = unsafe {
-            libc::bind(
-                fd,
-                (&addr.storage as *const libc::sockaddr_storage).cast(),
-                addr.len,
-            )
-        };
+        let _ = sys::bind(fd, &addr);
     }
     let _ = sys::listen(fd, backlog);
 }
@@ -203,15 +169,7 @@ impl FastPath for EmulatedBackend {
     }
 
     fn accept4(&self, fd: RawFd, peer: Option<&mut PeerAddr>, flags: i32) -> Result<RawFd, Errno> {
-        let (addr, len) = match peer {
-            Some(p) => (
-                (&mut p.storage as *mut libc::sockaddr_storage).cast(),
-                &mut p.len as *mut libc::socklen_t,
-            ),
-            None => (std::ptr::null_mut(), std::ptr::null_mut()),
-        };
-        // SAFETY: addr/len are NULL or point into the live PeerAddr, len holding its size.
-        check(unsafe { libc::accept4(fd, addr, len, flags) })
+        sys::accept4_raw(fd, peer, flags)
     }
 
     fn close(&self, fd: RawFd) -> Result<(), Errno> {
@@ -252,8 +210,8 @@ impl FastPath for EmulatedBackend {
         let Some(kind) = is_tcp(fd) else {
             return Err(Errno::EOPNOTSUPP);
         };
-        let status = fcntl_get(fd, libc::F_GETFL)?;
-        let fd_flags = fcntl_get(fd, libc::F_GETFD)?;
+        let status = sys::fcntl_getfl(fd)?;
+        let fd_flags = sys::fcntl_getfd(fd)?;
         let prepared = self.table.take_prepared(fd);
         let new = new_listener_like(fd, kind, entry.backlog, prepared, self.options)?;
         // The worker has its own listener now: take the shared one out of the reuseport group
@@ -263,16 +221,15 @@ impl FastPath for EmulatedBackend {
         let _ = sys::shutdown(fd, libc::SHUT_RD);
         let result = (|| {
             if status & libc::O_NONBLOCK != 0 {
-                // SAFETY: F_SETFL with an integer flag argument on our own new fd.
-                check(unsafe { libc::fcntl(new, libc::F_SETFL, libc::O_NONBLOCK) })?;
+                sys::fcntl_setfl(new, libc::O_NONBLOCK)?;
             }
             let cloexec = if fd_flags & libc::FD_CLOEXEC != 0 {
                 libc::O_CLOEXEC
             } else {
                 0
             };
-            // SAFETY: dup3 onto the number the caller registers; replacing it is the point.
-            check(unsafe { libc::dup3(new, fd, cloexec) })
+            // Onto the number the caller registers: replacing it is the point.
+            sys::dup3(new, fd, cloexec)
         })();
         let _ = sys::close(new);
         result.map(drop)

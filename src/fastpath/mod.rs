@@ -11,7 +11,10 @@
 //! mode. Every method makes the real calls through libc; inside the shim those land on the
 //! shim's own symbols, whose re-entrancy guard sends them straight to the C library.
 
-pub mod abi;
+#![deny(unsafe_code)]
+
+/// The module's ioctl ABI; it lives in `sys` with the one call that uses it.
+pub use crate::sys::fastsocket_abi as abi;
 pub mod emulated;
 pub mod module;
 pub mod table;
@@ -66,20 +69,7 @@ impl Backend {
 }
 
 /// A peer address buffer for accept: what the kernel wrote and its full length.
-pub struct PeerAddr {
-    pub storage: libc::sockaddr_storage,
-    pub len: libc::socklen_t,
-}
-
-impl Default for PeerAddr {
-    fn default() -> Self {
-        PeerAddr {
-            // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
-            storage: unsafe { std::mem::zeroed() },
-            len: std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
-        }
-    }
-}
+pub type PeerAddr = crate::sys::RawAddr;
 
 /// What a backend did at an epoll_ctl(ADD) of a listener (reported in traces and tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,11 +131,7 @@ pub trait FastPath: Send + Sync {
         } else {
             Spawn::NotNeeded
         };
-        let ptr = event.map_or(std::ptr::null_mut(), |e| e as *mut libc::epoll_event);
-        // SAFETY: ptr is NULL or comes from a live &mut epoll_event.
-        let ret = unsafe { libc::epoll_ctl(epfd, op, fd, ptr) };
-        let result = if ret < 0 { Err(Errno::last()) } else { Ok(()) };
-        (result, spawn)
+        (crate::sys::epoll_ctl_raw(epfd, op, fd, event), spawn)
     }
 }
 

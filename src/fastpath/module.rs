@@ -4,15 +4,13 @@
 //! Unlike libfsocket, opening the channel is a choice, not a condition of running: a missing
 //! device is reported to the caller (which falls back), and accept4 keeps its flags.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use nix::errno::Errno;
 
 use super::abi::{self, FsocketIoctlArg, Op};
 use super::{Backend, FastPath, ListenTable, PeerAddr};
-use crate::sys::RawFd;
+use crate::sys::{self, RawFd};
 
 /// The channel is kept above the fds programs usually use, so that a host that closes or
 /// dup2s low numbers does not hit it by accident.
@@ -26,20 +24,8 @@ pub struct ModuleBackend {
 impl ModuleBackend {
     /// Opens the module's channel (read-only, close-on-exec: an exec'd program opens its own).
     pub fn open(device: &Path) -> Result<ModuleBackend, Errno> {
-        let path = CString::new(device.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
-        // SAFETY: path is a valid NUL-terminated string for the duration of the call.
-        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return Err(Errno::last());
-        }
-        // SAFETY: fcntl on an fd we own; F_DUPFD_CLOEXEC creates a new fd, nothing else.
-        let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, CHANNEL_MIN_FD) };
-        let channel = if high >= 0 {
-            let _ = crate::sys::close(fd);
-            high
-        } else {
-            fd
-        };
+        let fd = sys::open_rdonly(device)?;
+        let channel = sys::process::move_high_raw(fd, CHANNEL_MIN_FD).unwrap_or(fd);
         Ok(ModuleBackend {
             channel,
             table: ListenTable::new(),
@@ -47,22 +33,13 @@ impl ModuleBackend {
     }
 
     fn ioctl(&self, cmd: u32, arg: &mut FsocketIoctlArg) -> Result<i32, Errno> {
-        // SAFETY: arg is a live, fully initialised fsocket_ioctl_arg in the module's layout;
-        // any pointers inside it were set by the callers below from live buffers.
-        let ret = unsafe {
-            libc::ioctl(
-                self.channel,
-                cmd as libc::Ioctl,
-                arg as *mut FsocketIoctlArg,
-            )
-        };
-        if ret < 0 { Err(Errno::last()) } else { Ok(ret) }
+        abi::ioctl(self.channel, cmd, arg)
     }
 }
 
 impl Drop for ModuleBackend {
     fn drop(&mut self) {
-        let _ = crate::sys::close(self.channel);
+        let _ = sys::close(self.channel);
     }
 }
 
@@ -129,7 +106,7 @@ impl FastPath for ModuleBackend {
 
     fn shutdown(&self, fd: RawFd, how: i32) -> Result<(), Errno> {
         if !self.table.is_listen(fd) {
-            return crate::sys::shutdown(fd, how);
+            return sys::shutdown(fd, how);
         }
         let mut arg = FsocketIoctlArg::for_fd(fd);
         arg.op = Op {

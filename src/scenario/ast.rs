@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::errno::Errno;
-use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
-use crate::addr::Family;
+use crate::addr::{Family, SockAddr};
 
 /// A position in a scenario file, 1-based.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -67,167 +68,169 @@ pub enum Stmt {
 pub struct Step {
     pub span: Span,
     pub actor: String,
-    pub op: Op,
+    pub op: Op<Script>,
     pub expect: Option<Expect>,
     /// Ends with `&`: started in the background; the runner checks it is blocked.
     pub background: bool,
 }
 
+/// What the names in a call stand for at one stage: script names when parsed, numbers and
+/// real addresses once resolved for one actor. One [`Op`] type serves both.
+pub trait Stage: Clone + std::fmt::Debug {
+    type Fd: Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned;
+    type Addr: Clone + std::fmt::Debug + Serialize + DeserializeOwned;
+    type Family: Clone + Copy + std::fmt::Debug + Serialize + DeserializeOwned;
+}
+
+/// As written in the script.
+#[derive(Clone, Debug)]
+pub struct Script;
+
+impl Stage for Script {
+    type Fd = FdArg;
+    type Addr = String;
+    type Family = DomainArg;
+}
+
+/// As an actor makes the call: fd numbers, socket addresses, a concrete family.
+#[derive(Clone, Debug)]
+pub struct Live;
+
+impl Stage for Live {
+    type Fd = i32;
+    type Addr = SockAddr;
+    type Family = Family;
+}
+
 /// An fd argument: a name bound earlier, or a literal number.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FdArg {
     Name(String),
     Num(i32),
 }
 
-/// epoll user data: the number of a named fd, or a literal.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DataArg {
-    Name(String),
-    Num(u64),
-}
-
-/// `{events=EPOLLIN|EPOLLET, data={u64=L}}`
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventArg {
-    pub events: u32,
-    pub data: DataArg,
-}
-
 /// The family of a new socket: fixed, or the scenario's matrix family (`FAMILY`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DomainArg {
     Matrix,
     Fixed(Family),
 }
 
-/// What a step does. Names here are script names; the runner maps them to numbers per actor.
-#[derive(Clone, Debug)]
-pub enum Op {
-    Socket {
-        domain: DomainArg,
-        ty: i32,
-    },
-    Setsockopt {
-        fd: FdArg,
-        level: i32,
-        option: i32,
-        value: i32,
-    },
-    Bind {
-        fd: FdArg,
-        addr: String,
-    },
-    Listen {
-        fd: FdArg,
-        backlog: i32,
-    },
-    Connect {
-        fd: FdArg,
-        addr: String,
-    },
-    Accept {
-        fd: FdArg,
-    },
-    Accept4 {
-        fd: FdArg,
-        flags: i32,
-    },
-    Close {
-        fd: FdArg,
-    },
-    Shutdown {
-        fd: FdArg,
-        how: i32,
-    },
-    Dup {
-        fd: FdArg,
-    },
-    Dup2 {
-        fd: FdArg,
-        target: FdArg,
-    },
-    Read {
-        fd: FdArg,
-        /// Expected bytes, when the script gives a string rather than `...`.
-        expect_data: Option<Vec<u8>>,
-        count: usize,
-    },
-    Write {
-        fd: FdArg,
-        data: Vec<u8>,
-    },
-    EpollCreate1 {
-        flags: i32,
-    },
-    EpollCtl {
-        epfd: FdArg,
-        op: i32,
-        fd: FdArg,
-        event: Option<EventArg>,
-    },
-    EpollWait {
-        epfd: FdArg,
-        /// Expected events (any order), when the script gives them rather than `[...]`.
-        expect_events: Option<Vec<EventArg>>,
-        maxevents: i32,
-        timeout: i32,
-        pwait: bool,
-    },
-    Fork,
-    /// Built-in: accept every queued connection (without blocking), close them, return the count.
-    Drain {
-        fd: FdArg,
-    },
-    /// Built-in: the actor exits (its fds close, as at a real exit).
-    Exit {
-        code: i32,
-    },
+/// epoll user data: the number of an fd (by name in scripts), or a literal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum Data<S: Stage> {
+    Fd(S::Fd),
+    Num(u64),
 }
 
-impl Op {
-    /// The call's name as written in scripts and traces.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::Socket { .. } => "socket",
-            Op::Setsockopt { .. } => "setsockopt",
-            Op::Bind { .. } => "bind",
-            Op::Listen { .. } => "listen",
-            Op::Connect { .. } => "connect",
-            Op::Accept { .. } => "accept",
-            Op::Accept4 { .. } => "accept4",
-            Op::Close { .. } => "close",
-            Op::Shutdown { .. } => "shutdown",
-            Op::Dup { .. } => "dup",
-            Op::Dup2 { .. } => "dup2",
-            Op::Read { .. } => "read",
-            Op::Write { .. } => "write",
-            Op::EpollCreate1 { .. } => "epoll_create1",
-            Op::EpollCtl { .. } => "epoll_ctl",
-            Op::EpollWait { pwait: false, .. } => "epoll_wait",
-            Op::EpollWait { pwait: true, .. } => "epoll_pwait",
-            Op::Fork => "fork",
-            Op::Drain { .. } => "drain",
-            Op::Exit { .. } => "exit",
+/// `{events=EPOLLIN|EPOLLET, data={u64=L}}`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct EventArg<S: Stage> {
+    pub events: u32,
+    pub data: Data<S>,
+}
+
+/// One typed argument. Numbers are range-checked against their kind when parsed
+/// ([`super::kinds::Param`]), so the accessors of [`Op`] convert them without loss.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum Arg<S: Stage> {
+    Fd(S::Fd),
+    /// A number or a set of flags.
+    Int(i64),
+    Bytes(Vec<u8>),
+    Addr(S::Addr),
+    Family(S::Family),
+    /// An epoll event, or `NULL`.
+    Event(Option<EventArg<S>>),
+    /// Bytes the call should produce (read's buffer), or `...` for any.
+    ExpectBytes(Option<Vec<u8>>),
+    /// Events the call should produce (epoll_wait's array, any order), or `[...]`.
+    ExpectEvents(Option<Vec<EventArg<S>>>),
+    /// An argument written for fidelity to strace and not used (`...`, a sigmask).
+    Ignored,
+}
+
+/// Which call of the table ([`super::calls::CALLS`]) a step makes; `spec()` lives with the
+/// table so that this module needs nothing from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallId(pub(super) usize);
+
+/// A call and its typed arguments, in the order of its fullest spelling in the table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Op<S: Stage> {
+    pub call: CallId,
+    pub args: Vec<Arg<S>>,
+}
+
+impl<S: Stage> Op<S> {
+    /// The fd argument at `i`. Panics if the table says otherwise: a bug, not bad input.
+    pub fn fd(&self, i: usize) -> S::Fd {
+        match &self.args[i] {
+            Arg::Fd(fd) => fd.clone(),
+            other => panic!("{}: argument {i} is {other:?}, not an fd", self.name()),
         }
     }
 
-    /// What a successful call returns, which decides what `= NAME` may bind.
-    pub fn returns(&self) -> Returns {
-        match self {
-            Op::Socket { .. }
-            | Op::Accept { .. }
-            | Op::Accept4 { .. }
-            | Op::Dup { .. }
-            | Op::Dup2 { .. }
-            | Op::EpollCreate1 { .. } => Returns::Fd,
-            Op::Fork => Returns::Actor,
-            Op::Exit { .. } => Returns::Nothing,
-            _ => Returns::Number,
+    /// The number at `i`, as the range its kind was checked against allows.
+    pub fn int<T: TryFrom<i64>>(&self, i: usize) -> T {
+        match &self.args[i] {
+            Arg::Int(n) => T::try_from(*n).unwrap_or_else(|_| {
+                panic!(
+                    "{}: argument {i} ({n}) escaped its range check",
+                    self.name()
+                )
+            }),
+            other => panic!("{}: argument {i} is {other:?}, not a number", self.name()),
         }
+    }
+
+    pub fn bytes(&self, i: usize) -> &[u8] {
+        match &self.args[i] {
+            Arg::Bytes(b) => b,
+            other => panic!("{}: argument {i} is {other:?}, not bytes", self.name()),
+        }
+    }
+
+    pub fn addr(&self, i: usize) -> &S::Addr {
+        match &self.args[i] {
+            Arg::Addr(a) => a,
+            other => panic!("{}: argument {i} is {other:?}, not an address", self.name()),
+        }
+    }
+
+    pub fn family(&self, i: usize) -> S::Family {
+        match &self.args[i] {
+            Arg::Family(f) => *f,
+            other => panic!("{}: argument {i} is {other:?}, not a family", self.name()),
+        }
+    }
+
+    pub fn event(&self, i: usize) -> Option<&EventArg<S>> {
+        match &self.args[i] {
+            Arg::Event(e) => e.as_ref(),
+            other => panic!("{}: argument {i} is {other:?}, not an event", self.name()),
+        }
+    }
+
+    /// Expected bytes or events written among the arguments, if any.
+    pub fn expected(&self) -> (Option<&[u8]>, Option<&[EventArg<S>]>) {
+        let mut out = (None, None);
+        for arg in &self.args {
+            match arg {
+                Arg::ExpectBytes(Some(b)) => out.0 = Some(b.as_slice()),
+                Arg::ExpectEvents(Some(e)) => out.1 = Some(e.as_slice()),
+                _ => {}
+            }
+        }
+        out
     }
 }
 
+/// What a successful call returns, which decides what `= NAME` may bind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Returns {
     Fd,

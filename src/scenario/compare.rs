@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::report::ScenarioReport;
-use crate::trace::{Call, Event, Format, Ret, Stability};
+use crate::trace::{Event, Format, Stability};
 
 /// A trace for comparison: symbolic, but with every outcome shown as it was (patterns and
 /// hidden background returns included) and each aggregate with its value.
@@ -13,17 +13,17 @@ pub fn comparison_lines(report: &ScenarioReport) -> Vec<String> {
     report
         .trace
         .iter()
-        .map(|event| match (&event.call, &event.ret) {
-            (Call::Note { text }, Ret::Ok { value, .. }) if text.contains(" = ") => {
-                let (lhs, _) = text.split_once(" = ").expect("checked");
-                format!("# {lhs} = {value}")
-            }
-            _ => Event {
-                stability: Stability::Stable,
-                ..event.clone()
-            }
-            .render(Format::SYMBOLIC.with_actors(true)),
-        })
+        .enumerate()
+        .map(
+            |(i, event)| match report.aggregates.iter().find(|a| a.at == i) {
+                Some(a) => format!("# {} = {}", a.what, a.value),
+                None => Event {
+                    stability: Stability::Stable,
+                    ..event.clone()
+                }
+                .render(Format::SYMBOLIC.with_actors(true)),
+            },
+        )
         .collect()
 }
 
@@ -122,14 +122,9 @@ pub struct Difference {
 /// The aggregates (`woken(...)`, `sum(...)`) evaluated in both runs with different values.
 pub fn differences(left: &ScenarioReport, right: &ScenarioReport) -> Vec<Difference> {
     let values = |r: &ScenarioReport| -> Vec<(String, i64)> {
-        r.trace
+        r.aggregates
             .iter()
-            .filter_map(|e| match (&e.call, &e.ret) {
-                (Call::Note { text }, Ret::Ok { value, .. }) => text
-                    .split_once(" = ")
-                    .map(|(lhs, _)| (lhs.to_string(), *value)),
-                _ => None,
-            })
+            .map(|a| (a.what.clone(), a.value))
             .collect()
     };
     let right_values = values(right);

@@ -3,9 +3,12 @@
 
 use std::collections::HashMap;
 
-use super::actor::Outcome;
-use super::ast::{DataArg, Expect, Op, Step};
-use crate::trace::{epoll_events_name, quote_bytes};
+use nix::errno::Errno;
+
+use super::ast::{Data, Expect, Step};
+use super::protocol::Outcome;
+use crate::names::epoll_events_name;
+use crate::trace::quote_bytes;
 
 /// Ok, or why the outcome does not match the step's expectation.
 pub fn check_step(
@@ -19,43 +22,42 @@ pub fn check_step(
     if outcome.result.is_err() {
         return Ok(());
     }
-    match &step.op {
-        Op::EpollWait {
-            expect_events: Some(wanted),
-            ..
-        } => {
-            let mut want: Vec<(u32, u64)> = wanted
-                .iter()
-                .map(|e| {
-                    let data = match &e.data {
-                        DataArg::Num(n) => *n,
-                        DataArg::Name(n) => names.get(n).map_or(u64::MAX, |&fd| fd as u64),
-                    };
-                    (e.events, data)
-                })
-                .collect();
-            let mut got = outcome.events.clone();
-            want.sort_unstable();
-            got.sort_unstable();
-            if want != got {
-                return Err(format!(
-                    "epoll events differ: expected {}, got {}",
-                    events_text(&want),
-                    events_text(&got)
-                ));
-            }
-        }
-        Op::Read {
-            expect_data: Some(wanted),
-            ..
-        } if *wanted != outcome.data => {
+    let (want_bytes, want_events) = step.op.expected();
+    if let Some(wanted) = want_events {
+        let mut want: Vec<(u32, u64)> = wanted
+            .iter()
+            .map(|e| {
+                let data = match &e.data {
+                    Data::Num(n) => *n,
+                    Data::Fd(name) => match name {
+                        super::ast::FdArg::Num(n) => u64::try_from(*n).unwrap_or(u64::MAX),
+                        super::ast::FdArg::Name(n) => names
+                            .get(n)
+                            .map_or(u64::MAX, |&fd| u64::try_from(fd).unwrap_or(u64::MAX)),
+                    },
+                };
+                (e.events, data)
+            })
+            .collect();
+        let mut got = outcome.events.clone();
+        want.sort_unstable();
+        got.sort_unstable();
+        if want != got {
             return Err(format!(
-                "read data differs: expected {}, got {}",
-                quote_bytes(wanted),
-                quote_bytes(&outcome.data)
+                "epoll events differ: expected {}, got {}",
+                events_text(&want),
+                events_text(&got)
             ));
         }
-        _ => {}
+    }
+    if let Some(wanted) = want_bytes
+        && wanted != outcome.data.as_slice()
+    {
+        return Err(format!(
+            "read data differs: expected {}, got {}",
+            quote_bytes(wanted),
+            quote_bytes(&outcome.data)
+        ));
     }
     Ok(())
 }
@@ -68,19 +70,19 @@ fn events_text(events: &[(u32, u64)]) -> String {
     format!("[{}]", items.join(", "))
 }
 
-fn result_text(result: &Result<i64, String>) -> String {
+fn result_text(result: &Result<i64, Errno>) -> String {
     match result {
         Ok(v) => v.to_string(),
-        Err(errno) => format!("-1 {errno}"),
+        Err(errno) => format!("-1 {errno:?}"),
     }
 }
 
-fn check_result(expect: &Expect, result: &Result<i64, String>) -> Result<(), String> {
+fn check_result(expect: &Expect, result: &Result<i64, Errno>) -> Result<(), String> {
     let ok = match (expect, result) {
         (Expect::Any, _) => true,
         (Expect::Value(-1), Err(_)) => true,
         (Expect::Value(v), Ok(got)) => v == got,
-        (Expect::Errno(e), Err(got)) => format!("{e:?}") == *got,
+        (Expect::Errno(e), Err(got)) => e == got,
         (Expect::Bind(_) | Expect::Capture(_), Ok(_)) => true,
         (Expect::Range(lo, hi), Ok(got)) => (lo..=hi).contains(&got),
         _ => false,

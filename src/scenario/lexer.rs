@@ -124,6 +124,85 @@ pub fn lex_line(text: &str, line_no: usize) -> Result<Vec<Token>, ParseError> {
     Ok(tokens)
 }
 
+/// A cursor over one line's tokens.
+pub struct Cursor<'a> {
+    tokens: &'a [Token],
+    pos: usize,
+    /// Where the line ends, for "expected ... at end of line" errors.
+    end: Span,
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(tokens: &'a [Token]) -> Cursor<'a> {
+        let end = tokens.last().map_or(Span { line: 1, col: 1 }, |t| Span {
+            line: t.span.line,
+            col: t.span.col + 1,
+        });
+        Cursor {
+            tokens,
+            pos: 0,
+            end,
+        }
+    }
+
+    pub fn peek(&self) -> Option<&'a Token> {
+        self.tokens.get(self.pos)
+    }
+
+    pub fn next(&mut self) -> Option<&'a Token> {
+        let t = self.tokens.get(self.pos);
+        self.pos += 1;
+        t
+    }
+
+    pub fn span(&self) -> Span {
+        self.peek().map_or(self.end, |t| t.span)
+    }
+
+    pub fn eat(&mut self, c: char) -> bool {
+        if self.peek().is_some_and(|t| t.tok == Tok::Punct(c)) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn expect(&mut self, c: char, context: &str) -> Result<Span, ParseError> {
+        let span = self.span();
+        if self.eat(c) {
+            Ok(span)
+        } else {
+            Err(ParseError::new(
+                span,
+                format!("expected '{c}' {context}, found {}", self.found()),
+            ))
+        }
+    }
+
+    pub fn found(&self) -> String {
+        self.peek()
+            .map_or_else(|| "end of line".into(), |t| t.tok.describe())
+    }
+
+    pub fn ident(&mut self, what: &str) -> Result<(String, Span), ParseError> {
+        let span = self.span();
+        match self.next() {
+            Some(Token {
+                tok: Tok::Ident(name),
+                ..
+            }) => Ok((name.clone(), span)),
+            _ => {
+                self.pos -= 1;
+                Err(ParseError::new(
+                    span,
+                    format!("expected {what}, found {}", self.found()),
+                ))
+            }
+        }
+    }
+}
+
 /// A C-style string: `\n \r \t \0 \\ \"` and `\xNN`.
 fn lex_string(chars: &[char], start: usize, span: Span) -> Result<(Vec<u8>, usize), ParseError> {
     let mut bytes = Vec::new();

@@ -5,21 +5,27 @@
 //! column); [`run`] executes one family instance of it and returns a [`ScenarioReport`].
 //! [`load`] reads and parses a file.
 
+//!
+//! Module layering (no cycles): `error` and `ast` (data) <- `lexer` (tokens, cursor) <-
+//! `value` (untyped arguments) <- `scope` and `kinds` (argument kinds with ranges) <- `calls`
+//! (THE call table) <- `parser`; `resolve`, `protocol`, `expect` <- `actor` and `runner`.
+
 mod actor;
 pub mod ast;
-mod calls;
+pub mod calls;
 pub mod capture;
-pub mod cli;
 pub mod compare;
 pub mod error;
 mod expect;
+mod kinds;
 mod lexer;
 mod parser;
-mod procfs;
+mod protocol;
 pub mod report;
 mod resolve;
 mod runner;
 mod scope;
+mod value;
 
 use std::path::Path;
 
@@ -27,8 +33,8 @@ pub use actor::actor_main;
 pub use ast::{Scenario, Span};
 pub use error::ScenarioError;
 pub use parser::parse;
-pub use report::{Failure, ScenarioReport, is_flaky, junit};
-pub use runner::{RunOptions, run, run_with};
+pub use report::{AggregateValue, Failure, ScenarioReport, is_flaky, junit};
+pub use runner::{RunOptions, abort_all, run, run_with};
 
 /// Why a scenario file could not be loaded.
 #[derive(Debug, thiserror::Error)]

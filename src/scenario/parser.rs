@@ -14,15 +14,19 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::ast::{Aggregate, Expect, Op, Returns, Scenario, Span, Step, Stmt};
-use super::calls::build_op;
+use super::ast::{Aggregate, Expect, Op, Returns, Scenario, Script, Span, Step, Stmt};
+use super::calls::{blocking_names, build_op};
 use super::error::{ParseError, ScenarioError};
-use super::lexer::{Tok, Token, lex_line};
+use super::lexer::{Cursor, Tok, Token, lex_line};
 use super::scope::{Kind, Scope};
 use crate::addr::Family;
 
 /// The most steps a scenario may unroll to: `repeat` is for dozens of connections, not millions.
 const MAX_STEPS: usize = 100_000;
+/// The deepest `repeat` blocks may nest.
+const MAX_DEPTH: usize = 16;
+/// The longest `timeout:` or `step-timeout:`: a scenario is an experiment, not a service.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Parses a scenario. `path` is used in messages only.
 pub fn parse(path: &Path, source: &str) -> Result<Scenario, ScenarioError> {
@@ -32,7 +36,11 @@ pub fn parse(path: &Path, source: &str) -> Result<Scenario, ScenarioError> {
 /// A line or a block before unrolling.
 enum Block {
     Line(Vec<Token>),
-    Repeat { count: usize, body: Vec<Block> },
+    Repeat {
+        count: usize,
+        body: Vec<Block>,
+        span: Span,
+    },
 }
 
 fn parse_inner(path: &Path, source: &str) -> Result<Scenario, ParseError> {
@@ -53,7 +61,7 @@ fn parse_inner(path: &Path, source: &str) -> Result<Scenario, ParseError> {
         };
         if first.tok == Tok::Ident("repeat".into()) {
             let count = match tokens.get(1).map(|t| &t.tok) {
-                Some(Tok::Int(n)) if *n >= 0 => *n as usize,
+                Some(Tok::Int(n)) if *n >= 0 => usize::try_from(*n).unwrap_or(usize::MAX),
                 _ => {
                     return Err(at(
                         tokens.get(1).map_or(end_of(line, idx + 1), |t| t.span),
@@ -71,6 +79,12 @@ fn parse_inner(path: &Path, source: &str) -> Result<Scenario, ParseError> {
             if let Some(extra) = tokens.get(3) {
                 return Err(at(extra.span, "nothing may follow '{' on a repeat line"));
             }
+            if stack.len() > MAX_DEPTH {
+                return Err(at(
+                    first.span,
+                    &format!("repeat blocks nest deeper than {MAX_DEPTH} levels"),
+                ));
+            }
             stack.push((first.span, count, vec![]));
         } else if first.tok == Tok::Punct('}') {
             if let Some(extra) = tokens.get(1) {
@@ -79,12 +93,12 @@ fn parse_inner(path: &Path, source: &str) -> Result<Scenario, ParseError> {
             if stack.len() == 1 {
                 return Err(at(first.span, "'}' without an open repeat block"));
             }
-            let (_, count, body) = stack.pop().expect("checked above");
+            let (span, count, body) = stack.pop().expect("checked above");
             stack
                 .last_mut()
                 .expect("root")
                 .2
-                .push(Block::Repeat { count, body });
+                .push(Block::Repeat { count, body, span });
         } else {
             stack.last_mut().expect("root").2.push(Block::Line(tokens));
         }
@@ -98,6 +112,13 @@ fn parse_inner(path: &Path, source: &str) -> Result<Scenario, ParseError> {
     }
     let root = stack.pop().expect("root").2;
 
+    // Count before unrolling: a huge count over an empty or tiny body must not spin.
+    if let Err(span) = steps(&root) {
+        return Err(at(
+            span,
+            &format!("scenario unrolls to more than {MAX_STEPS} steps"),
+        ));
+    }
     let mut lines = Vec::new();
     unroll(&root, None, &mut lines)?;
 
@@ -140,6 +161,28 @@ fn end_of(line: &str, line_no: usize) -> Span {
     }
 }
 
+/// How many steps `blocks` unroll to, or the place where the count passes [`MAX_STEPS`].
+fn steps(blocks: &[Block]) -> Result<usize, Span> {
+    let mut total = 0usize;
+    for block in blocks {
+        let (n, span) = match block {
+            Block::Line(tokens) => (
+                1,
+                tokens.first().map_or(Span { line: 1, col: 1 }, |t| t.span),
+            ),
+            Block::Repeat { count, body, span } => {
+                let inner = steps(body)?;
+                (count.checked_mul(inner).unwrap_or(usize::MAX), *span)
+            }
+        };
+        total = total.saturating_add(n);
+        if total > MAX_STEPS {
+            return Err(span);
+        }
+    }
+    Ok(total)
+}
+
 /// Flattens repeat blocks, replacing `$i` with the iteration number (innermost loop wins).
 fn unroll(
     blocks: &[Block],
@@ -158,7 +201,9 @@ fn unroll(
                     None => tokens.clone(),
                 });
             }
-            Block::Repeat { count, body } => {
+            // A body with no step unrolls to nothing, however often it repeats.
+            Block::Repeat { body, .. } if steps(body) == Ok(0) => {}
+            Block::Repeat { count, body, .. } => {
                 for i in 1..=*count {
                     unroll(body, Some(i), out)?;
                 }
@@ -170,92 +215,13 @@ fn unroll(
 
 fn substitute(token: &Token, i: usize) -> Token {
     let tok = match &token.tok {
-        Tok::Var(v) if v == "i" => Tok::Int(i as i64),
+        Tok::Var(v) if v == "i" => Tok::Int(i64::try_from(i).unwrap_or(i64::MAX)),
         Tok::Ident(name) if name.contains("$i") => Tok::Ident(name.replace("$i", &i.to_string())),
         other => other.clone(),
     };
     Token {
         tok,
         span: token.span,
-    }
-}
-
-/// A cursor over one line's tokens.
-pub(super) struct Cursor<'a> {
-    tokens: &'a [Token],
-    pos: usize,
-    /// Where the line ends, for "expected ... at end of line" errors.
-    end: Span,
-}
-
-impl<'a> Cursor<'a> {
-    pub(super) fn new(tokens: &'a [Token]) -> Cursor<'a> {
-        let end = tokens.last().map_or(Span { line: 1, col: 1 }, |t| Span {
-            line: t.span.line,
-            col: t.span.col + 1,
-        });
-        Cursor {
-            tokens,
-            pos: 0,
-            end,
-        }
-    }
-
-    pub(super) fn peek(&self) -> Option<&'a Token> {
-        self.tokens.get(self.pos)
-    }
-
-    pub(super) fn next(&mut self) -> Option<&'a Token> {
-        let t = self.tokens.get(self.pos);
-        self.pos += 1;
-        t
-    }
-
-    pub(super) fn span(&self) -> Span {
-        self.peek().map_or(self.end, |t| t.span)
-    }
-
-    pub(super) fn eat(&mut self, c: char) -> bool {
-        if self.peek().is_some_and(|t| t.tok == Tok::Punct(c)) {
-            self.pos += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    pub(super) fn expect(&mut self, c: char, context: &str) -> Result<Span, ParseError> {
-        let span = self.span();
-        if self.eat(c) {
-            Ok(span)
-        } else {
-            Err(at(
-                span,
-                &format!("expected '{c}' {context}, found {}", self.found()),
-            ))
-        }
-    }
-
-    pub(super) fn found(&self) -> String {
-        self.peek()
-            .map_or_else(|| "end of line".into(), |t| t.tok.describe())
-    }
-
-    pub(super) fn ident(&mut self, what: &str) -> Result<(String, Span), ParseError> {
-        let span = self.span();
-        match self.next() {
-            Some(Token {
-                tok: Tok::Ident(name),
-                ..
-            }) => Ok((name.clone(), span)),
-            _ => {
-                self.pos -= 1;
-                Err(at(
-                    span,
-                    &format!("expected {what}, found {}", self.found()),
-                ))
-            }
-        }
     }
 }
 
@@ -443,22 +409,13 @@ impl StatementParser {
         }
         let background_span = cur.span();
         let background = cur.eat('&');
-        if background
-            && !matches!(
-                op,
-                Op::EpollWait { .. }
-                    | Op::Accept { .. }
-                    | Op::Accept4 { .. }
-                    | Op::Connect { .. }
-                    | Op::Read { .. }
-            )
-        {
+        if background && op.call.spec().blocking.is_none() {
             return Err(at(
                 background_span,
                 &format!(
-                    "{}() cannot run in the background: only calls that can block \
-                     (epoll_wait, epoll_pwait, accept, accept4, connect, read) can",
-                    op.name()
+                    "{}() cannot run in the background: only calls that can block ({}) can",
+                    op.name(),
+                    blocking_names().join(", ")
                 ),
             ));
         }
@@ -468,10 +425,10 @@ impl StatementParser {
                 &format!("unexpected {} after the step", t.tok.describe()),
             ));
         }
-        if matches!(op, Op::Fork) && !matches!(expect, Some(Expect::Bind(_))) {
+        if op.returns() == Returns::Actor && !matches!(expect, Some(Expect::Bind(_))) {
             return Err(at(span, "fork() must name the new process: fork() = w1"));
         }
-        self.scope.apply(&actor, &op, expect.as_ref());
+        self.scope.apply(&actor, op.returns(), expect.as_ref());
         self.body.push(Stmt::Step(Step {
             span,
             actor,
@@ -482,7 +439,7 @@ impl StatementParser {
         Ok(())
     }
 
-    fn check_result(&self, op: &Op, expect: &Expect, span: Span) -> Result<(), ParseError> {
+    fn check_result(&self, op: &Op<Script>, expect: &Expect, span: Span) -> Result<(), ParseError> {
         let name = op.name();
         match (op.returns(), expect) {
             (Returns::Nothing, _) => Err(at(
@@ -548,7 +505,7 @@ fn parse_result(cur: &mut Cursor) -> Result<Expect, ParseError> {
 
 fn parse_duration(rest: &[Token], span: Span) -> Result<Duration, ParseError> {
     let (n, unit_span) = match rest.first().map(|t| &t.tok) {
-        Some(Tok::Int(n)) if *n > 0 => (*n as u64, rest[0].span),
+        Some(Tok::Int(n)) if *n > 0 => (u64::try_from(*n).unwrap_or(u64::MAX), rest[0].span),
         _ => return Err(at(span, "expected a duration such as 5s or 500ms")),
     };
     // The lexer reads `5s` as one number token only when it is all digits; accept `5 s`/`5s`.
@@ -557,12 +514,21 @@ fn parse_duration(rest: &[Token], span: Span) -> Result<Duration, ParseError> {
         None => "s",
         _ => return Err(at(unit_span, "expected a unit: s or ms")),
     };
-    match unit {
-        "s" => Ok(Duration::from_secs(n)),
-        "ms" => Ok(Duration::from_millis(n)),
-        other => Err(at(
+    let duration = match unit {
+        "s" => n.checked_mul(1000).map(Duration::from_millis),
+        "ms" => Some(Duration::from_millis(n)),
+        other => {
+            return Err(at(
+                unit_span,
+                &format!("unknown unit '{other}': use s or ms"),
+            ));
+        }
+    };
+    match duration {
+        Some(d) if d <= MAX_TIMEOUT => Ok(d),
+        _ => Err(at(
             unit_span,
-            &format!("unknown unit '{other}': use s or ms"),
+            &format!("a duration must be at most {}s", MAX_TIMEOUT.as_secs()),
         )),
     }
 }

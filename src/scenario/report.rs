@@ -21,6 +21,16 @@ pub struct Failure {
     pub message: String,
 }
 
+/// The value an `expect` aggregate had, typed (the trace shows it as a note).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AggregateValue {
+    /// The index of its note in the trace.
+    pub at: usize,
+    /// As written: `woken(w1, w2)`.
+    pub what: String,
+    pub value: i64,
+}
+
 /// One run of one scenario for one family.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScenarioReport {
@@ -31,6 +41,9 @@ pub struct ScenarioReport {
     pub failure: Option<Failure>,
     pub duration_ms: f64,
     pub trace: Vec<Event>,
+    /// The aggregates evaluated, in order (for comparisons; the trace has them as notes).
+    #[serde(skip)]
+    pub aggregates: Vec<AggregateValue>,
     /// The wire traffic, when the scenario or the runner asked for a capture.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<super::capture::CaptureReport>,
@@ -155,6 +168,7 @@ mod tests {
             failure: None,
             duration_ms: 1.0,
             trace: vec![event],
+            aggregates: vec![],
             capture: None,
         }
     }

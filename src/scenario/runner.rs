@@ -6,22 +6,30 @@
 //! condition, never a sleep. That is what makes "four workers block, one connect, how many
 //! wake" deterministic.
 
-use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::{ForkResult, Pid};
+use nix::unistd::Pid;
 
-use super::actor::{self, Command, Outcome, Reply, Resolved};
-use super::ast::{Aggregate, Expect, Op, Scenario, Span, Step, Stmt};
-use super::expect::{check_aggregate, check_step};
-use super::procfs::{blocked_in, proc_state, syscalls_of};
-use super::report::{Failure, ScenarioReport};
+use super::actor;
+use super::ast::{Arg, Expect, Returns, Scenario, Span, Step, Stmt};
+use super::calls::Action;
+use super::expect::check_step;
+use super::protocol::{Command, Outcome, Reply, RunnerEnd};
+use super::report::{AggregateValue, Failure, ScenarioReport};
+use super::resolve::Resolved;
 use crate::addr::{Family, SockAddr};
+use crate::channel;
+use crate::sys::process::{self, ForkResult};
+use crate::sys::procfs;
 use crate::trace::{Call, Event, Ret, Stability};
+
+mod background;
 
 /// How many consecutive polls must see a background call blocked before it counts as asleep.
 const BLOCKED_CONFIRMATIONS: u32 = 3;
@@ -84,7 +92,30 @@ pub fn run_with(scenario: &Scenario, family: Family, options: &RunOptions) -> Sc
         failure,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         trace: run.trace,
+        aggregates: run.aggregates,
         capture,
+    }
+}
+
+/// Every run in progress in this process: its actors and its directory, so that a stop
+/// signal can end them all ([`abort_all`]).
+static ACTIVE: Mutex<BTreeMap<usize, (Vec<Pid>, PathBuf)>> = Mutex::new(BTreeMap::new());
+
+fn active() -> std::sync::MutexGuard<'static, BTreeMap<usize, (Vec<Pid>, PathBuf)>> {
+    // A panicking run thread must not stop the others' bookkeeping.
+    ACTIVE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Kills the actors of every run in progress and removes their directories: for a program
+/// stopped by SIGINT or SIGTERM, which then exits without waiting for the runs.
+pub fn abort_all() {
+    for (pids, dir) in active().values() {
+        for &pid in pids {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
@@ -97,7 +128,7 @@ struct Pending {
 struct Actor {
     name: String,
     pid: Pid,
-    chan: OwnedFd,
+    chan: RunnerEnd,
     /// Script names of fds → numbers in this process.
     names: HashMap<String, i32>,
     pending: Option<Pending>,
@@ -114,8 +145,11 @@ struct Run<'a> {
     addrs: HashMap<String, SockAddr>,
     dir: PathBuf,
     trace: Vec<Event>,
+    aggregates: Vec<AggregateValue>,
     captures: HashMap<String, i64>,
     deadline: Instant,
+    /// This run's key in [`ACTIVE`].
+    instance: usize,
 }
 
 /// A step that failed, with the line it came from.
@@ -132,11 +166,9 @@ fn fail(scenario: &Scenario, span: Span, message: String, actual: Option<String>
 impl<'a> Run<'a> {
     fn new(scenario: &'a Scenario, family: Family, options: &'a RunOptions) -> Run<'a> {
         static INSTANCE: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "epollscope-{}-{}",
-            std::process::id(),
-            INSTANCE.fetch_add(1, Ordering::Relaxed)
-        ));
+        let instance = INSTANCE.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("epollscope-{}-{instance}", std::process::id(),));
         Run {
             scenario,
             options,
@@ -145,9 +177,27 @@ impl<'a> Run<'a> {
             addrs: HashMap::new(),
             dir,
             trace: vec![],
+            aggregates: vec![],
             captures: HashMap::new(),
             deadline: Instant::now() + scenario.timeout,
+            instance,
         }
+    }
+
+    /// Adds an actor, and registers its pid for [`abort_all`].
+    fn add_actor(&mut self, name: String, pid: Pid, chan: RunnerEnd, names: HashMap<String, i32>) {
+        if let Some((pids, _)) = active().get_mut(&self.instance) {
+            pids.push(pid);
+        }
+        self.actors.push(Actor {
+            name,
+            pid,
+            chan,
+            names,
+            pending: None,
+            background_done: None,
+            exited: false,
+        });
     }
 
     fn start(&mut self) -> Result<(), Failure> {
@@ -160,8 +210,11 @@ impl<'a> Run<'a> {
                 None,
             )
         };
-        std::fs::create_dir_all(&self.dir).map_err(|e| setup("temporary directory", &e))?;
-        let (ours, theirs) = actor::channel_pair().map_err(|e| setup("socketpair", &e))?;
+        // create_dir, not create_dir_all: the directory is this run's own, made here.
+        std::fs::create_dir(&self.dir).map_err(|e| setup("temporary directory", &e))?;
+        active().insert(self.instance, (vec![], self.dir.clone()));
+        let (ours, theirs) =
+            channel::pair::<Command, Reply>().map_err(|e| setup("socketpair", &e))?;
         // Everything exec needs is prepared before fork: the child only makes syscalls.
         let exec = match &self.options.actor_exe {
             Some(exe) => Some(
@@ -171,31 +224,66 @@ impl<'a> Run<'a> {
             None => None,
         };
         let _ = std::io::Write::flush(&mut std::io::stdout());
-        // SAFETY: the child only rearranges its own fds and serves commands; it takes no lock
-        // another thread of this process could hold across fork except the allocator's, which
-        // glibc resets in the child.
-        match unsafe { nix::unistd::fork() }.map_err(|e| setup("fork", &e))? {
+        let runner = nix::unistd::getpid();
+        match process::fork().map_err(|e| setup("fork", &e))? {
             ForkResult::Child => {
                 drop(ours);
-                // If the runner dies, so do its actors.
-                let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+                // If the runner dies, so do its actors (the signal survives exec); the
+                // actors fork theirs with the same request, so the whole tree goes.
+                if !matches!(process::die_with_parent(Signal::SIGKILL, runner), Ok(true)) {
+                    std::process::exit(0);
+                }
+                crate::sys::signal::reset_for_child(crate::sys::signal::STOP);
                 match exec {
-                    Some(plan) => plan.exec(theirs),
+                    Some(plan) => plan.exec(theirs.into_fd()),
                     None => actor::become_actor("main", theirs),
                 }
             }
             ForkResult::Parent { child } => {
                 drop(theirs);
-                self.actors.push(Actor {
-                    name: "main".into(),
-                    pid: child,
-                    chan: ours,
-                    names: HashMap::new(),
-                    pending: None,
-                    background_done: None,
-                    exited: false,
-                });
-                Ok(())
+                self.add_actor("main".into(), child, ours, HashMap::new());
+                self.wait_ready()
+            }
+        }
+    }
+
+    /// Waits for the main actor's first message: it is serving, or it died starting (an exec
+    /// that failed), told apart by the message rather than by when a later send notices.
+    fn wait_ready(&mut self) -> Result<(), Failure> {
+        let top = Span { line: 1, col: 1 };
+        let deadline = (Instant::now() + self.scenario.step_timeout).min(self.deadline);
+        loop {
+            let chan = &self.actors[0].chan;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(fail(
+                    self.scenario,
+                    top,
+                    format!(
+                        "process main did not start within {:?}",
+                        self.scenario.step_timeout
+                    ),
+                    None,
+                ));
+            }
+            if readable(chan, left) {
+                return match self.actors[0].chan.recv() {
+                    Ok(Some(Reply::Ready)) => Ok(()),
+                    Ok(Some(_)) => Err(fail(
+                        self.scenario,
+                        top,
+                        "actor protocol error".into(),
+                        None,
+                    )),
+                    _ => Err(fail(
+                        self.scenario,
+                        top,
+                        "process main died before it could start serving \
+                         (the actor program failed to start)"
+                            .into(),
+                        None,
+                    )),
+                };
             }
         }
     }
@@ -263,11 +351,7 @@ impl<'a> Run<'a> {
     }
 
     /// The step's call with names turned into this actor's fd numbers and addresses.
-    fn resolve(
-        &mut self,
-        idx: usize,
-        step: &Step,
-    ) -> Result<(Resolved, Vec<(SockAddr, String)>), Failure> {
+    fn resolve(&mut self, idx: usize, step: &Step) -> Result<Resolved, Failure> {
         let (family, dir, addrs) = (self.family, &self.dir, &mut self.addrs);
         // An address name gets its address on first use: a socket file in the run's own
         // directory, or loopback port 0 (replaced by the real port once bound).
@@ -281,7 +365,7 @@ impl<'a> Run<'a> {
                 .clone()
         };
         super::resolve::resolve(&step.op, &self.actors[idx].names, family, addr)
-            .map_err(|why| fail(self.scenario, step.span, why, None))
+            .map_err(|why| fail(self.scenario, step.span, why.to_string(), None))
     }
 
     fn step(&mut self, step: &Step) -> Result<(), Failure> {
@@ -290,20 +374,19 @@ impl<'a> Run<'a> {
             // A new call by a busy actor waits for its background call, as a real process would.
             self.collect(idx, Stability::Stable)?;
         }
-        let (op, aliases) = self.resolve(idx, step)?;
+        let Resolved { op, aliases } = self.resolve(idx, step)?;
         let name = match &step.expect {
             Some(Expect::Bind(n)) => n.clone(),
             _ => String::new(),
         };
-        let exit = matches!(op, Resolved::Exit { .. });
+        let exit = matches!(op.call.spec().action, Action::Exit);
         let command = Command {
             op,
             name,
             background: step.background,
             aliases,
         };
-        let chan = self.actors[idx].chan.as_raw_fd();
-        actor::send(chan, &command, None).map_err(|e| {
+        self.actors[idx].chan.send(&command).map_err(|e| {
             fail(
                 self.scenario,
                 step.span,
@@ -317,7 +400,7 @@ impl<'a> Run<'a> {
         if step.background {
             match self.receive(idx, step)? {
                 (Reply::Started(event), _) => self.trace.push(event),
-                (Reply::Done { .. }, _) => {
+                (Reply::Done { .. } | Reply::Ready, _) => {
                     return Err(fail(
                         self.scenario,
                         step.span,
@@ -346,7 +429,7 @@ impl<'a> Run<'a> {
                 return Err(self.hung(idx, step));
             }
             if readable(&self.actors[idx].chan, left) {
-                return match actor::recv::<Reply>(self.actors[idx].chan.as_raw_fd()) {
+                return match self.actors[idx].chan.recv_with_fd() {
                     Ok(Some((reply, fd))) => Ok((reply, fd)),
                     _ => Err(fail(
                         self.scenario,
@@ -361,7 +444,7 @@ impl<'a> Run<'a> {
 
     fn hung(&self, idx: usize, step: &Step) -> Failure {
         let actor = &self.actors[idx];
-        let state = proc_state(actor.pid).unwrap_or_else(|| "gone".into());
+        let state = procfs::state(actor.pid).map_or_else(|| "gone".into(), String::from);
         fail(
             self.scenario,
             step.span,
@@ -414,26 +497,25 @@ impl<'a> Run<'a> {
 
     fn bind(&mut self, idx: usize, step: &Step, outcome: &Outcome, fd: Option<OwnedFd>) {
         let Ok(value) = outcome.result else { return };
-        if let (Some(bound), Op::Bind { addr, .. }) = (&outcome.bound, &step.op) {
-            self.addrs.insert(addr.clone(), bound.clone());
+        if let Some(bound) = &outcome.bound {
+            for arg in &step.op.args {
+                if let Arg::Addr(name) = arg {
+                    self.addrs.insert(name.clone(), bound.clone());
+                }
+            }
         }
-        match (&step.expect, &step.op) {
-            (Some(Expect::Bind(child)), Op::Fork) => {
+        // Values bound to names are fds and pids the kernel returned: they fit an i32.
+        let number = i32::try_from(value).unwrap_or(-1);
+        match (&step.expect, step.op.returns()) {
+            (Some(Expect::Bind(child)), Returns::Actor) => {
                 if let Some(chan) = fd {
                     let names = self.actors[idx].names.clone();
-                    self.actors.push(Actor {
-                        name: child.clone(),
-                        pid: Pid::from_raw(value as i32),
-                        chan,
-                        names,
-                        pending: None,
-                        background_done: None,
-                        exited: false,
-                    });
+                    let pid = Pid::from_raw(number);
+                    self.add_actor(child.clone(), pid, channel::Channel::from_fd(chan), names);
                 }
             }
             (Some(Expect::Bind(name)), _) => {
-                self.actors[idx].names.insert(name.clone(), value as i32);
+                self.actors[idx].names.insert(name.clone(), number);
             }
             (Some(Expect::Capture(var)), _) => {
                 self.captures.insert(var.clone(), value);
@@ -442,147 +524,12 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Waits for the background call of actor `idx` to return, and records it.
-    fn collect(&mut self, idx: usize, stability: Stability) -> Result<(), Failure> {
-        let pending = self.actors[idx].pending.take().expect("caller checked");
-        let step = pending.step;
-        let (reply, fd) = self.receive(idx, &step)?;
-        self.actors[idx].background_done = Some(true);
-        self.finish(idx, &step, reply, fd, true, stability)
-    }
-
-    /// Whether actor `idx`'s background call has returned (its reply is waiting, unread).
-    fn returned(&self, idx: usize) -> bool {
-        let actor = &self.actors[idx];
-        match actor.pending {
-            Some(_) => readable(&actor.chan, Duration::ZERO),
-            None => actor.background_done == Some(true),
-        }
-    }
-
-    /// Waits until each of `idxs` has either returned or is confirmed asleep in its blocking
-    /// call. Replies are left unread: `await` or the actor's next step records them, at a
-    /// point of the script's choosing, so the trace order stays deterministic.
-    fn wait_blocked(&mut self, idxs: &[usize], span: Span) -> Result<(), Failure> {
-        let deadline = (Instant::now() + self.scenario.step_timeout).min(self.deadline);
-        loop {
-            let mut settled = true;
-            for &idx in idxs {
-                if self.returned(idx) {
-                    continue;
-                }
-                let actor = &mut self.actors[idx];
-                let Some(pending) = actor.pending.as_mut() else {
-                    continue;
-                };
-                let asleep = blocked_in(actor.pid, syscalls_of(&pending.step.op));
-                pending.confirmations = if asleep { pending.confirmations + 1 } else { 0 };
-                if pending.confirmations < BLOCKED_CONFIRMATIONS {
-                    settled = false;
-                }
-            }
-            if settled {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let who: Vec<&str> = idxs
-                    .iter()
-                    .filter(|&&i| !self.returned(i))
-                    .map(|&i| self.actors[i].name.as_str())
-                    .collect();
-                return Err(fail(
-                    self.scenario,
-                    span,
-                    format!(
-                        "step hung: {} neither returned nor blocked within {:?}",
-                        who.join(", "),
-                        self.scenario.step_timeout
-                    ),
-                    None,
-                ));
-            }
-            // Wake early if any of them replies; otherwise re-check /proc in a millisecond.
-            let mut pollfds: Vec<_> = idxs
-                .iter()
-                .filter(|&&i| self.actors[i].pending.is_some())
-                .map(|&i| {
-                    nix::poll::PollFd::new(
-                        self.actors[i].chan.as_fd(),
-                        nix::poll::PollFlags::POLLIN,
-                    )
-                })
-                .collect();
-            let _ = nix::poll::poll(&mut pollfds, 1u16);
-        }
-    }
-
-    /// Records the replies of background calls nobody awaited (hidden from symbolic traces:
-    /// whether they returned may vary), so the raw trace is complete.
-    fn collect_leftovers(&mut self) {
-        for idx in 0..self.actors.len() {
-            if self.actors[idx].pending.is_some() && self.returned(idx) {
-                let _ = self.collect(idx, Stability::Hidden);
-            }
-        }
-    }
-
-    fn aggregate(
-        &mut self,
-        aggregate: &Aggregate,
-        expect: &Expect,
-        span: Span,
-    ) -> Result<(), Failure> {
-        let actual = match aggregate {
-            Aggregate::Woken(names) => {
-                let mut idxs = vec![];
-                for name in names {
-                    let idx = self.actor_index(name, span)?;
-                    if self.actors[idx].background_done.is_none() {
-                        return Err(fail(
-                            self.scenario,
-                            span,
-                            format!("woken({name}): {name} has not started a background call"),
-                            None,
-                        ));
-                    }
-                    idxs.push(idx);
-                }
-                self.wait_blocked(&idxs, span)?;
-                idxs.iter().filter(|&&i| self.returned(i)).count() as i64
-            }
-            Aggregate::Sum(vars) | Aggregate::Min(vars) | Aggregate::Max(vars) => {
-                let values: Vec<i64> = vars
-                    .iter()
-                    .map(|v| self.captures.get(v).copied().unwrap_or(0))
-                    .collect();
-                match aggregate {
-                    Aggregate::Sum(_) => values.iter().sum(),
-                    Aggregate::Min(_) => values.iter().copied().min().unwrap_or(0),
-                    _ => values.iter().copied().max().unwrap_or(0),
-                }
-            }
-        };
-        let text = format!("{} = {}", aggregate.text(), expect.text());
-        let mut event = note(&text);
-        // The symbolic rendering shows the expectation (stable); the value is for comparisons.
-        event.ret = Ret::value(actual);
-        self.trace.push(event);
-        check_aggregate(expect, actual).map_err(|why| {
-            fail(
-                self.scenario,
-                span,
-                why,
-                Some(format!("{} = {actual}", aggregate.text())),
-            )
-        })
-    }
-
     /// After `exit()`: wait until the process is gone (a zombie or reaped) so that the fds it
     /// held are closed before the next step.
     fn wait_exit(&mut self, idx: usize, step: &Step) -> Result<(), Failure> {
         let deadline = Instant::now() + self.scenario.step_timeout;
         let pid = self.actors[idx].pid;
-        while !matches!(proc_state(pid).as_deref(), None | Some("Z") | Some("X")) {
+        while !procfs::exited(pid) {
             if Instant::now() > deadline {
                 return Err(self.hung(idx, step));
             }
@@ -603,9 +550,10 @@ impl<'a> Run<'a> {
         }
         // Only main is our child; the others are reaped by their parents' exit (init adopts).
         if let Some(main) = self.actors.first() {
-            let _ = nix::sys::wait::waitpid(main.pid, None);
+            let _ = process::reap(main.pid);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        active().remove(&self.instance);
     }
 }
 
@@ -629,8 +577,8 @@ fn stmt_span(stmt: &Stmt) -> Span {
     }
 }
 
-fn readable(fd: &OwnedFd, timeout: Duration) -> bool {
-    let ms = timeout.as_millis().min(u128::from(u16::MAX)) as u16;
+fn readable(fd: &impl AsFd, timeout: Duration) -> bool {
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
     let mut pfd = [nix::poll::PollFd::new(
         fd.as_fd(),
         nix::poll::PollFlags::POLLIN,

@@ -4,9 +4,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::ast::{Expect, Op, Span};
-use super::calls::err;
+use super::ast::{Expect, Returns, Span};
 use super::error::ParseError;
+
+fn err(span: Span, message: String) -> ParseError {
+    ParseError::new(span, message)
+}
 
 /// What a name stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,10 +97,10 @@ impl Scope {
         }
     }
 
-    /// Records the names a step binds.
-    pub fn apply(&mut self, actor: &str, op: &Op, expect: Option<&Expect>) {
-        match (op, expect) {
-            (Op::Fork, Some(Expect::Bind(child))) => {
+    /// Records the names a step binds; `returns` is what its call returns.
+    pub fn apply(&mut self, actor: &str, returns: Returns, expect: Option<&Expect>) {
+        match (returns, expect) {
+            (Returns::Actor, Some(Expect::Bind(child))) => {
                 let inherited = self.visible.get(actor).cloned().unwrap_or_default();
                 self.visible.insert(child.clone(), inherited);
                 self.kinds.insert(child.clone(), Kind::Actor);

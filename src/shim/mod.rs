@@ -15,7 +15,6 @@
 //! program entirely alone.
 
 pub mod addr;
-pub mod command;
 pub mod merge;
 
 use std::path::{Path, PathBuf};

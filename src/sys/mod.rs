@@ -10,15 +10,17 @@
 //! * [`signal`]: signal dispositions and the SIGINT/SIGTERM stop source the tools share.
 //! * [`procfs`]: what `/proc` says about a task (is it asleep in a system call).
 
+pub mod channel;
+pub mod fastsocket_abi;
 pub mod process;
 pub mod procfs;
 pub mod signal;
+pub mod sockaddr;
 pub mod vm;
 
+pub use sockaddr::RawAddr;
+
 use std::mem::{size_of, zeroed};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
 
 use nix::errno::Errno;
 
@@ -26,7 +28,7 @@ use crate::addr::SockAddr;
 
 pub type RawFd = i32;
 
-fn check(ret: libc::c_int) -> Result<i32, Errno> {
+pub(crate) fn check(ret: libc::c_int) -> Result<i32, Errno> {
     if ret < 0 { Err(Errno::last()) } else { Ok(ret) }
 }
 
@@ -35,112 +37,6 @@ fn check_size(ret: libc::ssize_t) -> Result<usize, Errno> {
         Err(Errno::last())
     } else {
         Ok(ret as usize)
-    }
-}
-
-/// A sockaddr in kernel layout. Unix addresses are passed with the full
-/// `sizeof(struct sockaddr_un)` (110), as most C servers do, so traces show a stable length.
-pub struct RawAddr {
-    storage: libc::sockaddr_storage,
-    len: libc::socklen_t,
-}
-
-impl RawAddr {
-    pub fn len(&self) -> u32 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn ptr(&self) -> *const libc::sockaddr {
-        (&self.storage as *const libc::sockaddr_storage).cast()
-    }
-}
-
-impl From<&SockAddr> for RawAddr {
-    fn from(addr: &SockAddr) -> RawAddr {
-        // SAFETY: sockaddr_storage is plain old data; all-zero is a valid (AF_UNSPEC) value.
-        let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
-        let len = match addr {
-            SockAddr::Unix { path } => {
-                // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_un.
-                let un = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_un) };
-                un.sun_family = libc::AF_UNIX as libc::sa_family_t;
-                let bytes = path.as_os_str().as_bytes();
-                // Paths were length-checked when parsed; refuse to truncate silently anyway.
-                let n = bytes.len().min(un.sun_path.len() - 1);
-                for (dst, src) in un.sun_path.iter_mut().zip(&bytes[..n]) {
-                    *dst = *src as libc::c_char;
-                }
-                size_of::<libc::sockaddr_un>()
-            }
-            SockAddr::Inet {
-                addr: SocketAddr::V4(v4),
-            } => {
-                // SAFETY: as above, for sockaddr_in.
-                let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
-                sin.sin_family = libc::AF_INET as libc::sa_family_t;
-                sin.sin_port = v4.port().to_be();
-                sin.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
-                size_of::<libc::sockaddr_in>()
-            }
-            SockAddr::Inet {
-                addr: SocketAddr::V6(v6),
-            } => {
-                // SAFETY: as above, for sockaddr_in6.
-                let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
-                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-                sin6.sin6_port = v6.port().to_be();
-                sin6.sin6_addr.s6_addr = v6.ip().octets();
-                sin6.sin6_flowinfo = v6.flowinfo();
-                sin6.sin6_scope_id = v6.scope_id();
-                size_of::<libc::sockaddr_in6>()
-            }
-        };
-        RawAddr {
-            storage,
-            len: len as libc::socklen_t,
-        }
-    }
-}
-
-fn decode_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SockAddr> {
-    match storage.ss_family as i32 {
-        libc::AF_UNIX => {
-            // SAFETY: the kernel wrote a sockaddr_un here (ss_family says so).
-            let un = unsafe { &*(storage as *const _ as *const libc::sockaddr_un) };
-            let max = (len as usize).saturating_sub(size_of::<libc::sa_family_t>());
-            let raw: Vec<u8> = un.sun_path[..max.min(un.sun_path.len())]
-                .iter()
-                .map(|&c| c as u8)
-                .take_while(|&c| c != 0)
-                .collect();
-            Some(SockAddr::unix(PathBuf::from(std::ffi::OsStr::from_bytes(
-                &raw,
-            ))))
-        }
-        libc::AF_INET => {
-            // SAFETY: the kernel wrote a sockaddr_in here.
-            let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
-            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Some(SockAddr::ip(SocketAddr::V4(SocketAddrV4::new(
-                ip,
-                u16::from_be(sin.sin_port),
-            ))))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the kernel wrote a sockaddr_in6 here.
-            let sin6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
-            Some(SockAddr::ip(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
-                u16::from_be(sin6.sin6_port),
-                sin6.sin6_flowinfo,
-                sin6.sin6_scope_id,
-            ))))
-        }
-        _ => None,
     }
 }
 
@@ -166,30 +62,31 @@ pub fn listen(fd: RawFd, backlog: i32) -> Result<(), Errno> {
 
 /// accept4 that also returns the peer address the kernel reported.
 pub fn accept4(fd: RawFd, flags: i32) -> Result<(RawFd, Option<SockAddr>), Errno> {
-    // SAFETY: zeroed sockaddr_storage is valid; the kernel writes at most `len` bytes into it.
-    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
-    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let mut peer = RawAddr::default();
+    let new_fd = accept4_raw(fd, Some(&mut peer), flags)?;
+    Ok((new_fd, peer.decode()))
+}
+
+/// accept4 writing the peer address (if asked for) in kernel layout.
+pub fn accept4_raw(fd: RawFd, peer: Option<&mut RawAddr>, flags: i32) -> Result<RawFd, Errno> {
+    let (addr, len) = match peer {
+        Some(p) => (p.ptr_mut(), &mut p.len as *mut libc::socklen_t),
+        None => (std::ptr::null_mut(), std::ptr::null_mut()),
+    };
+    // SAFETY: addr/len are NULL or point into a live RawAddr whose len holds its size.
+    check(unsafe { libc::accept4(fd, addr, len, flags) })
+}
+
+/// The bound address in kernel layout.
+pub fn getsockname_raw(fd: RawFd) -> Result<RawAddr, Errno> {
+    let mut a = RawAddr::default();
     // SAFETY: storage and len are valid for writes for the duration of the call.
-    let new_fd = check(unsafe {
-        libc::accept4(
-            fd,
-            &mut storage as *mut _ as *mut libc::sockaddr,
-            &mut len,
-            flags,
-        )
-    })?;
-    Ok((new_fd, decode_addr(&storage, len)))
+    check(unsafe { libc::getsockname(fd, a.ptr_mut(), &mut a.len) })?;
+    Ok(a)
 }
 
 pub fn getsockname(fd: RawFd) -> Result<SockAddr, Errno> {
-    // SAFETY: as for accept4.
-    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
-    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: storage and len are valid for writes for the duration of the call.
-    check(unsafe {
-        libc::getsockname(fd, &mut storage as *mut _ as *mut libc::sockaddr, &mut len)
-    })?;
-    decode_addr(&storage, len).ok_or(Errno::EAFNOSUPPORT)
+    getsockname_raw(fd)?.decode().ok_or(Errno::EAFNOSUPPORT)
 }
 
 pub fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> Result<(), Errno> {
@@ -289,4 +186,57 @@ pub fn epoll_wait(
 /// Unlinks a filesystem path (used for stale unix socket files).
 pub fn unlink(path: &std::path::Path) -> Result<(), Errno> {
     nix::unistd::unlink(path)
+}
+
+/// fcntl(F_GETFL): the file status flags (O_NONBLOCK...).
+pub fn fcntl_getfl(fd: RawFd) -> Result<i32, Errno> {
+    // SAFETY: F_GETFL takes no argument and touches no memory.
+    check(unsafe { libc::fcntl(fd, libc::F_GETFL) })
+}
+
+/// fcntl(F_GETFD): the descriptor flags (FD_CLOEXEC).
+pub fn fcntl_getfd(fd: RawFd) -> Result<i32, Errno> {
+    // SAFETY: F_GETFD takes no argument and touches no memory.
+    check(unsafe { libc::fcntl(fd, libc::F_GETFD) })
+}
+
+/// fcntl(F_SETFL).
+pub fn fcntl_setfl(fd: RawFd, flags: i32) -> Result<(), Errno> {
+    // SAFETY: F_SETFL takes an integer argument and touches no memory.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) }).map(drop)
+}
+
+pub fn dup3(fd: RawFd, target: RawFd, flags: i32) -> Result<RawFd, Errno> {
+    // SAFETY: plain syscall; replacing `target` is what the caller asked for.
+    check(unsafe { libc::dup3(fd, target, flags) })
+}
+
+/// The CPU the calling thread runs on, if the kernel says.
+pub fn sched_getcpu() -> Option<i32> {
+    // SAFETY: sched_getcpu takes no arguments and touches no memory of ours.
+    let cpu = unsafe { libc::sched_getcpu() };
+    (cpu >= 0).then_some(cpu)
+}
+
+/// epoll_ctl with the event in kernel layout (as a traced program passed it).
+pub fn epoll_ctl_raw(
+    epfd: RawFd,
+    op: i32,
+    fd: RawFd,
+    event: Option<&mut libc::epoll_event>,
+) -> Result<(), Errno> {
+    let ptr = event.map_or(std::ptr::null_mut(), |e| e as *mut libc::epoll_event);
+    // SAFETY: ptr is NULL or comes from a live &mut epoll_event.
+    check(unsafe { libc::epoll_ctl(epfd, op, fd, ptr) }).map(drop)
+}
+
+/// Opens `path` read-only and close-on-exec; returns the raw number (the caller closes it).
+pub fn open_rdonly(path: &std::path::Path) -> Result<RawFd, Errno> {
+    use std::os::fd::IntoRawFd;
+    nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map(IntoRawFd::into_raw_fd)
 }

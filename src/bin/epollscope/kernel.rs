@@ -2,13 +2,13 @@
 //! matrix (the work is in `epollscope::vm`).
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use epollscope::cli::EXIT_BAD_INPUT;
-use epollscope::scenario::{LoadError, Scenario, load};
+use epollscope::addr::Family;
+use epollscope::scenario::Scenario;
 use epollscope::vm::image::{self, BOOT_DIR, Kernel};
 use epollscope::vm::plan::{self, AccelRequest, Plan, Progress};
 use epollscope::vm::{Accel, Tools};
@@ -47,12 +47,12 @@ pub enum AccelArg {
 
 /// What `run` selected, as the matrix needs it.
 pub struct Selection<'a> {
-    pub paths: &'a [PathBuf],
-    pub filter: Option<&'a str>,
-    pub family: Option<&'a str>,
+    pub scenarios: &'a [Scenario],
+    pub family: Option<Family>,
     pub jobs: Option<usize>,
     pub json: bool,
-    pub junit: Option<&'a Path>,
+    /// The JUnit report's path and the file `run` already created there.
+    pub junit: Option<(&'a Path, std::fs::File)>,
 }
 
 /// `epollscope kernels`: the running kernel and every image in /boot, with releases.
@@ -84,39 +84,16 @@ pub fn list() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Expands directories into their `.scn` files, sorted, keeping those whose path contains the
-/// filter.
-fn scenario_files(paths: &[PathBuf], filter: Option<&str>) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = vec![];
-    for path in paths {
-        let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
-        if meta.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-                .with_context(|| format!("{}", path.display()))?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "scn"))
-                .collect();
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(path.clone());
-        }
-    }
-    files.retain(|f| filter.is_none_or(|p| f.to_string_lossy().contains(p)));
-    Ok(files)
-}
-
 /// The most a kernel's run may take once its script started: the scenarios' own timeouts
 /// laid out on `jobs` slots (a list schedule ends by sum/jobs + max), plus a minute for
 /// starting and stopping processes in a slow guest.
-fn run_allowance(scenarios: &[Scenario], family: Option<&str>, jobs: usize) -> Duration {
+fn run_allowance(scenarios: &[Scenario], family: Option<Family>, jobs: usize) -> Duration {
     let per_instance: Vec<Duration> = scenarios
         .iter()
         .flat_map(|s| {
             s.families
                 .iter()
-                .filter(move |f| family.is_none_or(|only| f.name() == only))
+                .filter(move |&&f| family.is_none_or(|only| f == only))
                 .map(move |_| s.timeout)
         })
         .collect();
@@ -128,27 +105,7 @@ fn run_allowance(scenarios: &[Scenario], family: Option<&str>, jobs: usize) -> D
 
 /// `run --kernel ...`: the same scenarios on each kernel, compared.
 pub fn run_matrix(args: &KernelArgs, selection: Selection) -> anyhow::Result<ExitCode> {
-    let default_paths = [PathBuf::from("scenarios")];
-    let paths = if selection.paths.is_empty() {
-        &default_paths[..]
-    } else {
-        selection.paths
-    };
-    let files = scenario_files(paths, selection.filter)?;
-    let mut scenarios = vec![];
-    for file in &files {
-        match load(file) {
-            Ok(s) => scenarios.push(s),
-            Err(LoadError::Parse(e)) => {
-                eprintln!("{}", e.render());
-                return Ok(ExitCode::from(EXIT_BAD_INPUT));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if scenarios.is_empty() {
-        bail!("no scenario found (files end in .scn, and --filter must match their path)");
-    }
+    let scenarios = selection.scenarios;
     let mut kernels = vec![];
     for spec in &args.kernels {
         let kernel = image::resolve(spec, Path::new(BOOT_DIR))?;
@@ -166,9 +123,12 @@ pub fn run_matrix(args: &KernelArgs, selection: Selection) -> anyhow::Result<Exi
     // The guest sees the same files and starts in the same directory, so the paths stay as
     // given (and the reports name them as a plain run does).
     let cwd = std::env::current_dir().context("reading the working directory")?;
-    let mut run_args: Vec<OsString> = files.iter().map(|f| f.clone().into_os_string()).collect();
+    let mut run_args: Vec<OsString> = scenarios
+        .iter()
+        .map(|s| s.path.clone().into_os_string())
+        .collect();
     if let Some(family) = selection.family {
-        run_args.extend(["--family".into(), family.into()]);
+        run_args.extend(["--family".into(), family.name().into()]);
     }
     run_args.extend(["--jobs".into(), jobs.to_string().into()]);
     let expected = scenarios
@@ -176,7 +136,7 @@ pub fn run_matrix(args: &KernelArgs, selection: Selection) -> anyhow::Result<Exi
         .flat_map(|s| {
             s.families
                 .iter()
-                .filter(|f| selection.family.is_none_or(|only| f.name() == only))
+                .filter(|&&f| selection.family.is_none_or(|only| f == only))
                 .map(|f| (s.path.clone(), f.name().to_string(), s.name()))
         })
         .collect();
@@ -192,7 +152,7 @@ pub fn run_matrix(args: &KernelArgs, selection: Selection) -> anyhow::Result<Exi
         run_args,
         cwd,
         boot_timeout: Duration::from_secs(args.boot_timeout),
-        run_timeout: run_allowance(&scenarios, selection.family, jobs),
+        run_timeout: run_allowance(scenarios, selection.family, jobs),
         scratch_parent: std::env::temp_dir(),
         // Each guest gets every CPU; two at once only when there are cores to spare.
         vm_slots: (cpus / 2).max(1),
@@ -224,8 +184,8 @@ pub fn run_matrix(args: &KernelArgs, selection: Selection) -> anyhow::Result<Exi
     } else {
         print!("{}", matrix.render_text(60));
     }
-    if let Some(path) = selection.junit {
-        std::fs::write(path, matrix.render_junit())
+    if let Some((path, mut file)) = selection.junit {
+        std::io::Write::write_all(&mut file, matrix.render_junit().as_bytes())
             .with_context(|| format!("writing the JUnit report {}", path.display()))?;
     }
     Ok(if matrix.all_passed() {

@@ -3,14 +3,16 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use epollscope::addr::{Family, default_endpoint, parse_endpoint};
-use epollscope::probe::{ProbeConfig, ProbeReport, TriggerMode, run_probe};
+mod probe;
+
+use epollscope::epoll::TriggerMode;
 use epollscope::{Format, cli};
+use probe::{ProbeConfig, ProbeReport, run_probe};
 
 /// Listen on a socket, register it with epoll, connect twice without accepting, and see
 /// whether the listener is reported again for the second pending connection.
-#[derive(Parser, Debug)]
+#[derive(clap::Parser, Debug)]
 #[command(
     version,
     after_help = "Exit status: 0 when the probe ran (whatever the kernel did), \
@@ -44,9 +46,7 @@ fn parse_mode(s: &str) -> Result<TriggerMode, String> {
 }
 
 fn main() -> ExitCode {
-    cli::init();
-    let args = Args::parse();
-    cli::finish("epoll-socket-test", run(args))
+    cli::main("epoll-socket-test", run)
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -12,16 +12,15 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::prctl::set_pdeathsig;
-use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, sigprocmask};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, getppid};
+use nix::sys::signal::{Signal, kill};
 
 use super::report::{Msg, Outcome};
-use crate::sys::{self, RawFd};
-use crate::trace::Format;
-use crate::tracer::Tracer;
+use epollscope::channel::Channel;
+use epollscope::sys::process::{self, ForkResult, Pid};
+use epollscope::sys::signal::{self as signals, SignalSource};
+use epollscope::sys::{self, RawFd};
+use epollscope::trace::Format;
+use epollscope::tracer::Tracer;
 
 /// Prints the calls traced since the last flush (with --trace) and forgets them.
 ///
@@ -48,53 +47,15 @@ pub fn say(to_stderr: bool, line: &str) {
     };
 }
 
-/// The signals every process of the server takes through a signalfd instead of a handler.
-pub fn control_signals() -> SigSet {
-    let mut set = SigSet::empty();
-    for s in [Signal::SIGCHLD, Signal::SIGINT, Signal::SIGTERM] {
-        set.add(s);
-    }
-    set
-}
-
-/// Blocks the control signals so they queue for a signalfd; done before the first fork, so
-/// no waiter can be killed by a SIGTERM that arrives before it has its signalfd.
-pub fn block_control_signals() -> nix::Result<()> {
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&control_signals()), None)
-}
-
-/// Gives a forked child the signal state of a freshly exec'd program: nothing blocked, default
-/// dispositions. Without this it would inherit the blocked SIGTERM/SIGINT (and be unkillable
-/// by Ctrl-C) and Rust's ignored SIGPIPE.
-fn restore_default_signals() {
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    for s in [
-        Signal::SIGPIPE,
-        Signal::SIGCHLD,
-        Signal::SIGINT,
-        Signal::SIGTERM,
-    ] {
-        // SAFETY: SIG_DFL installs no handler of ours, so no code can run in signal context;
-        // the process is single-threaded (just forked).
-        let _ = unsafe { nix::sys::signal::signal(s, SigHandler::SigDfl) };
-    }
-}
-
-/// Writes one report line; a single write of < PIPE_BUF bytes, hence atomic.
-pub fn send(fd: RawFd, msg: &Msg) {
-    let line = msg.encode();
-    loop {
-        match sys::write(fd, line.as_bytes()) {
-            Err(Errno::EINTR) => continue,
-            // The master is gone (EPIPE): nobody is left to tell.
-            _ => return,
-        }
-    }
+/// Sends one report; one message per send, so reports of different processes never mix.
+pub fn send(report: &Channel<Msg, ()>, msg: &Msg) {
+    // The master is gone (EPIPE): nobody is left to tell.
+    let _ = report.send(msg);
 }
 
 /// What a waiter needs to know, set up by the master before forking it.
 #[derive(Clone, Debug)]
-pub struct WaiterCtx {
+pub struct WaiterCtx<'a> {
     /// 1-based waiter number (`w1`...).
     pub w: usize,
     pub listener: RawFd,
@@ -102,18 +63,18 @@ pub struct WaiterCtx {
     pub events: u32,
     pub max_children: usize,
     pub sleep: Duration,
-    /// Write end of the report pipe.
-    pub report: RawFd,
+    /// The sending end of the report channel.
+    pub report: &'a Channel<Msg, ()>,
     /// The master's descriptors (its epoll set, signalfd, pipe read end, other waiters'
     /// listeners): closed first, so children do not inherit them either.
     pub close_inherited: Vec<RawFd>,
-    pub master_pid: i32,
+    pub master_pid: Pid,
     /// --trace: how to print this process's calls.
     pub trace: Option<Format>,
 }
 
 /// Runs a waiter in the just-forked process and exits it; never returns to the master's code.
-pub fn run(t: &mut Tracer, ctx: &WaiterCtx) -> ! {
+pub fn run(t: &mut Tracer, ctx: &WaiterCtx<'_>) -> ! {
     let code = match serve(t, ctx) {
         Ok(()) => 0,
         Err(why) => {
@@ -127,9 +88,9 @@ pub fn run(t: &mut Tracer, ctx: &WaiterCtx) -> ! {
 }
 
 struct Waiter<'a> {
-    ctx: &'a WaiterCtx,
+    ctx: &'a WaiterCtx<'a>,
     ep: RawFd,
-    sig: SignalFd,
+    sig: SignalSource,
     children: HashSet<i32>,
     /// Whether the listener is in the epoll set (it is taken out at --max-children).
     watching: bool,
@@ -137,21 +98,18 @@ struct Waiter<'a> {
     k: u64,
 }
 
-fn serve(t: &mut Tracer, ctx: &WaiterCtx) -> Result<(), String> {
+fn serve(t: &mut Tracer, ctx: &WaiterCtx<'_>) -> Result<(), String> {
     // If the master dies without stopping us, SIGTERM (via the signalfd) makes us clean up
-    // rather than linger; the ppid check covers a master that died before the prctl.
-    set_pdeathsig(Signal::SIGTERM).map_err(|e| format!("prctl(PR_SET_PDEATHSIG): {e}"))?;
-    if getppid().as_raw() != ctx.master_pid {
+    // rather than linger; a master that died before the prctl means stop now.
+    let master_alive = process::die_with_parent(Signal::SIGTERM, ctx.master_pid)
+        .map_err(|e| format!("prctl(PR_SET_PDEATHSIG): {e}"))?;
+    if !master_alive {
         return Ok(());
     }
     for &fd in &ctx.close_inherited {
         let _ = sys::close(fd);
     }
-    let sig = SignalFd::with_flags(
-        &control_signals(),
-        SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
-    )
-    .map_err(|e| format!("signalfd: {e}"))?;
+    let sig = SignalSource::new(signals::STOP_AND_CHILD).map_err(|e| format!("signalfd: {e}"))?;
     t.name_fd(sig.as_raw_fd(), "SIG");
     let ep = t
         .epoll_create1("E", libc::EPOLL_CLOEXEC)
@@ -173,7 +131,7 @@ fn serve(t: &mut Tracer, ctx: &WaiterCtx) -> Result<(), String> {
     .map_err(|e| {
         format!(
             "epoll_ctl(ADD, listener, {}): {e}",
-            crate::trace::epoll_events_name(ctx.events)
+            epollscope::trace::epoll_events_name(ctx.events)
         )
     })?;
     send(
@@ -238,7 +196,7 @@ impl Waiter<'_> {
     fn on_listener_event(&mut self, t: &mut Tracer, mask: u32) -> Result<(), String> {
         self.k += 1;
         let (w, k) = (self.ctx.w, self.k);
-        let waiter_pid = std::process::id() as i32;
+        let waiter_pid = nix::unistd::getpid();
         flush_trace(t, self.ctx.trace);
         let forked = t.fork(&format!("w{w}.c{k}"));
         if !matches!(forked, Ok(ForkResult::Child)) {
@@ -304,28 +262,12 @@ impl Waiter<'_> {
 
     /// Reads the queued signals; reaps children; returns whether to stop.
     fn on_signals(&mut self) -> bool {
-        let mut stop = false;
-        while let Ok(Some(info)) = self.sig.read_signal() {
-            if info.ssi_signo != Signal::SIGCHLD as u32 {
-                stop = true;
-            }
-        }
+        let stop = self.sig.drain().iter().any(|&s| s != Signal::SIGCHLD);
         // SIGCHLDs coalesce, so reap everything that has exited, not one per signal.
-        let mut count = 0;
-        loop {
-            match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
-                Ok(status) => {
-                    if let Some(pid) = status.pid()
-                        && self.children.remove(&pid.as_raw())
-                    {
-                        count += 1;
-                    }
-                }
-                Err(Errno::EINTR) => continue,
-                Err(_) => break,
-            }
-        }
+        let count = process::reap_exited()
+            .into_iter()
+            .filter(|(pid, _)| self.children.remove(&pid.as_raw()))
+            .count();
         if count > 0 {
             // Lets the master pace --self-connect clients until the server is really quiet.
             send(
@@ -346,7 +288,7 @@ impl Waiter<'_> {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
         for pid in self.children.drain() {
-            while let Err(Errno::EINTR) = waitpid(Pid::from_raw(pid), None) {}
+            let _ = process::reap(Pid::from_raw(pid));
         }
     }
 }
@@ -354,18 +296,27 @@ impl Waiter<'_> {
 /// The per-event child: one non-blocking accept4, a report, a nap holding the connection, exit.
 fn child(
     t: &mut Tracer,
-    ctx: &WaiterCtx,
+    ctx: &WaiterCtx<'_>,
     k: u64,
     mask: u32,
-    waiter_pid: i32,
-    sig: &SignalFd,
+    waiter_pid: Pid,
+    sig: &SignalSource,
     ep: RawFd,
 ) -> ! {
-    restore_default_signals();
+    // The signal state of a freshly exec'd program: without it the child would inherit the
+    // blocked SIGTERM/SIGINT (unkillable by Ctrl-C) and Rust's ignored SIGPIPE.
+    signals::reset_for_child(&[
+        Signal::SIGPIPE,
+        Signal::SIGCHLD,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+    ]);
     // A child must not outlive a waiter that was killed outright (it would hold a connection
-    // and the report pipe open forever).
-    let _ = set_pdeathsig(Signal::SIGKILL);
-    if getppid().as_raw() != waiter_pid {
+    // and the report channel open forever).
+    if !matches!(
+        process::die_with_parent(Signal::SIGKILL, waiter_pid),
+        Ok(true)
+    ) {
         std::process::exit(0);
     }
     // Not ours to watch: the child must not consume the waiter's signals or events.

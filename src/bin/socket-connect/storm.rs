@@ -31,11 +31,12 @@ use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::addr::SockAddr;
+use epollscope::addr::SockAddr;
 use report::{errno_name, percentile_us};
 
 pub const DEFAULT_SEED: u64 = 1;
 pub const DEFAULT_CONCURRENCY: usize = 512;
+#[cfg(test)]
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Descriptors a storm opens besides the connections: the epoll instance.
@@ -70,6 +71,7 @@ pub struct StormConfig {
     pub progress: bool,
 }
 
+#[cfg(test)]
 impl StormConfig {
     pub fn new(target: SockAddr, count: u64) -> StormConfig {
         StormConfig {
@@ -100,15 +102,16 @@ impl Storm {
 
 /// Raises RLIMIT_NOFILE for `count` connections; returns the limits in force and how many
 /// connections they leave room for, counting the descriptors already open.
-pub fn raise_nofile_for(count: u64) -> (crate::net::NofileLimit, u64) {
+pub fn raise_nofile_for(count: u64) -> (epollscope::net::NofileLimit, u64) {
     // The directory's own descriptor is listed too, and is closed again by the time it matters.
     let in_use = std::fs::read_dir("/proc/self/fd").map_or(3, |d| d.count() as u64 - 1);
     let reserve = in_use + FD_OVERHEAD;
-    let limit = crate::net::raise_nofile_limit(count.saturating_add(reserve));
+    let limit = epollscope::net::raise_nofile_limit(count.saturating_add(reserve));
     (limit, limit.soft.saturating_sub(reserve))
 }
 
 /// Runs a storm without stop signals (what tests use).
+#[cfg(test)]
 pub fn run_storm(config: &StormConfig) -> Result<Storm, StormError> {
     run_storm_until(config, None)
 }

@@ -1,7 +1,7 @@
 //! The Fastsocket kernel module's ioctl ABI, byte for byte: the command numbers and the
 //! `struct fsocket_ioctl_arg` that every command takes (from Fastsocket's `libsocket.h`).
 //!
-//! Only the layout lives here; [`super::module`] makes the calls. The unit tests pin sizes and
+//! The layout and the one call that passes it ([`ioctl`]); `fastpath::module` makes the calls. The unit tests pin sizes and
 //! offsets so a change of field type or order cannot slip through: the module reads this
 //! struct straight from user memory.
 
@@ -116,6 +116,14 @@ impl FsocketIoctlArg {
             },
         }
     }
+}
+
+/// One Fastsocket command on the module's channel `fd`.
+pub fn ioctl(fd: i32, cmd: u32, arg: &mut FsocketIoctlArg) -> Result<i32, nix::errno::Errno> {
+    // SAFETY: arg is a live, fully initialised fsocket_ioctl_arg in the module's layout; any
+    // pointers inside it were set by the caller from live buffers (AcceptOp's address out-
+    // parameters), which the kernel writes at most `*sockaddr_len` bytes into.
+    super::check(unsafe { libc::ioctl(fd, cmd as libc::Ioctl, arg as *mut FsocketIoctlArg) })
 }
 
 #[cfg(test)]

@@ -15,25 +15,25 @@ pub mod config;
 pub mod report;
 pub mod waiter;
 
-pub use config::{Config, Mode, parse_duration};
+pub use config::{Config, Mode};
 
-use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid};
 
-use crate::addr::SockAddr;
-use crate::net::{ListenOptions, SocketFileGuard, listen_on, prepare_unix_path};
-use crate::sys::{self, RawFd};
-use crate::trace::epoll_events_name;
-use crate::tracer::Tracer;
-use report::{LineBuffer, Msg, Outcome, Summary, Tally, WaiterSummary};
+use epollscope::channel::{self, Channel, TryRecv};
+use epollscope::sys::process::{self, ForkResult, Pid};
+use epollscope::sys::signal::{self as signals, SignalSource};
+
+use epollscope::addr::SockAddr;
+use epollscope::net::{ListenOptions, SocketFileGuard, listen_on, prepare_unix_path};
+use epollscope::sys::{self, RawFd};
+use epollscope::trace::epoll_events_name;
+use epollscope::tracer::Tracer;
+use report::{Msg, Outcome, Summary, Tally, WaiterSummary};
 use waiter::WaiterCtx;
 
 /// The tool's name, used in error lines and default socket paths.
@@ -66,11 +66,10 @@ struct Master<'a> {
     cfg: &'a Config,
     t: Tracer,
     ep: RawFd,
-    sig: SignalFd,
-    report_r: RawFd,
-    /// Our copy of the write end, closed once all waiters exist (so end of file can come).
-    report_w: Option<RawFd>,
-    lines: LineBuffer,
+    sig: SignalSource,
+    report_r: Channel<(), Msg>,
+    /// Our copy of the sending end, closed once all waiters exist (so end of file can come).
+    report_w: Option<Channel<Msg, ()>>,
     tally: Tally,
     waiters: Vec<WaiterProc>,
     pipe_open: bool,
@@ -86,26 +85,21 @@ pub fn run(cfg: &Config) -> anyhow::Result<Summary> {
     cfg.validate()?;
     // Blocked before anything else, so a SIGTERM during set-up waits for the signalfd instead
     // of killing us with a socket file left behind.
-    waiter::block_control_signals().context("blocking signals")?;
+    signals::block(signals::STOP_AND_CHILD).context("blocking signals")?;
     // Traced calls are printed by waiter::flush_trace at points of our choosing, not echoed.
     let mut t = Tracer::new("master");
 
     let opened = open_listeners(&mut t, cfg);
     waiter::flush_trace(&mut t, cfg.trace);
     let (listeners, addr, _guard) = opened?;
-    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
-    let (report_r, report_w) = (r.into_raw_fd(), w.into_raw_fd());
-    t.name_fd(report_r, "REPORT");
-    let sig = SignalFd::with_flags(
-        &waiter::control_signals(),
-        SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
-    )
-    .context("signalfd")?;
+    let (report_w, report_r) = channel::pair::<Msg, ()>().context("socketpair")?;
+    t.name_fd(report_r.as_raw_fd(), "REPORT");
+    let sig = SignalSource::new(signals::STOP_AND_CHILD).context("signalfd")?;
     t.name_fd(sig.as_raw_fd(), "MSIG");
     let ep = t
         .epoll_create1("ME", libc::EPOLL_CLOEXEC)
         .context("epoll_create1")?;
-    for fd in [report_r, sig.as_raw_fd()] {
+    for fd in [report_r.as_raw_fd(), sig.as_raw_fd()] {
         t.epoll_ctl(
             ep,
             libc::EPOLL_CTL_ADD,
@@ -121,7 +115,6 @@ pub fn run(cfg: &Config) -> anyhow::Result<Summary> {
         sig,
         report_r,
         report_w: Some(report_w),
-        lines: LineBuffer::default(),
         tally: Tally::new(cfg.waiters),
         waiters: Vec::new(),
         pipe_open: true,
@@ -130,9 +123,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Summary> {
         connected: 0,
     };
     let started = m.start_waiters();
-    if let Some(fd) = m.report_w.take() {
-        let _ = sys::close(fd);
-    }
+    m.report_w = None;
     let stop = match started {
         Ok(stop) => stop,
         Err(e) => {
@@ -231,12 +222,12 @@ impl Master<'_> {
     /// starts, so that w1 is reliably first in the listener's wait queue (which is the one
     /// EPOLLEXCLUSIVE wakes while all are idle). Returns a stop reason if a signal came.
     fn start_waiters(&mut self) -> anyhow::Result<Option<String>> {
-        let report_w = self.report_w.expect("write end open during start");
-        let master_pid = std::process::id() as i32;
+        let master_pid = nix::unistd::getpid();
         let mut stop = None;
         for w in 1..=self.cfg.waiters {
             let listener = self.listeners[if self.cfg.reuseport { w - 1 } else { 0 }];
-            let mut close_inherited = vec![self.ep, self.sig.as_raw_fd(), self.report_r];
+            let mut close_inherited =
+                vec![self.ep, self.sig.as_raw_fd(), self.report_r.as_raw_fd()];
             close_inherited.extend(self.listeners.iter().filter(|&&fd| fd != listener));
             let ctx = WaiterCtx {
                 w,
@@ -244,7 +235,10 @@ impl Master<'_> {
                 events: self.cfg.epoll_events(),
                 max_children: self.cfg.max_children,
                 sleep: self.cfg.sleep,
-                report: report_w,
+                report: self
+                    .report_w
+                    .as_ref()
+                    .expect("sending end open during start"),
                 close_inherited,
                 master_pid,
                 trace: self.cfg.trace,
@@ -417,7 +411,7 @@ impl Master<'_> {
         };
         let mut out = Vec::new();
         for (_, data) in events {
-            if data == self.report_r as u64 {
+            if data == self.report_r.as_raw_fd() as u64 {
                 self.read_reports(&mut out);
             } else if data == self.sig.as_raw_fd() as u64 {
                 self.read_signals(&mut out);
@@ -427,24 +421,26 @@ impl Master<'_> {
     }
 
     fn read_reports(&mut self, out: &mut Vec<Happening>) {
-        let mut buf = [0u8; 8192];
-        // One read per wakeup: epoll said readable, so it will not block.
-        let n = match sys::read(self.report_r, &mut buf) {
-            Ok(n) => n,
-            Err(_) => return,
-        };
-        if n == 0 {
-            // Every writer is gone; stop polling a pipe that stays readable at end of file.
-            self.pipe_open = false;
-            let _ = self
-                .t
-                .epoll_ctl(self.ep, libc::EPOLL_CTL_DEL, self.report_r, None);
-            return;
-        }
-        for line in self.lines.push(&buf[..n]) {
-            let Some(msg) = Msg::decode(&line) else {
-                self.say(&format!("(unparsable report: {line:?})"));
-                continue;
+        // Everything queued now: epoll said readable, and each message is one receive.
+        loop {
+            let msg = match self.report_r.try_recv() {
+                Ok(TryRecv::Msg(msg)) => msg,
+                Ok(TryRecv::Empty) => return,
+                Ok(TryRecv::Closed) => {
+                    // Every sender is gone; stop polling an end that stays readable at EOF.
+                    self.pipe_open = false;
+                    let _ = self.t.epoll_ctl(
+                        self.ep,
+                        libc::EPOLL_CTL_DEL,
+                        self.report_r.as_raw_fd(),
+                        None,
+                    );
+                    return;
+                }
+                Err(e) => {
+                    self.say(&format!("(unreadable report: {e})"));
+                    continue;
+                }
             };
             match &msg {
                 Msg::Ready { w, .. } => {
@@ -466,25 +462,15 @@ impl Master<'_> {
     }
 
     fn read_signals(&mut self, out: &mut Vec<Happening>) {
-        while let Ok(Some(info)) = self.sig.read_signal() {
-            if let Ok(s) = Signal::try_from(info.ssi_signo as i32)
-                && s != Signal::SIGCHLD
-            {
+        for s in self.sig.drain() {
+            if s != Signal::SIGCHLD {
                 out.push(Happening::Stop(s));
             }
         }
-        loop {
-            match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
-                Ok(status) => {
-                    let Some(pid) = status.pid() else { continue };
-                    if let Some(i) = self.waiters.iter().position(|p| p.pid == pid.as_raw()) {
-                        self.waiters[i].alive = false;
-                        out.push(Happening::WaiterExited(i + 1));
-                    }
-                }
-                Err(Errno::EINTR) => continue,
-                Err(_) => break,
+        for (pid, _) in process::reap_exited() {
+            if let Some(i) = self.waiters.iter().position(|p| p.pid == pid.as_raw()) {
+                self.waiters[i].alive = false;
+                out.push(Happening::WaiterExited(i + 1));
             }
         }
     }
@@ -539,7 +525,6 @@ impl Master<'_> {
             let _ = self.t.close(fd);
         }
         let _ = self.t.close(self.ep);
-        let _ = sys::close(self.report_r);
         waiter::flush_trace(&mut self.t, self.cfg.trace);
     }
 

@@ -6,78 +6,24 @@
 //! again for a second pending connection while the first is still unaccepted? (On Linux it
 //! does; epoll(7) permits but does not promise it.)
 //!
-//! The child and the parent take turns over two pipes, so the merged trace has one order on
-//! every run: the parent tells the child to connect, the child ships its traced calls back as
-//! JSON lines and says it is done, and only then does the parent wait.
-
-use std::fmt;
-use std::io::{BufRead, BufReader, Write};
-use std::os::fd::OwnedFd;
-use std::str::FromStr;
+//! The child and the parent take turns over a [`Channel`], so the merged trace has one order
+//! on every run: the parent tells the child to connect, the child sends its traced calls back
+//! with the outcome, and only then does the parent wait.
 
 use anyhow::{Context, bail};
-use nix::sys::wait::waitpid;
-use nix::unistd::{ForkResult, Pid};
-use serde::Serialize;
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
 
-use crate::addr::{Family, SockAddr};
-use crate::epoll::Interest;
-use crate::net::{
+use epollscope::addr::{Family, SockAddr};
+use epollscope::channel::{self, Channel};
+use epollscope::epoll::TriggerMode;
+use epollscope::net::{
     ListenOptions, SetupError, SocketFileGuard, connect_to, listen_on, prepare_unix_path,
 };
-use crate::sys::RawFd;
-use crate::trace::{Event, Format};
-use crate::tracer::Tracer;
-
-/// How the listener is registered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TriggerMode {
-    /// Level-triggered: `EPOLLIN`.
-    Lt,
-    /// Edge-triggered: `EPOLLIN|EPOLLET`.
-    Et,
-    /// One event, then disabled until re-armed: `EPOLLIN|EPOLLONESHOT`.
-    Oneshot,
-}
-
-impl TriggerMode {
-    pub fn interest(self) -> Interest {
-        match self {
-            TriggerMode::Lt => Interest::IN,
-            TriggerMode::Et => Interest::IN | Interest::ET,
-            TriggerMode::Oneshot => Interest::IN | Interest::ONESHOT,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            TriggerMode::Lt => "lt",
-            TriggerMode::Et => "et",
-            TriggerMode::Oneshot => "oneshot",
-        }
-    }
-}
-
-impl fmt::Display for TriggerMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for TriggerMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "lt" | "level" => Ok(TriggerMode::Lt),
-            "et" | "edge" => Ok(TriggerMode::Et),
-            "oneshot" => Ok(TriggerMode::Oneshot),
-            other => Err(format!(
-                "unknown mode '{other}': expected lt, et or oneshot"
-            )),
-        }
-    }
-}
+use epollscope::sys::RawFd;
+use epollscope::sys::process::{self, ForkResult, Pid};
+use epollscope::trace::{Event, Format};
+use epollscope::tracer::Tracer;
 
 /// What to probe.
 #[derive(Clone, Debug)]
@@ -166,68 +112,61 @@ fn connect_one(
     }
 }
 
-/// A forked child that connects on command and ships its trace back over a pipe.
+/// A forked child that connects on command and sends its traced calls back.
 struct ChildConnector {
     /// `None` once reaped.
     pid: Option<Pid>,
-    /// Closing it (EOF) tells the child to exit.
-    commands: Option<std::fs::File>,
-    replies: BufReader<std::fs::File>,
+    /// Dropping it (end of file) tells the child to exit.
+    chan: Option<Channel<Connect, Connected>>,
 }
 
-/// Reply lines from the child: events as JSON, then one of these.
-const REPLY_OK: &str = "connected";
-const REPLY_FAILED: &str = "failed";
+/// Parent to child: make connection number `n`.
+#[derive(Serialize, Deserialize)]
+struct Connect {
+    n: usize,
+}
+
+/// Child to parent: the calls it made, and whether the connect succeeded.
+#[derive(Serialize, Deserialize)]
+struct Connected {
+    events: Vec<Event>,
+    ok: bool,
+}
 
 impl ChildConnector {
     fn spawn(tracer: &mut Tracer, addr: &SockAddr) -> anyhow::Result<ChildConnector> {
-        let (cmd_read, cmd_write) = nix::unistd::pipe().context("creating a pipe")?;
-        let (reply_read, reply_write) = nix::unistd::pipe().context("creating a pipe")?;
+        let (ours, theirs) = channel::pair().context("creating the child's channel")?;
+        let parent = nix::unistd::getpid();
         match tracer
             .fork("child")
             .context("forking the connecting child")?
         {
             ForkResult::Child => {
-                drop(cmd_write);
-                drop(reply_read);
+                drop(ours);
                 tracer.set_echo(None);
-                let code = child_main(tracer, addr, cmd_read, reply_write);
+                let code = match process::die_with_parent(Signal::SIGKILL, parent) {
+                    Ok(true) => child_main(tracer, addr, theirs),
+                    _ => 0,
+                };
                 // Leave without running the parent's destructors (its socket-file guard and
                 // buffers belong to the parent).
                 std::process::exit(code);
             }
             ForkResult::Parent { child } => Ok(ChildConnector {
                 pid: Some(child),
-                commands: Some(std::fs::File::from(cmd_write)),
-                replies: BufReader::new(std::fs::File::from(reply_read)),
+                chan: Some(ours),
             }),
         }
     }
 }
 
-fn child_main(tracer: &mut Tracer, addr: &SockAddr, commands: OwnedFd, replies: OwnedFd) -> i32 {
-    let mut commands = BufReader::new(std::fs::File::from(commands));
-    let mut replies = std::io::BufWriter::new(std::fs::File::from(replies));
+fn child_main(tracer: &mut Tracer, addr: &SockAddr, mut chan: Channel<Connected, Connect>) -> i32 {
     let mut clients = Vec::new();
-    let mut line = String::new();
-    // EOF on the command pipe (the parent is done, or died) ends the child.
-    while commands.read_line(&mut line).is_ok_and(|n| n > 0) {
-        let Ok(n) = line.trim().parse::<usize>() else {
-            return 3;
-        };
-        line.clear();
+    // End of file (the parent is done, or died) ends the child.
+    while let Ok(Some(Connect { n })) = chan.recv() {
         let ok = connect_one(tracer, addr, n, &mut clients).unwrap_or(false);
-        for event in tracer.take_events() {
-            let json = serde_json::to_string(&event).expect("events serialise");
-            if writeln!(replies, "{json}").is_err() {
-                return 3;
-            }
-        }
-        let reply = if ok { REPLY_OK } else { REPLY_FAILED };
-        if writeln!(replies, "{reply}")
-            .and_then(|()| replies.flush())
-            .is_err()
-        {
+        let events = tracer.take_events();
+        if chan.send(&Connected { events, ok }).is_err() {
             return 3;
         }
     }
@@ -236,44 +175,44 @@ fn child_main(tracer: &mut Tracer, addr: &SockAddr, commands: OwnedFd, replies: 
 
 impl Connector for ChildConnector {
     fn connect(&mut self, tracer: &mut Tracer, n: usize) -> anyhow::Result<bool> {
-        let commands = self
-            .commands
+        let chan = self
+            .chan
             .as_mut()
             .context("the connecting child was already stopped")?;
-        writeln!(commands, "{n}").context("asking the child to connect")?;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if self.replies.read_line(&mut line)? == 0 {
-                bail!("the connecting child exited unexpectedly");
-            }
-            match line.trim_end() {
-                REPLY_OK => return Ok(true),
-                REPLY_FAILED => return Ok(false),
-                json => {
-                    tracer.absorb(serde_json::from_str(json).context("reading the child's trace")?)
-                }
-            }
+        chan.send(&Connect { n })
+            .context("asking the child to connect")?;
+        let Some(reply) = chan.recv().context("reading the child's trace")? else {
+            bail!("the connecting child exited unexpectedly");
+        };
+        for event in reply.events {
+            tracer.absorb(event);
         }
+        Ok(reply.ok)
     }
 
     fn finish(&mut self, _tracer: &mut Tracer) -> anyhow::Result<()> {
-        self.commands = None;
+        self.chan = None;
         if let Some(pid) = self.pid.take() {
-            waitpid(pid, None).context("reaping the connecting child")?;
+            process::reap(pid).context("reaping the connecting child")?;
         }
         Ok(())
     }
 }
 
 impl Drop for ChildConnector {
-    /// On an error path the child must not outlive us: EOF makes it exit, then reap it.
+    /// On an error path the child must not outlive us: end of file makes it exit, then reap it.
     fn drop(&mut self) {
-        self.commands = None;
+        self.chan = None;
         if let Some(pid) = self.pid.take() {
-            let _ = waitpid(pid, None);
+            let _ = process::reap(pid);
         }
     }
+}
+
+/// Prints one line of the live trace; a closed stdout must not stop (or panic) the experiment.
+fn print_line(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 /// Runs the probe. Errors are set-up failures (the address, fork, pipes); whatever the kernel
@@ -283,7 +222,7 @@ pub fn run_probe(config: &ProbeConfig) -> anyhow::Result<ProbeReport> {
         bail!("--connects must be at least 1");
     }
     let mut tracer = Tracer::new("main");
-    tracer.set_echo(config.echo);
+    tracer.set_echo(config.echo.map(|format| (format, print_line as fn(&str))));
     let phase = |label: &str| {
         if config.echo.is_some() {
             println!("# {label}");

@@ -9,31 +9,32 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::Parser;
-use clap::builder::TypedValueParser;
 use epollscope::addr::{Family, SockAddr, parse_endpoint};
-use epollscope::storm::{
+use epollscope::cli;
+mod storm;
+
+use epollscope::trace::errno_text;
+use storm::{
     DEFAULT_CONCURRENCY, DEFAULT_SEED, Hold, HoldEnd, StopSignals, StormConfig, StormReport,
     errno_by_name, raise_nofile_for, run_storm_until,
 };
-use epollscope::trace::errno_text;
 
 const TOOL: &str = "socket-connect";
 
 /// Open N connections to a listening socket, report successes and failures (grouped by
 /// errno) and connect latency, then hold them until a key, EOF on stdin, --hold or a signal.
-#[derive(Debug, Parser)]
+#[derive(Debug, clap::Parser)]
 #[command(name = "socket-connect", version)]
 struct Args {
     /// Socket family: unix, inet or inet6.
-    #[arg(value_parser = parse_family)]
+    #[arg(value_parser = cli::family)]
     family: Family,
 
     /// Socket path (unix) or port, or HOST:PORT ([HOST]:PORT for inet6).
     endpoint: String,
 
     /// Number of connections to open.
-    #[arg(short = 'n', long, default_value_t = 1, value_parser = parse_count)]
+    #[arg(short = 'n', long, default_value_t = 1, value_parser = cli::count(1..=MAX_COUNT))]
     count: u64,
 
     /// Host to connect to (inet/inet6; default loopback).
@@ -42,7 +43,7 @@ struct Args {
 
     /// Maximum connects in flight at once.
     #[arg(short = 'c', long, value_name = "C", default_value_t = DEFAULT_CONCURRENCY,
-          value_parser = at_least_one.map(|v| v as usize))]
+          value_parser = cli::count_usize(1..=MAX_COUNT))]
     concurrency: usize,
 
     /// Connects started per second (default: as fast as concurrency allows).
@@ -58,7 +59,7 @@ struct Args {
     seed: u64,
 
     /// Give up on a connect not established after MS milliseconds (counted as ETIMEDOUT).
-    #[arg(long, value_name = "MS", default_value_t = 5000, value_parser = at_least_one)]
+    #[arg(long, value_name = "MS", default_value_t = 5000, value_parser = cli::count(1..=u64::MAX))]
     timeout: u64,
 
     /// Hold the connections for MS milliseconds instead of until a key or EOF on stdin.
@@ -70,27 +71,9 @@ struct Args {
     json: bool,
 }
 
-fn parse_family(text: &str) -> Result<Family, String> {
-    text.parse::<Family>().map_err(|e| e.to_string())
-}
-
-fn at_least_one(text: &str) -> Result<u64, String> {
-    match text.parse::<u64>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("'{text}' is not a whole number of at least 1")),
-    }
-}
-
 /// Far beyond what RLIMIT_NOFILE can hold (fs.nr_open is 1M by default), and small enough that
 /// the per-connection bookkeeping stays in the tens of megabytes.
 const MAX_COUNT: u64 = 10_000_000;
-
-fn parse_count(text: &str) -> Result<u64, String> {
-    match at_least_one(text)? {
-        n if n <= MAX_COUNT => Ok(n),
-        _ => Err(format!("'{text}' is more than {MAX_COUNT} connections")),
-    }
-}
 
 fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -102,8 +85,7 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    epollscope::cli::finish(TOOL, run(&args))
+    epollscope::cli::main(TOOL, |args: Args| run(&args))
 }
 
 /// The positional endpoint, with --host applied.
@@ -130,7 +112,7 @@ fn target(args: &Args) -> anyhow::Result<SockAddr> {
 
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let target = target(args)?;
-    let stop = StopSignals::install().context("cannot block SIGINT/SIGTERM")?;
+    let stop = StopSignals::stop().context("cannot block SIGINT/SIGTERM")?;
     let (limit, room) = raise_nofile_for(args.count);
     if room < args.count {
         eprintln!(

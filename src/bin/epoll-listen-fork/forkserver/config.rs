@@ -1,46 +1,22 @@
 //! What the command line of `epoll-listen-fork` decides, checked before anything is set up.
 
-use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 
-use crate::addr::{Family, SockAddr};
-use crate::trace::Format;
+use epollscope::addr::{Family, SockAddr};
+use epollscope::trace::Format;
 
-/// Level- or edge-triggered registration of the listener.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Level,
-    Edge,
-}
+/// Level- or edge-triggered registration of the listener (one-shot is refused by
+/// [`Config::validate`]: a waiter never re-arms).
+pub use epollscope::epoll::TriggerMode as Mode;
 
-impl Mode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Level => "lt",
-            Mode::Edge => "et",
-        }
-    }
+/// The most waiters a run may start: each is a process with its own epoll set, and far more
+/// than cores only adds noise to a herd.
+pub const MAX_WAITERS: usize = 1024;
 
-    pub fn long_name(self) -> &'static str {
-        match self {
-            Mode::Level => "level-triggered",
-            Mode::Edge => "edge-triggered",
-        }
-    }
-}
-
-impl FromStr for Mode {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Mode> {
-        match s {
-            "lt" | "level" => Ok(Mode::Level),
-            "et" | "edge" => Ok(Mode::Edge),
-            other => bail!("unknown mode '{other}': expected lt or et"),
-        }
-    }
-}
+/// The most live children per waiter (a process each).
+pub const MAX_CHILDREN: usize = 65_536;
 
 /// Everything the command line decides.
 #[derive(Clone, Debug)]
@@ -68,11 +44,20 @@ pub struct Config {
 impl Config {
     /// Refuses combinations that cannot work, before anything is set up.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.mode == Mode::Oneshot {
+            bail!("unknown mode 'oneshot': expected lt or et (a waiter never re-arms)");
+        }
         if self.waiters == 0 {
             bail!("--waiters must be at least 1");
         }
+        if self.waiters > MAX_WAITERS {
+            bail!("--waiters must be at most {MAX_WAITERS}");
+        }
         if self.max_children == 0 {
             bail!("--max-children must be at least 1");
+        }
+        if self.max_children > MAX_CHILDREN {
+            bail!("--max-children must be at most {MAX_CHILDREN}");
         }
         if self.reuseport && self.addr.family() == Family::Unix {
             bail!("--reuseport needs inet or inet6: SO_REUSEPORT does not apply to unix sockets");
@@ -92,7 +77,7 @@ impl Config {
     /// The events each waiter registers the listener with.
     pub fn epoll_events(&self) -> u32 {
         let mut events = libc::EPOLLIN as u32;
-        if self.mode == Mode::Edge {
+        if self.mode == Mode::Et {
             events |= libc::EPOLLET as u32;
         }
         if self.exclusive {
@@ -105,15 +90,4 @@ impl Config {
         self.connections
             .or((self.self_connect > 0).then_some(self.self_connect))
     }
-}
-
-/// Parses `--duration` seconds (fractions allowed).
-pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| anyhow!("invalid duration '{text}': expected seconds, e.g. 2 or 0.5"))?;
-    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
-        bail!("invalid duration '{text}': expected a positive number of seconds");
-    }
-    Ok(Duration::from_secs_f64(secs))
 }

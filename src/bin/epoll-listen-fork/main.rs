@@ -8,10 +8,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use clap::Parser;
 use epollscope::addr::{Family, default_endpoint, parse_endpoint};
-use epollscope::forkserver::{self, Config, Mode, TOOL};
+mod forkserver;
+
 use epollscope::trace::Format;
+use forkserver::{Config, Mode, TOOL};
 
 /// A forking epoll server: each waiter forks a child per listener event; the child tries one
 /// non-blocking accept4 and holds the connection for --sleep ms. Every event is reported as
@@ -27,7 +28,7 @@ use epollscope::trace::Format;
 /// every child exited), so --sleep paces them and the counts are reproducible. With --burst
 /// they connect all at once instead, which lets edge-triggered waiters miss connections.
 /// Clients stay open until the end.
-#[derive(Parser, Debug)]
+#[derive(clap::Parser, Debug)]
 #[command(name = "epoll-listen-fork", version)]
 struct Args {
     /// Socket family: unix, inet or inet6.
@@ -55,8 +56,9 @@ struct Args {
     #[arg(long, value_name = "N")]
     connections: Option<u64>,
     /// Stop after this many seconds (fractions allowed).
-    #[arg(long, value_name = "S", allow_hyphen_values = true)]
-    duration: Option<String>,
+    #[arg(long, value_name = "S", allow_hyphen_values = true,
+          value_parser = epollscope::cli::duration_secs)]
+    duration: Option<Duration>,
     /// Connect N clients from the master itself, one at a time (see above).
     #[arg(long, default_value_t = 0, value_name = "N")]
     self_connect: u64,
@@ -93,17 +95,13 @@ fn config(args: Args) -> anyhow::Result<Config> {
     };
     Ok(Config {
         addr,
-        mode: Mode::from_str(&args.mode)?,
+        mode: Mode::from_str(&args.mode).map_err(|e| anyhow!(e))?,
         exclusive: args.exclusive,
         reuseport: args.reuseport,
         waiters: args.waiters,
         sleep: Duration::from_millis(args.sleep),
         connections: args.connections,
-        duration: args
-            .duration
-            .as_deref()
-            .map(forkserver::parse_duration)
-            .transpose()?,
+        duration: args.duration,
         self_connect: args.self_connect,
         burst: args.burst,
         max_children: args.max_children,
@@ -112,24 +110,7 @@ fn config(args: Args) -> anyhow::Result<Config> {
     })
 }
 
-fn main_inner() -> anyhow::Result<ExitCode> {
-    let args = match Args::try_parse() {
-        Ok(args) => args,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return Ok(ExitCode::SUCCESS);
-            }
-            // clap's report is several lines; the convention is one `tool: error: ...` line.
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("bad arguments");
-            return Err(anyhow!(
-                "{} (see --help)",
-                first.strip_prefix("error: ").unwrap_or(first)
-            ));
-        }
-    };
+fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cfg = config(args)?;
     let summary = forkserver::run(&cfg)?;
     // A closed stdout (`| head`) is no reason to fail a run that already happened.
@@ -143,5 +124,5 @@ fn main_inner() -> anyhow::Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    epollscope::cli::finish(TOOL, main_inner())
+    epollscope::cli::main(TOOL, run)
 }

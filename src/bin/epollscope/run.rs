@@ -10,50 +10,54 @@ use std::sync::Mutex;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use super::compare::{Difference, comparison_lines, differences, side_by_side};
-use super::{LoadError, RunOptions, Scenario, ScenarioReport, is_flaky, junit, load, run_with};
-use crate::addr::Family;
-use crate::cli::EXIT_BAD_INPUT;
-use crate::trace::Format;
+use epollscope::addr::Family;
+use epollscope::cli::{self, EXIT_BAD_INPUT};
+use epollscope::scenario::compare::{Difference, comparison_lines, differences, side_by_side};
+use epollscope::scenario::{
+    LoadError, RunOptions, Scenario, ScenarioReport, is_flaky, junit, load, run_with,
+};
+use epollscope::trace::Format;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     /// Scenario files or directories [default: scenarios]
-    pub paths: Vec<PathBuf>,
+    paths: Vec<PathBuf>,
     /// Print one JSON object: every scenario instance with its trace, and the totals.
     #[arg(long)]
-    pub json: bool,
+    json: bool,
     /// Also write a JUnit XML report to FILE.
     #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
+    junit: Option<PathBuf>,
     /// Print each scenario's symbolic trace (role names; stable across runs).
     #[arg(long)]
-    pub trace: bool,
+    trace: bool,
     /// Print each scenario's raw trace (fd numbers, pids, times).
     #[arg(long)]
-    pub raw: bool,
+    raw: bool,
     /// Run everything N times and report scenarios whose trace or verdict differs (flaky).
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub repeat: usize,
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = cli::count_usize(1..=100_000))]
+    repeat: usize,
     /// Only scenarios whose path contains PATTERN.
     #[arg(long, value_name = "PATTERN")]
-    pub filter: Option<String>,
+    filter: Option<String>,
     /// Only this family of each scenario's matrix.
-    #[arg(long)]
-    pub family: Option<String>,
+    #[arg(long, value_parser = cli::family)]
+    family: Option<Family>,
     /// List the scenarios with what they demonstrate, and run nothing.
     #[arg(long)]
-    pub list: bool,
+    list: bool,
     /// Record every IP scenario's loopback traffic to DIR/<scenario>-<family>.pcap and add
     /// its flows to the report (needs root or CAP_NET_RAW).
     #[arg(long, value_name = "DIR")]
-    pub capture: Option<PathBuf>,
+    capture: Option<PathBuf>,
     /// Run the actors natively, under the Fastsocket preload shim, or both ways and compare.
     #[arg(long, value_enum, default_value = "native")]
-    pub under: Under,
+    under: Under,
     /// Scenario instances run at once [default: 2 per CPU].
-    #[arg(long, short = 'j')]
-    pub jobs: Option<usize>,
+    #[arg(long, short = 'j', value_parser = cli::count_usize(1..=1024))]
+    jobs: Option<usize>,
+    #[command(flatten)]
+    kernel: crate::kernel::KernelArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -87,11 +91,11 @@ fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 /// How actors run under the Fastsocket shim: exec'd (LD_PRELOAD acts at exec) with the shim's
 /// fast path on.
 fn fastsocket_options(base: &RunOptions) -> anyhow::Result<RunOptions> {
-    let mode = crate::shim::ShimMode {
-        fastpath: Some(crate::fastpath::Requested::Auto),
+    let mode = epollscope::shim::ShimMode {
+        fastpath: Some(epollscope::fastpath::Requested::Auto),
         ..Default::default()
     };
-    let env = crate::shim::preload_env(&mode).map_err(anyhow::Error::msg)?;
+    let env = epollscope::shim::preload_env(&mode).map_err(anyhow::Error::msg)?;
     let exe = std::env::current_exe().context("locating the epollscope binary")?;
     Ok(RunOptions {
         actor_exe: Some(exe),
@@ -106,9 +110,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.paths.clone()
     };
-    let only_family: Option<Family> = args.family.as_deref().map(str::parse).transpose()?;
-    if args.repeat == 0 {
-        bail!("--repeat must be at least 1");
+    let only_family = args.family;
+    // Output paths are checked before anything runs: a long run must not end in a write error.
+    let junit_file = match &args.junit {
+        Some(path) => Some(
+            std::fs::File::create(path)
+                .with_context(|| format!("opening the JUnit report {}", path.display()))?,
+        ),
+        None => None,
+    };
+    if let Some(dir) = &args.capture {
+        check_capture_dir(dir)?;
     }
     let mut scenarios = vec![];
     for file in collect_files(&paths)? {
@@ -142,15 +154,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if args.list {
-        for s in &scenarios {
-            let families: Vec<&str> = s.families.iter().map(|f| f.name()).collect();
-            let first = s.description.lines().next().unwrap_or("(no description)");
-            println!(
-                "{:<44} {:<16} {first}",
-                s.path.display(),
-                families.join(",")
-            );
-        }
+        list(&scenarios, args.json)?;
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -159,23 +163,53 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .flat_map(|s| s.families.iter().map(move |&f| (s, f)))
         .filter(|(_, f)| only_family.is_none_or(|o| o == *f))
         .collect();
+    if let (true, Some(family)) = (instances.is_empty(), only_family) {
+        bail!(
+            "no scenario runs for --family {family}: none of the selected scenarios has it in its family: matrix"
+        );
+    }
+    if !args.kernel.kernels.is_empty() {
+        let unsupported = [
+            (args.trace, "--trace"),
+            (args.raw, "--raw"),
+            (args.repeat != 1, "--repeat"),
+            (args.capture.is_some(), "--capture"),
+            (args.under != Under::Native, "--under"),
+        ];
+        if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
+            bail!("{flag} cannot be combined with --kernel");
+        }
+        let selection = crate::kernel::Selection {
+            scenarios: &scenarios,
+            family: only_family,
+            jobs: args.jobs,
+            json: args.json,
+            junit: args.junit.as_deref().zip(junit_file),
+        };
+        return crate::kernel::run_matrix(&args.kernel, selection);
+    }
     let jobs = args
         .jobs
         .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    if let Some(dir) = &args.capture {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the capture directory {}", dir.display()))?;
-    }
+    stop_on_signals()?;
     let native = RunOptions {
         capture_dir: args.capture.clone(),
         ..RunOptions::default()
     };
     let code = match args.under {
-        Under::Native => report(&args, run_all(&instances, args.repeat, jobs, &native))?,
+        Under::Native => report(
+            &args,
+            junit_file,
+            run_all(&instances, args.repeat, jobs, &native),
+        )?,
         Under::Fastsocket => {
             let fast = fastsocket_options(&native)?;
-            report(&args, run_all(&instances, args.repeat, jobs, &fast))?
+            report(
+                &args,
+                junit_file,
+                run_all(&instances, args.repeat, jobs, &fast),
+            )?
         }
         Under::Both => {
             let fast = fastsocket_options(&native)?;
@@ -204,7 +238,11 @@ struct JsonInstance<'a> {
 
 /// Prints one run of every instance (the first failing attempt of each, if any) and the
 /// totals; exit 1 when one failed or was flaky.
-fn report(args: &RunArgs, runs: Vec<Vec<ScenarioReport>>) -> anyhow::Result<ExitCode> {
+fn report(
+    args: &RunArgs,
+    junit_file: Option<std::fs::File>,
+    runs: Vec<Vec<ScenarioReport>>,
+) -> anyhow::Result<ExitCode> {
     let mut flaky = vec![];
     let mut reports = vec![];
     for (i, attempts) in runs.into_iter().enumerate() {
@@ -261,8 +299,8 @@ fn report(args: &RunArgs, runs: Vec<Vec<ScenarioReport>>) -> anyhow::Result<Exit
         }
         println!("{line}");
     }
-    if let Some(path) = &args.junit {
-        std::fs::write(path, junit(&reports))
+    if let (Some(path), Some(mut file)) = (&args.junit, junit_file) {
+        std::io::Write::write_all(&mut file, junit(&reports).as_bytes())
             .with_context(|| format!("writing the JUnit report {}", path.display()))?;
     }
     let ok = failed == 0 && flaky.is_empty();
@@ -373,6 +411,70 @@ fn compare(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The capture directory exists (or is made) and takes files.
+fn check_capture_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the capture directory {}", dir.display()))?;
+    let probe = dir.join(format!(".epollscope-probe-{}", std::process::id()));
+    std::fs::File::create(&probe)
+        .with_context(|| format!("the capture directory {} is not writable", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Listed<'a> {
+    path: &'a Path,
+    families: Vec<&'a str>,
+    description: &'a str,
+}
+
+/// `--list`: one line per scenario in aligned columns, or a JSON array.
+fn list(scenarios: &[Scenario], json: bool) -> anyhow::Result<()> {
+    let rows: Vec<Listed> = scenarios
+        .iter()
+        .map(|s| Listed {
+            path: &s.path,
+            families: s.families.iter().map(|f| f.name()).collect(),
+            description: &s.description,
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let paths: Vec<String> = rows.iter().map(|r| r.path.display().to_string()).collect();
+    let families: Vec<String> = rows.iter().map(|r| r.families.join(",")).collect();
+    let width =
+        |col: &[String], min: usize| col.iter().map(|c| c.chars().count()).fold(min, usize::max);
+    let (wp, wf) = (width(&paths, 44), width(&families, 16));
+    for ((path, fams), row) in paths.iter().zip(&families).zip(&rows) {
+        let first = row.description.lines().next().unwrap_or("(no description)");
+        println!("{path:<wp$} {fams:<wf$} {first}");
+    }
+    Ok(())
+}
+
+/// SIGINT and SIGTERM end the run cleanly: every actor is killed and every run's temporary
+/// directory removed, then the program exits 128+N as a killed program would.
+fn stop_on_signals() -> anyhow::Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    // Blocked before any worker thread or actor starts, so only the waiting thread takes them.
+    epollscope::sys::signal::block(epollscope::sys::signal::STOP)
+        .context("blocking SIGINT/SIGTERM")?;
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    std::thread::spawn(move || {
+        if let Ok(signal) = set.wait() {
+            epollscope::scenario::abort_all();
+            eprintln!("epollscope: stopped by {signal}; actors killed, temporary files removed");
+            std::process::exit(128 + signal as i32);
+        }
+    });
+    Ok(())
 }
 
 /// Reaps every exited child (adopted orphan actors) without blocking.

@@ -7,10 +7,10 @@ use std::process::{Command, ExitCode, ExitStatus};
 
 use anyhow::{Context, anyhow, bail};
 
-use super::merge::{self, Summary};
-use super::{ShimMode, TraceTarget, preload_env};
-use crate::fastpath::Requested;
-use crate::trace::Format;
+use epollscope::fastpath::Requested;
+use epollscope::shim::merge::{self, Summary};
+use epollscope::shim::{ShimMode, TraceTarget, preload_env};
+use epollscope::trace::Format;
 
 #[derive(clap::Args, Debug)]
 pub struct TraceArgs {

@@ -1,20 +1,19 @@
 //! What waiters and their children tell the master, and what the master makes of it.
 //!
-//! Every process writes one short text line per message into a shared pipe. Lines are far below
-//! PIPE_BUF, so each `write` is atomic and lines from different processes never interleave; the
-//! master parses them as they arrive, prints one line per epoll event, and keeps the tallies the
-//! summary is made of.
+//! Every process sends its messages on one shared [`epollscope::channel::Channel`] (one message per
+//! send, so messages from different processes never interleave); the master reads them as they
+//! arrive, prints one line per epoll event, and keeps the tallies the summary is made of.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::addr::Family;
-use crate::trace::epoll_events_name;
+use epollscope::addr::Family;
+use epollscope::trace::epoll_events_name;
 
 /// What a child's accept4 on the listener came to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     Accepted,
     /// EAGAIN: the connection was taken by someone else first; the fork was wasted.
@@ -23,8 +22,8 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// One line on the report pipe.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One message on the report channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Msg {
     /// Waiter `w` has its epoll set ready and is about to wait.
     Ready { w: usize, pid: i32 },
@@ -56,108 +55,6 @@ pub enum Msg {
     Paused { w: usize, children: usize },
     /// Waiter `w` reaped `count` exited children.
     Reaped { w: usize, count: usize },
-}
-
-impl Msg {
-    /// The line as written to the pipe, newline included.
-    pub fn encode(&self) -> String {
-        let mut s = match self {
-            Msg::Ready { w, pid } => format!("ready {w} {pid}"),
-            // Keep the line short and single: the reason is free text at the end.
-            Msg::SetupFailed { w, why } => {
-                let why: String = why.replace('\n', " ").chars().take(300).collect();
-                format!("setupfail {w} {why}")
-            }
-            Msg::Forked { w, k, pid, mask } => format!("fork {w} {k} {pid} {mask:x}"),
-            Msg::ForkFailed { w, k, mask, errno } => format!("forkfail {w} {k} {mask:x} {errno}"),
-            Msg::Result {
-                w,
-                k,
-                pid,
-                mask,
-                outcome,
-            } => {
-                let o = match outcome {
-                    Outcome::Accepted => "accepted",
-                    Outcome::Wasted => "EAGAIN",
-                    Outcome::Failed(e) => e,
-                };
-                format!("result {w} {k} {pid} {mask:x} {o}")
-            }
-            Msg::Paused { w, children } => format!("paused {w} {children}"),
-            Msg::Reaped { w, count } => format!("reaped {w} {count}"),
-        };
-        s.push('\n');
-        s
-    }
-
-    /// Parses one line (without its newline); `None` for anything malformed.
-    pub fn decode(line: &str) -> Option<Msg> {
-        let mut it = line.split(' ');
-        let kind = it.next()?;
-        let w: usize = it.next()?.parse().ok()?;
-        let msg = match kind {
-            "ready" => Msg::Ready {
-                w,
-                pid: it.next()?.parse().ok()?,
-            },
-            "setupfail" => Msg::SetupFailed {
-                w,
-                why: it.collect::<Vec<_>>().join(" "),
-            },
-            "fork" => Msg::Forked {
-                w,
-                k: it.next()?.parse().ok()?,
-                pid: it.next()?.parse().ok()?,
-                mask: u32::from_str_radix(it.next()?, 16).ok()?,
-            },
-            "forkfail" => Msg::ForkFailed {
-                w,
-                k: it.next()?.parse().ok()?,
-                mask: u32::from_str_radix(it.next()?, 16).ok()?,
-                errno: it.next()?.to_string(),
-            },
-            "result" => Msg::Result {
-                w,
-                k: it.next()?.parse().ok()?,
-                pid: it.next()?.parse().ok()?,
-                mask: u32::from_str_radix(it.next()?, 16).ok()?,
-                outcome: match it.next()? {
-                    "accepted" => Outcome::Accepted,
-                    "EAGAIN" => Outcome::Wasted,
-                    other => Outcome::Failed(other.to_string()),
-                },
-            },
-            "paused" => Msg::Paused {
-                w,
-                children: it.next()?.parse().ok()?,
-            },
-            "reaped" => Msg::Reaped {
-                w,
-                count: it.next()?.parse().ok()?,
-            },
-            _ => return None,
-        };
-        Some(msg)
-    }
-}
-
-/// Splits the byte stream of the pipe into lines, keeping a partial last line for later.
-#[derive(Debug, Default)]
-pub struct LineBuffer {
-    pending: Vec<u8>,
-}
-
-impl LineBuffer {
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        self.pending.extend_from_slice(bytes);
-        let mut lines = Vec::new();
-        while let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=pos).collect();
-            lines.push(String::from_utf8_lossy(&line[..pos]).into_owned());
-        }
-        lines
-    }
 }
 
 /// Counts for one waiter (also used for the totals).
@@ -410,7 +307,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn messages_round_trip() {
+    fn messages_cross_the_channel() {
         let msgs = [
             Msg::Ready { w: 1, pid: 42 },
             Msg::SetupFailed {
@@ -439,11 +336,15 @@ mod tests {
             Msg::Paused { w: 4, children: 8 },
             Msg::Reaped { w: 2, count: 3 },
         ];
-        for m in msgs {
-            let line = m.encode();
-            assert!(line.len() < libc::PIPE_BUF);
-            assert_eq!(Msg::decode(line.trim_end()), Some(m));
+        let (tx, mut rx) = epollscope::channel::pair::<Msg, ()>().unwrap();
+        for m in &msgs {
+            tx.send(m).unwrap();
         }
+        drop(tx);
+        for m in msgs {
+            assert_eq!(rx.recv().unwrap(), Some(m));
+        }
+        assert_eq!(rx.recv().unwrap(), None);
     }
 
     #[test]
@@ -483,13 +384,5 @@ mod tests {
             (3, 3, 1, 1, 1)
         );
         assert_eq!(t.per_waiter[0], Counts::default());
-    }
-
-    #[test]
-    fn lines_are_split_across_reads() {
-        let mut b = LineBuffer::default();
-        assert!(b.push(b"ready 1 ").is_empty());
-        assert_eq!(b.push(b"5\nready 2 6\nre"), ["ready 1 5", "ready 2 6"]);
-        assert_eq!(b.push(b"ady 3 7\n"), ["ready 3 7"]);
     }
 }

@@ -8,35 +8,14 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signal::Signal;
 
 use super::Storm;
 
 /// SIGINT and SIGTERM, blocked and delivered through a signalfd so that the storm and the hold
-/// can end cleanly (closing every connection) instead of dying mid-way.
-#[derive(Debug)]
-pub struct StopSignals {
-    fd: SignalFd,
-}
-
-impl StopSignals {
-    /// Blocks SIGINT and SIGTERM for the calling thread; call it before starting any thread.
-    pub fn install() -> nix::Result<StopSignals> {
-        let mut mask = SigSet::empty();
-        mask.add(Signal::SIGINT);
-        mask.add(Signal::SIGTERM);
-        mask.thread_block()?;
-        let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
-        Ok(StopSignals { fd })
-    }
-
-    /// The pending stop signal, if any (consumed).
-    pub fn take(&self) -> Option<Signal> {
-        let info = self.fd.read_signal().ok().flatten()?;
-        Signal::try_from(info.ssi_signo as i32).ok()
-    }
-}
+/// can end cleanly (closing every connection) instead of dying mid-way. Install it before
+/// starting any thread.
+pub use epollscope::sys::signal::SignalSource as StopSignals;
 
 /// A terminal on stdin in non-canonical mode without echo for as long as this lives, so that
 /// one key (not a whole line) ends the hold; the previous settings come back on drop.
@@ -122,7 +101,7 @@ impl Storm {
             };
             let mut fds = Vec::with_capacity(2);
             if let Some(stop) = stop {
-                fds.push(PollFd::new(stop.fd.as_fd(), PollFlags::POLLIN));
+                fds.push(PollFd::new(stop.as_fd(), PollFlags::POLLIN));
             }
             if hold == Hold::UntilStdin {
                 fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));

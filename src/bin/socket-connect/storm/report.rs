@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use nix::errno::Errno;
 use serde::Serialize;
 
-use crate::addr::Family;
-use crate::trace::errno_text;
+use epollscope::addr::Family;
+use epollscope::trace::errno_text;
 
 /// Errors that mean "the target cannot be reached at all", as opposed to a target that is
 /// there but overloaded (EAGAIN, ETIMEDOUT among successes...).
@@ -123,17 +123,13 @@ pub(super) fn errno_name(errno: Errno) -> String {
 }
 
 /// The errno a name in [`StormReport::errors`] stands for (`"EAGAIN"` → `EAGAIN`).
-pub fn errno_by_name(name: &str) -> Option<Errno> {
-    (1..4096)
-        .map(Errno::from_raw)
-        .find(|e| errno_name(*e) == name)
-}
+pub use epollscope::names::errno_from_name as errno_by_name;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::addr::SockAddr;
     use crate::storm::{StormConfig, run_storm};
+    use epollscope::addr::SockAddr;
 
     #[test]
     fn percentiles_use_nearest_rank() {

@@ -1,0 +1,383 @@
+//! Argument kinds: what each argument of a call may be, with the range of every number, so that
+//! a value that fits no C type of the call is refused at parse time (file:line:col) instead of
+//! being narrowed at run time. Typing a [`Val`] against a [`Param`] gives an [`Arg`].
+
+use super::ast::{Arg, Data, DomainArg, EventArg, FdArg, Script, Span};
+use super::error::ParseError;
+use super::scope::Scope;
+use super::value::{FlagPart, Val};
+use crate::addr::Family;
+use crate::names;
+
+/// The most bytes a string argument (or a read) may carry: a command and its reply must each
+/// fit in one message of the actor channel, with room for their JSON encoding.
+pub const MAX_BYTES: usize = 16384;
+
+const I32: (i64, i64) = (i32::MIN as i64, i32::MAX as i64);
+const U32: (i64, i64) = (0, u32::MAX as i64);
+
+/// The kind of one argument.
+#[derive(Clone, Copy, Debug)]
+pub enum Param {
+    /// A name bound to an fd, or an fd number (any C int: -1 is a fine bad fd).
+    Fd,
+    /// A number in `min..=max`; `range` replaces the generic out-of-range message.
+    Int {
+        what: &'static str,
+        min: i64,
+        max: i64,
+        range: Option<&'static str>,
+    },
+    /// Like `Int`, also written as a one-element array (`[1]`, as strace prints an int option).
+    BoxedInt { what: &'static str },
+    /// Names from `table` joined by `|`, or a number; C int flags.
+    Flags {
+        what: &'static str,
+        table: fn() -> Vec<(&'static str, i32)>,
+    },
+    /// `ADDR`, `ADDR2`, ...: an address the runner allocates per family.
+    Addr,
+    /// `FAMILY` (the matrix) or `AF_UNIX`, `AF_INET`, `AF_INET6`.
+    Family,
+    /// A string of at most [`MAX_BYTES`].
+    Bytes,
+    /// A byte count that must equal the length of the string at this index.
+    LenOf(usize),
+    /// `{events=FLAGS, data=NAME}` or `NULL`.
+    EventOrNull,
+    /// Expected bytes, a string, or `...`.
+    ExpectBytes,
+    /// Expected epoll events `[{...}, ...]`, or `...` / `[...]`.
+    ExpectEvents,
+    /// Must be `...`; `what` says why.
+    Ellipsis { what: &'static str },
+    /// Anything (written for fidelity to strace, not used).
+    Any,
+}
+
+impl Param {
+    /// A C int.
+    pub const fn int(what: &'static str) -> Param {
+        Param::Int {
+            what,
+            min: I32.0,
+            max: I32.1,
+            range: None,
+        }
+    }
+}
+
+/// What typing an argument needs to know about where it is.
+pub struct Ctx<'a> {
+    pub call: &'static str,
+    pub scope: &'a Scope,
+    pub actor: &'a str,
+}
+
+impl Ctx<'_> {
+    fn mismatch(&self, i: usize, wanted: &str, val: &Val, span: Span) -> ParseError {
+        ParseError::new(
+            span,
+            format!(
+                "type mismatch: argument {} of {}() must be {wanted}, not {}",
+                i + 1,
+                self.call,
+                val.describe()
+            ),
+        )
+    }
+
+    fn range(&self, i: usize, n: i64, (min, max): (i64, i64), span: Span) -> ParseError {
+        ParseError::new(
+            span,
+            format!(
+                "out of range: argument {} of {}() must be {min}..{max}, not {n}",
+                i + 1,
+                self.call
+            ),
+        )
+    }
+
+    fn fd_name(&self, name: &str, span: Span) -> Result<FdArg, ParseError> {
+        self.scope.check_fd(name, self.actor, span)?;
+        Ok(FdArg::Name(name.to_string()))
+    }
+
+    /// Types argument `i` (`val`, at `span`); `before` holds the arguments typed so far.
+    pub fn type_arg(
+        &self,
+        i: usize,
+        param: Param,
+        val: &Val,
+        span: Span,
+        before: &[Arg<Script>],
+    ) -> Result<Arg<Script>, ParseError> {
+        let in_range = |n: i64, bounds: (i64, i64)| {
+            if (bounds.0..=bounds.1).contains(&n) {
+                Ok(n)
+            } else {
+                Err(self.range(i, n, bounds, span))
+            }
+        };
+        Ok(match param {
+            Param::Fd => match val {
+                Val::Int(n) => {
+                    let n = in_range(*n, I32)?;
+                    Arg::Fd(FdArg::Num(i32::try_from(n).expect("in range")))
+                }
+                _ => match val.name() {
+                    Some(name) => Arg::Fd(self.fd_name(name, span)?),
+                    None => return Err(self.mismatch(i, "an fd (a name or a number)", val, span)),
+                },
+            },
+            Param::Int {
+                what,
+                min,
+                max,
+                range,
+            } => match val {
+                Val::Int(n) if (min..=max).contains(n) => Arg::Int(*n),
+                Val::Int(n) => {
+                    return Err(match range {
+                        Some(message) => ParseError::new(span, message.into()),
+                        None => self.range(i, *n, (min, max), span),
+                    });
+                }
+                _ => return Err(self.mismatch(i, what, val, span)),
+            },
+            Param::BoxedInt { what } => match val {
+                Val::Int(n) => Arg::Int(in_range(*n, I32)?),
+                Val::Array(items) if items.len() == 1 => match &items[0] {
+                    (Val::Int(n), item_span) => {
+                        if (I32.0..=I32.1).contains(n) {
+                            Arg::Int(*n)
+                        } else {
+                            return Err(self.range(i, *n, I32, *item_span));
+                        }
+                    }
+                    _ => return Err(self.mismatch(i, "a number", val, span)),
+                },
+                _ => return Err(self.mismatch(i, what, val, span)),
+            },
+            Param::Flags { what, table } => match val {
+                Val::Int(n) => Arg::Int(in_range(*n, I32)?),
+                Val::Names(parts) => Arg::Int(self.flags(i, parts, what, &table())?),
+                _ => return Err(self.mismatch(i, what, val, span)),
+            },
+            Param::Addr => match val.name() {
+                Some(name)
+                    if name.starts_with("ADDR")
+                        && name[4..].chars().all(|c| c.is_ascii_digit()) =>
+                {
+                    Arg::Addr(name.to_string())
+                }
+                _ => return Err(self.mismatch(i, "an address: ADDR, ADDR2, ...", val, span)),
+            },
+            Param::Family => match val.name() {
+                Some(name) => Arg::Family(match name {
+                    "FAMILY" => DomainArg::Matrix,
+                    "AF_UNIX" | "AF_LOCAL" => DomainArg::Fixed(Family::Unix),
+                    "AF_INET" => DomainArg::Fixed(Family::Inet),
+                    "AF_INET6" => DomainArg::Fixed(Family::Inet6),
+                    other => {
+                        return Err(ParseError::new(
+                            span,
+                            format!(
+                                "unknown family '{other}' (expected FAMILY, AF_UNIX, AF_INET or AF_INET6)"
+                            ),
+                        ));
+                    }
+                }),
+                None => {
+                    return Err(self.mismatch(i, "a family such as FAMILY or AF_INET", val, span));
+                }
+            },
+            Param::Bytes => match val {
+                Val::Str(b) => Arg::Bytes(self.bytes(b, span)?),
+                _ => return Err(self.mismatch(i, "a string", val, span)),
+            },
+            Param::LenOf(of) => match val {
+                Val::Int(n) => {
+                    let len = match before.get(of) {
+                        Some(Arg::Bytes(b)) => b.len(),
+                        _ => 0,
+                    };
+                    if usize::try_from(*n).ok() != Some(len) {
+                        return Err(ParseError::new(
+                            span,
+                            format!("the string is {len} bytes long"),
+                        ));
+                    }
+                    Arg::Int(*n)
+                }
+                _ => return Err(self.mismatch(i, "a byte count", val, span)),
+            },
+            Param::EventOrNull => match val.name() {
+                Some("NULL") => Arg::Event(None),
+                _ => Arg::Event(Some(self.event(val, span)?)),
+            },
+            Param::ExpectBytes => match val {
+                Val::Ellipsis => Arg::ExpectBytes(None),
+                Val::Str(b) => Arg::ExpectBytes(Some(self.bytes(b, span)?)),
+                _ => return Err(self.mismatch(i, "a string", val, span)),
+            },
+            Param::ExpectEvents => match val {
+                Val::Ellipsis => Arg::ExpectEvents(None),
+                Val::Array(items) if matches!(items.as_slice(), [(Val::Ellipsis, _)]) => {
+                    Arg::ExpectEvents(None)
+                }
+                Val::Array(items) => Arg::ExpectEvents(Some(
+                    items
+                        .iter()
+                        .map(|(v, s)| self.event(v, *s))
+                        .collect::<Result<Vec<_>, _>>()?,
+                )),
+                _ => return Err(self.mismatch(i, "a list of events [...]", val, span)),
+            },
+            Param::Ellipsis { what } => match val {
+                Val::Ellipsis => Arg::Ignored,
+                _ => return Err(self.mismatch(i, what, val, span)),
+            },
+            Param::Any => Arg::Ignored,
+        })
+    }
+
+    fn bytes(&self, b: &[u8], span: Span) -> Result<Vec<u8>, ParseError> {
+        if b.len() > MAX_BYTES {
+            return Err(ParseError::new(
+                span,
+                format!(
+                    "the string is {} bytes long; at most {MAX_BYTES} are allowed",
+                    b.len()
+                ),
+            ));
+        }
+        Ok(b.to_vec())
+    }
+
+    fn flags(
+        &self,
+        i: usize,
+        parts: &[(FlagPart, Span)],
+        what: &str,
+        table: &[(&str, i32)],
+    ) -> Result<i64, ParseError> {
+        let mut value = 0i64;
+        for (part, span) in parts {
+            match part {
+                FlagPart::Num(n) => {
+                    if !(I32.0..=I32.1).contains(n) {
+                        return Err(self.range(i, *n, I32, *span));
+                    }
+                    value |= *n;
+                }
+                FlagPart::Name(name) => match table.iter().find(|(n, _)| n == name) {
+                    Some((_, bit)) => value |= i64::from(*bit),
+                    None => {
+                        let known: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+                        return Err(ParseError::new(
+                            *span,
+                            format!(
+                                "unknown flag '{name}' for {what} of {}() (known: {})",
+                                self.call,
+                                known.join(", ")
+                            ),
+                        ));
+                    }
+                },
+            }
+        }
+        Ok(value)
+    }
+
+    fn event(&self, val: &Val, span: Span) -> Result<EventArg<Script>, ParseError> {
+        let Val::Struct(fields) = val else {
+            return Err(ParseError::new(
+                span,
+                format!(
+                    "type mismatch: an epoll event is {{events=FLAGS, data=NAME}}, not {}",
+                    val.describe()
+                ),
+            ));
+        };
+        let mut events = None;
+        let mut data = None;
+        for (key, value, key_span) in fields {
+            match key.as_str() {
+                "events" => events = Some(event_bits(value, *key_span)?),
+                "data" => data = Some(self.data(value, *key_span)?),
+                other => {
+                    return Err(ParseError::new(
+                        *key_span,
+                        format!(
+                            "unknown field '{other}' in an epoll event (expected events, data)"
+                        ),
+                    ));
+                }
+            }
+        }
+        let events = events
+            .ok_or_else(|| ParseError::new(span, "the epoll event needs events=...".into()))?;
+        let data =
+            data.ok_or_else(|| ParseError::new(span, "the epoll event needs data=...".into()))?;
+        Ok(EventArg { events, data })
+    }
+
+    fn data(&self, val: &Val, span: Span) -> Result<Data<Script>, ParseError> {
+        match val {
+            Val::Int(n) => u64::try_from(*n).map(Data::Num).map_err(|_| {
+                ParseError::new(
+                    span,
+                    format!("out of range: epoll data must be 0..{}, not {n}", i64::MAX),
+                )
+            }),
+            Val::Names(_) if val.name().is_some() => {
+                let name = val.name().expect("checked");
+                Ok(Data::Fd(self.fd_name(name, span)?))
+            }
+            // strace's {u64=L}
+            Val::Struct(fields) if fields.len() == 1 && fields[0].0 == "u64" => {
+                self.data(&fields[0].1, fields[0].2)
+            }
+            other => Err(ParseError::new(
+                span,
+                format!(
+                    "type mismatch: data must be a name, a number or {{u64=...}}, not {}",
+                    other.describe()
+                ),
+            )),
+        }
+    }
+}
+
+/// `events=EPOLLIN|EPOLLET` or a number: the u32 of struct epoll_event.
+fn event_bits(value: &Val, key_span: Span) -> Result<u32, ParseError> {
+    let out_of_range = |n: i64, span: Span| {
+        ParseError::new(
+            span,
+            format!("out of range: events must be {}..{}, not {n}", U32.0, U32.1),
+        )
+    };
+    match value {
+        Val::Names(parts) => {
+            let mut bits = 0u32;
+            for (part, span) in parts {
+                bits |= match part {
+                    FlagPart::Name(name) => {
+                        names::parse_epoll_events(name).map_err(|e| ParseError::new(*span, e))?
+                    }
+                    FlagPart::Num(n) => u32::try_from(*n).map_err(|_| out_of_range(*n, *span))?,
+                };
+            }
+            Ok(bits)
+        }
+        Val::Int(n) => u32::try_from(*n).map_err(|_| out_of_range(*n, key_span)),
+        other => Err(ParseError::new(
+            key_span,
+            format!(
+                "type mismatch: events must be flags, not {}",
+                other.describe()
+            ),
+        )),
+    }
+}
