@@ -1,14 +1,22 @@
 //! epollscope: make the behaviour of Linux epoll and listening sockets visible, reproducible
-//! and checkable.
+//! and checkable. `ARCHITECTURE.md` has the map; the modules, bottom up:
 //!
-//! The layers, bottom up:
-//! * [`sys`]: one safe function per system call, on raw fd numbers (the only `unsafe` code).
-//! * [`addr`] and [`net`]: families, endpoints, listener and client setup with actionable errors.
-//! * [`epoll`]: typed epoll interest (`Interest::IN | Interest::ET`).
+//! * [`sys`]: the OS edge, one safe function per system call on raw fd numbers, the one
+//!   sockaddr type and decoder, processes, signals, `/proc`; the only `unsafe` code.
+//! * [`channel`]: the one parent/child channel (typed JSON messages, optional fd passing).
+//! * [`addr`] and [`net`]: families, endpoints, listener and client set-up with actionable
+//!   errors; socket files removed only by their creator.
+//! * [`names`]: the tables of constant names, for printing traces and parsing scripts.
+//! * [`epoll`]: typed epoll interest (`Interest::IN | Interest::ET`) and trigger modes.
 //! * [`tracer`]: makes calls and records each as a [`trace::Event`].
 //! * [`trace`]: the events and their one strace-like formatter (symbolic and raw renderings).
-//! * [`probe`], [`forkserver`], [`storm`]: the logic of the three reproducer binaries.
-//! * [`cli`]: conventions shared by the binaries (error exit codes).
+//! * [`scenario`]: the scenario language, its call table, runner and actors.
+//! * [`monitor`]: TCP flow reassembly with mOS monitoring-socket semantics.
+//! * [`shim`]: what the preload shim and `epollscope trace` share (settings, trace merging).
+//! * [`fastpath`]: the Fastsocket fast path (kernel module backend and its emulation).
+//! * [`cli`]: what every binary shares: the `main` wrapper, exit codes, clap value parsers.
+//!
+//! The tools' own logic lives with their binaries in `src/bin/`; the library never prints.
 
 pub mod addr;
 pub mod channel;

@@ -344,6 +344,44 @@ fn every_process_dies_with_the_tool_even_on_sigkill() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// --burst without --duration used to wait forever when edge-triggered waiters missed
+/// connections (back-to-back connects merge into one event): the run now ends once the server
+/// is quiet, every connection accounted for as accepted or left unaccepted.
+#[test]
+fn a_burst_without_duration_ends_when_no_accept_can_come() {
+    let path = temp_socket("elf-burst-et");
+    let mut child = tool(TOOL)
+        .args(["unix", path.to_str().unwrap(), "--mode", "et", "--burst"])
+        .args(["--self-connect", "20", "--sleep", "0", "--json"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tool");
+    let pgid = child.id() as i32;
+    // A watchdog, not a settling delay: the run must end by itself.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("--burst without --duration is still waiting after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    let accepted = v["accepted"].as_u64().unwrap();
+    let left = v["unaccepted"].as_u64().unwrap();
+    assert_eq!(accepted + left, 20, "{v}");
+    assert!(accepted >= 1, "{v}");
+    assert_eq!(processes_in_group(pgid), Vec::<i32>::new());
+    assert!(!path.exists());
+}
+
 fn assert_refused(args: &[&str], expect: &str) {
     let out = run_clean(tool(TOOL).args(args));
     let err = stderr(&out);

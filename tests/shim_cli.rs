@@ -192,3 +192,145 @@ fn bad_flags_and_negative_numbers_are_one_line_usage_errors() {
         );
     }
 }
+
+/// `trace --json` keeps stdout for the JSON: the program's own stdout goes to stderr, or stays
+/// on stdout when the trace goes to `--output FILE`. (Both used to share stdout.)
+#[test]
+fn trace_json_never_mixes_the_program_output_into_the_json() {
+    let out = epollscope()
+        .args(["trace", "--json", "--", &probe(), "errno"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().count() > 0);
+    for line in text.lines() {
+        serde_json::from_str::<epollscope::Event>(line)
+            .unwrap_or_else(|e| panic!("not a JSON event: {line:?}: {e}"));
+    }
+    assert!(String::from_utf8_lossy(&out.stderr).contains("close(-1) "));
+
+    let file = trace_dir("cli-output").with_extension("jsonl");
+    let out = epollscope()
+        .args(["trace", "--json", "--output"])
+        .arg(&file)
+        .args(["--", &probe(), "errno"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("close(-1) "));
+    let json = std::fs::read_to_string(&file).unwrap();
+    assert!(json.lines().count() > 0);
+    for line in json.lines() {
+        serde_json::from_str::<epollscope::Event>(line).unwrap();
+    }
+    let _ = std::fs::remove_file(&file);
+}
+
+/// Pids of the live children of `parent`, with their command names.
+fn children_of(parent: u32) -> Vec<(i32, String)> {
+    let mut found = vec![];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 1 && fields[0] != "Z" && fields[1] == parent.to_string() {
+            let comm = head.split_once('(').map_or("", |(_, c)| c).to_string();
+            found.push((pid, comm));
+        }
+    }
+    found
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+    })
+}
+
+/// Waits (bounded) for a condition on /proc; no fixed delay.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Starts `trace -- shim_probe serve-fork 0` (a listener that serves until stdin closes) and
+/// returns it with the program's pid once the program is up.
+fn traced_server() -> (std::process::Child, i32) {
+    let child = epollscope()
+        .args(["trace", "--", &probe(), "serve-fork", "0"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = child.id();
+    let mut program = 0;
+    wait_for("the traced program", || {
+        program = children_of(id)
+            .into_iter()
+            .find(|(_, comm)| comm == "shim_probe")
+            .map_or(0, |(pid, _)| pid);
+        program != 0
+    });
+    (child, program)
+}
+
+/// SIGTERM to `epollscope trace` reaches the program, and the trace of what it did is still
+/// merged and printed (it used to kill epollscope alone: no trace, the program left running).
+#[test]
+fn trace_forwards_sigterm_waits_and_still_prints_the_trace() {
+    let (mut child, program) = traced_server();
+    // Held open until the end: end of file on stdin would end the program by itself.
+    let stdin = child.stdin.take();
+    // Its listener is up once a socket is in its fd table.
+    wait_for("the listener", || {
+        std::fs::read_dir(format!("/proc/{program}/fd")).is_ok_and(|d| {
+            d.flatten().any(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+            })
+        })
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(128 + 15), "{text}");
+    // The merged trace and summary are printed (what it holds depends on what the shim wrote
+    // before the program died of the signal).
+    assert!(text.contains(" processes\n# calls: "), "{text}");
+    assert!(text.contains("# interrupted by SIGTERM"), "{text}");
+    assert!(!alive(program), "the program outlived the trace");
+}
+
+/// The traced program dies with epollscope even when epollscope is SIGKILLed.
+#[test]
+fn the_traced_program_dies_with_a_sigkilled_epollscope() {
+    let (mut child, program) = traced_server();
+    child.kill().unwrap();
+    let _ = child.wait();
+    wait_for("the program to die", || !alive(program));
+}

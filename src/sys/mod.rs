@@ -240,3 +240,16 @@ pub fn open_rdonly(path: &std::path::Path) -> Result<RawFd, Errno> {
     )
     .map(IntoRawFd::into_raw_fd)
 }
+
+/// Whether `fd` is readable now (poll with a zero timeout); for a listener: a connection is
+/// queued.
+pub fn readable_now(fd: RawFd) -> Result<bool, Errno> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd on the stack, valid for the duration of the call.
+    let n = check(unsafe { libc::poll(&mut pfd, 1, 0) })?;
+    Ok(n > 0 && pfd.revents & libc::POLLIN != 0)
+}

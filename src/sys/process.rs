@@ -31,6 +31,34 @@ pub fn die_with_parent(signal: Signal, parent: Pid) -> Result<bool, Errno> {
     Ok(nix::unistd::getppid() == parent)
 }
 
+/// Makes the program `cmd` starts receive `signal` when this process dies (SIGKILL included),
+/// so that it cannot outlive the tool; if this process is already gone by the time the
+/// program would start, it does not start. The program also starts with no signal blocked
+/// (a tool that takes its signals through a signalfd has them blocked).
+pub fn die_with_parent_after_spawn(cmd: &mut std::process::Command, signal: Signal) {
+    use std::os::unix::process::CommandExt;
+    let parent = nix::unistd::getpid();
+    let sig = signal as libc::c_int;
+    let parent_raw = parent.as_raw();
+    // SAFETY: the closure runs in the child between fork and exec and only makes
+    // async-signal-safe calls (sigemptyset, sigprocmask, prctl, getppid, kill) on its own
+    // stack; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            if libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent_raw {
+                libc::kill(libc::getpid(), sig);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Reaps one child, retrying on EINTR. `Err(ECHILD)` when it is not (or no longer) ours.
 pub fn reap(pid: Pid) -> Result<WaitStatus, Errno> {
     loop {

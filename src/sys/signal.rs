@@ -87,6 +87,18 @@ impl SignalSource {
         }
     }
 
+    /// The next pending signal, if any (consumed), and whether a process sent it with kill(2)
+    /// rather than the kernel (a terminal's Ctrl-C reaches the whole process group by itself).
+    pub fn take_with_origin(&self) -> Option<(Signal, bool)> {
+        loop {
+            let info = self.fd.read_signal().ok().flatten()?;
+            if let Ok(s) = Signal::try_from(info.ssi_signo as i32) {
+                let by_process = info.ssi_code == libc::SI_USER || info.ssi_code == libc::SI_QUEUE;
+                return Some((s, by_process));
+            }
+        }
+    }
+
     /// Every pending signal (consumed).
     pub fn drain(&self) -> Vec<Signal> {
         std::iter::from_fn(|| self.take()).collect()

@@ -26,6 +26,7 @@ use nix::sys::signal::{Signal, kill};
 
 use epollscope::channel::{self, Channel, TryRecv};
 use epollscope::sys::process::{self, ForkResult, Pid};
+use epollscope::sys::procfs;
 use epollscope::sys::signal::{self as signals, SignalSource};
 
 use epollscope::addr::SockAddr;
@@ -288,6 +289,14 @@ impl Master<'_> {
         } else if self.cfg.self_connect > 0 {
             due = Some(Instant::now());
         }
+        // A burst of our own clients and no --duration: when nothing more can happen (see
+        // stuck()), stop rather than wait forever for accepts that cannot come.
+        let watch_stuck = self.cfg.burst
+            && deadline.is_none()
+            && self
+                .cfg
+                .connections
+                .is_none_or(|n| n <= self.cfg.self_connect);
         loop {
             let mut timeout = match deadline {
                 Some(d) => {
@@ -300,7 +309,7 @@ impl Master<'_> {
                 }
                 None => -1,
             };
-            if due.is_some() {
+            if due.is_some() || watch_stuck {
                 // Settling is observed by polling /proc, so wake up often meanwhile.
                 timeout = if timeout < 0 { 1 } else { timeout.min(1) };
             }
@@ -336,6 +345,9 @@ impl Master<'_> {
             // would skip it). That is what makes the counts reproducible: EPOLLEXCLUSIVE then
             // wakes w1 every time. It also means --sleep paces the clients. If that state
             // never comes, go ahead after a while.
+            if watch_stuck && let Some(why) = self.stuck()? {
+                return Ok(why);
+            }
             if let Some(since) = due
                 && ((idle && self.tally.live_children() == 0)
                     || since.elapsed() > self.cfg.sleep + SETTLE_MAX)
@@ -344,6 +356,41 @@ impl Master<'_> {
                 self.connect_client(addr);
             }
         }
+    }
+
+    /// Whether nothing more can happen in a run whose only clients are ours and all connected:
+    /// every waiter asleep in epoll_wait, no child alive or unreported, and then either
+    /// connections still queued that no event will report (edge-triggered wakeups merged or
+    /// missed), or nothing queued at all (every client that connected was accepted, the
+    /// others failed). Read from the kernel's state, not from a timeout.
+    fn stuck(&mut self) -> anyhow::Result<Option<String>> {
+        if !self.waiters_idle() || self.tally.live_children() > 0 || self.tally.unresolved() > 0 {
+            return Ok(None);
+        }
+        // What the idle waiters and children wrote before going quiet counts first.
+        for h in self.poll(0)? {
+            if let Happening::Stop(s) = h {
+                return Ok(Some(format!("got {}", s.as_str())));
+            }
+        }
+        if !self.waiters_idle() || self.tally.live_children() > 0 || self.tally.unresolved() > 0 {
+            return Ok(None);
+        }
+        let queued = self
+            .listeners
+            .iter()
+            .any(|&fd| sys::readable_now(fd).unwrap_or(false));
+        let accepted = self.tally.accepted();
+        Ok(Some(if queued {
+            format!(
+                "{accepted} accepted, and the waiters are asleep with connections still queued: no event will report them (use --duration to wait anyway)"
+            )
+        } else {
+            format!(
+                "{accepted} accepted and nothing left to accept ({} of {} clients connected)",
+                self.connected, self.cfg.self_connect
+            )
+        }))
     }
 
     /// Lets the children still in flight report, so that a run stopped by --connections ends
@@ -368,13 +415,20 @@ impl Master<'_> {
         }
     }
 
-    /// Whether every live waiter is asleep in epoll_wait, i.e. on the listener's wait queue.
-    /// Unknowable without /proc/PID/wchan; then the waiters count as idle.
+    /// Whether every live waiter is asleep in epoll_wait, i.e. on the listener's wait queue:
+    /// the crate's one "asleep in a system call" test (sys::procfs). Where the kernel does not
+    /// say (no /proc/PID/syscall), no waiter counts as idle: one-at-a-time clients then go
+    /// ahead after SETTLE_MAX, and a burst waits like a run with --duration would.
     fn waiters_idle(&self) -> bool {
-        self.waiters.iter().filter(|p| p.alive).all(|p| {
-            std::fs::read_to_string(format!("/proc/{}/wchan", p.pid))
-                .map_or(true, |w| w.trim() == "do_epoll_wait")
-        })
+        const EPOLL_WAITS: &[i64] = &[
+            libc::SYS_epoll_wait,
+            libc::SYS_epoll_pwait,
+            libc::SYS_epoll_pwait2,
+        ];
+        self.waiters
+            .iter()
+            .filter(|p| p.alive)
+            .all(|p| procfs::asleep_in(Pid::from_raw(p.pid), EPOLL_WAITS))
     }
 
     /// Connects the next self-connect client; it stays open until the end of the run.

@@ -1,6 +1,6 @@
 //! `epoll-listen-fork`: a pre-forking epoll server that forks a child per epoll event, to show
 //! level- vs edge-triggered wakeups, the thundering herd, EPOLLEXCLUSIVE and SO_REUSEPORT.
-//! The logic lives in [`epollscope::forkserver`]; this is the command line around it.
+//! The logic lives in [`forkserver`]; this is the command line around it.
 
 use std::io::Write as _;
 use std::process::ExitCode;

@@ -1,7 +1,7 @@
 //! `socket-connect`: open N connections to a listener at once, report what the kernel did with
 //! them (successes, failures grouped by errno, connect latency), and hold them open.
 //!
-//! The storm itself lives in [`epollscope::storm`]; this is arguments and printing.
+//! The storm itself lives in [`storm`]; this is arguments and printing.
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};

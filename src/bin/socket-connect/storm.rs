@@ -1,6 +1,6 @@
 //! Connect storms for `socket-connect`: N non-blocking connects on mio, paced and measured.
 //!
-//! [`run_storm`] opens the connections and returns a [`Storm`] that holds the established ones
+//! [`run_storm_until`] opens the connections and returns a [`Storm`] that holds the established ones
 //! (closing them when dropped) together with a serialisable [`StormReport`]: how many connected,
 //! every failure grouped by errno, and connect latency. [`Storm::hold`] then keeps them open
 //! until stdin says so, a time has passed, or SIGINT/SIGTERM arrives ([`StopSignals`]).
