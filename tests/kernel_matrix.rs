@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::{run_clean, stderr, stdout, tool};
+use epollscope::vm::Release;
+use epollscope::vm::release::Version;
 
 /// A fresh directory to be the tool's TMPDIR: every scratch directory the matrix makes lands
 /// here, and every process it starts carries it in its environment.
@@ -130,18 +132,37 @@ fn running_release() -> String {
 #[test]
 fn host_and_debian_61_side_by_side() {
     let release = need_61!();
+    // Runs on 6.1; on the host only when it is older than 6.2 too.
+    let old_only = scenario_file("old-only", &needing("< 6.2"));
+    let host = running_release();
+    let host_is_new = Release::parse(&host).unwrap().version >= Version(6, 2, 0);
     let mut args = vec!["run", "--kernel", "host", "--kernel", &release];
     args.extend(SCENARIOS);
+    args.push(old_only.to_str().unwrap());
     let out = run_matrix("text", &args);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
-    let host = running_release();
+    let (host_counts, old_only_line) = if host_is_new {
+        (
+            "5 passed, 0 failed, 1 skipped",
+            format!("{} [unix]: {host} SKIP, {release} PASS", old_only.display()),
+        )
+    } else {
+        (
+            "6 passed, 0 failed, 0 skipped",
+            format!(
+                "{} [unix]: {host} PASS, {release} PASS, same trace",
+                old_only.display()
+            ),
+        )
+    };
     for line in [
         format!(
             "scenarios/herd-epollexclusive.scn [inet]: {host} PASS, {release} PASS, same trace"
         ),
         format!("scenarios/oneshot-rearm.scn [unix]: {host} PASS, {release} PASS, same trace"),
-        format!("{host} (host): 5 passed, 0 failed, 0 skipped"),
+        format!("{host} (host): {host_counts}"),
+        old_only_line,
     ] {
         assert!(
             text.lines().any(|l| l == line),
@@ -152,7 +173,7 @@ fn host_and_debian_61_side_by_side() {
     assert!(
         last.starts_with(&format!("{release} ("))
             && last.ends_with(&format!(
-                "): 5 passed, 0 failed, 0 skipped; 0 traces differ from {host}"
+                "): 6 passed, 0 failed, 0 skipped; 0 traces differ from {host}"
             )),
         "{last}"
     );
@@ -325,4 +346,117 @@ fn kernels_lists_the_running_kernel_and_boot_images() {
             "{text}"
         );
     }
+}
+
+/// Writes a scenario into a fresh directory and returns its path.
+fn scenario_file(tag: &str, source: &str) -> PathBuf {
+    let dir = scratch(&format!("scn-{tag}"));
+    let path = dir.join(format!("{tag}.scn"));
+    std::fs::write(&path, source).unwrap();
+    path
+}
+
+/// A scenario that passes on any kernel, with `kernel: HEADER`.
+fn needing(header: &str) -> String {
+    format!(
+        "# Needs a kernel {header}.
+family: unix
+kernel: {header}
+socket(FAMILY, SOCK_STREAM, 0) = L
+bind(L, ADDR) = 0
+listen(L, 8) = 0
+"
+    )
+}
+
+#[test]
+fn a_kernel_header_not_met_is_skip_with_the_reason_never_fail() {
+    let host = running_release();
+    let path = scenario_file("skip", &needing(">= 999.0"));
+    let junit = path.with_extension("xml");
+    let out = run_clean(
+        tool("epollscope")
+            .arg("run")
+            .arg(&path)
+            .arg("--junit")
+            .arg(&junit),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert_eq!(
+        text,
+        format!(
+            "SKIP {} [unix]: needs kernel >= 999.0, this is {host}\n0 passed, 0 failed, 1 skipped\n",
+            path.display()
+        )
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("failures=\"0\""), "{xml}");
+    assert!(
+        xml.contains(&format!(
+            "<skipped message=\"needs kernel &gt;= 999.0, this is {host}\"/>"
+        )),
+        "{xml}"
+    );
+    let out = run_clean(tool("epollscope").arg("run").arg("--json").arg(&path));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(doc["totals"]["skipped"], 1);
+    assert_eq!(doc["totals"]["failed"], 0);
+    assert!(
+        doc["scenarios"][0]["skipped"]
+            .as_str()
+            .unwrap()
+            .starts_with("needs kernel")
+    );
+    // A requirement the running kernel meets runs the scenario.
+    let met = scenario_file("met", &needing(">= 2.6, < 999"));
+    let out = run_clean(tool("epollscope").arg("run").arg(&met));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).ends_with("1 passed, 0 failed\n"),
+        "{}",
+        stdout(&out)
+    );
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::remove_dir_all(met.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn bad_kernel_headers_name_line_and_column() {
+    let cases = [
+        ("4.5", "3:9: '4.5': a bound starts with >=, >, <=, < or ="),
+        (
+            ">= 4.x",
+            "3:12: '4.x' is not a version (expected e.g. 4.5 or 5.14.2)",
+        ),
+        (
+            ">= 4.5,",
+            "3:16: expected a bound such as '>= 4.5' or '< 5.14'",
+        ),
+    ];
+    for (i, (header, message)) in cases.into_iter().enumerate() {
+        let path = scenario_file(&format!("bad{i}"), &needing(header));
+        let out = run_clean(tool("epollscope").arg("run").arg(&path));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{header}: {err}");
+        assert_eq!(
+            err.lines().next().unwrap(),
+            format!("{}:{message}", path.display()),
+            "{header}"
+        );
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+    let twice = needing(">= 4.5").replace("family: unix\n", "family: unix\nkernel: < 9\n");
+    let path = scenario_file("twice", &twice);
+    let out = run_clean(tool("epollscope").arg("run").arg(&path));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "{}:4:1: kernel: given twice (join the bounds with a comma)",
+            path.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }

@@ -226,6 +226,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 struct Totals {
     passed: usize,
     failed: usize,
+    skipped: usize,
     flaky: usize,
 }
 
@@ -257,7 +258,8 @@ fn report(
         reports.push(shown);
     }
     let passed = reports.iter().filter(|r| r.passed).count();
-    let failed = reports.len() - passed;
+    let skipped = reports.iter().filter(|r| r.skipped.is_some()).count();
+    let failed = reports.len() - passed - skipped;
     if args.json {
         let items: Vec<JsonInstance> = reports
             .iter()
@@ -269,6 +271,7 @@ fn report(
         let totals = Totals {
             passed,
             failed,
+            skipped,
             flaky: flaky.len(),
         };
         let doc = serde_json::json!({ "scenarios": items, "totals": totals });
@@ -290,6 +293,9 @@ fn report(
             }
         }
         let mut line = format!("{passed} passed, {failed} failed");
+        if skipped > 0 {
+            line.push_str(&format!(", {skipped} skipped"));
+        }
         if args.repeat > 1 {
             line.push_str(&format!(
                 " ({} flaky in {} runs each)",
@@ -334,7 +340,11 @@ fn compare(
         .zip(&fast)
         .map(|(n, f)| (&n[0], &f[0]))
         .collect();
-    let verdict = |r: &ScenarioReport| if r.passed { "PASS" } else { "FAIL" };
+    let verdict = |r: &ScenarioReport| match (r.passed, &r.skipped) {
+        (true, _) => "PASS",
+        (false, Some(_)) => "SKIP",
+        (false, None) => "FAIL",
+    };
     let mut comparisons = vec![];
     let mut differing = 0;
     for &(n, f) in &pairs {
@@ -406,7 +416,8 @@ fn compare(
             pairs.len()
         );
     }
-    Ok(if passed(0) == pairs.len() {
+    let skipped = pairs.iter().filter(|p| p.0.skipped.is_some()).count();
+    Ok(if passed(0) + skipped == pairs.len() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -494,6 +505,17 @@ fn print_indented(text: &str) {
 }
 
 /// Runs every instance `repeat` times on `jobs` threads; results in instance order.
+/// Why `scenario` cannot run on this kernel (its `kernel:` header), if it cannot.
+fn unmet_requirement(scenario: &Scenario) -> Option<String> {
+    let requirement = scenario.kernel.as_ref()?;
+    match epollscope::vm::release::running() {
+        Ok(release) => requirement.unmet_by(&release),
+        Err(e) => Some(format!(
+            "needs kernel {requirement}; the running kernel's release: {e}"
+        )),
+    }
+}
+
 fn run_all(
     instances: &[(&Scenario, Family)],
     repeat: usize,
@@ -518,7 +540,10 @@ fn run_all(
                     };
                     let Some((i, r)) = item else { break };
                     let (scenario, family) = instances[i];
-                    let report = run_with(scenario, family, options);
+                    let report = match unmet_requirement(scenario) {
+                        Some(reason) => ScenarioReport::skipped(scenario, family, reason),
+                        None => run_with(scenario, family, options),
+                    };
                     let mut done = results.lock().expect("lock");
                     done.insert((i, r), report);
                     if progress {
