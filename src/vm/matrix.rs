@@ -373,10 +373,11 @@ impl Matrix {
         out
     }
 
-    /// A Markdown table, one row per instance and one column per kernel, and below it each
-    /// trace difference with its first differing line.
+    /// A Markdown table, one row per scenario (phenomenon) and one column per kernel, and
+    /// below it each failure and each trace difference with its first differing line. A cell
+    /// is one word when every family agrees, otherwise the word per family.
     pub fn render_markdown(&self) -> String {
-        let mut out = String::from("| scenario | family |");
+        let mut out = String::from("| scenario | families |");
         for k in &self.kernels {
             let _ = write!(out, " {} |", k.label());
         }
@@ -385,15 +386,37 @@ impl Matrix {
             out.push_str(" --- |");
         }
         out.push('\n');
+        let mut groups: Vec<Vec<&Row>> = vec![];
         for row in &self.rows {
-            let _ = write!(out, "| {} | {} |", row.name, row.family);
-            for c in &row.kernels {
-                let mark = if c.same_trace_as_reference == Some(false) {
-                    " (trace differs)"
+            match groups.iter_mut().find(|g| g[0].path == row.path) {
+                Some(group) => group.push(row),
+                None => groups.push(vec![row]),
+            }
+        }
+        let word = |c: &Cell| {
+            let mark = if c.same_trace_as_reference == Some(false) {
+                " (trace differs)"
+            } else {
+                ""
+            };
+            format!("{}{mark}", c.verdict.word())
+        };
+        for group in groups {
+            let families: Vec<&str> = group.iter().map(|r| r.family.as_str()).collect();
+            let _ = write!(out, "| {} | {} |", group[0].name, families.join(" "));
+            for k in 0..self.kernels.len() {
+                let words: Vec<String> = group.iter().map(|r| word(&r.kernels[k])).collect();
+                let cell = if words.iter().all(|w| *w == words[0]) {
+                    words[0].clone()
                 } else {
-                    ""
+                    let per: Vec<String> = families
+                        .iter()
+                        .zip(&words)
+                        .map(|(f, w)| format!("{f}: {w}"))
+                        .collect();
+                    per.join(", ")
                 };
-                let _ = write!(out, " {}{mark} |", c.verdict.word());
+                let _ = write!(out, " {cell} |");
             }
             out.push('\n');
         }
@@ -667,7 +690,7 @@ b.scn [inet]: 6.18.4 PASS, 6.1.0 SKIP
         assert_eq!(
             m.render_markdown(),
             "\
-| scenario | family | 6.18.4 (host) | 6.1.0 (emulated (TCG)) |
+| scenario | families | 6.18.4 (host) | 6.1.0 (emulated (TCG)) |
 | --- | --- | --- | --- |
 | a | inet | PASS | FAIL (trace differs) |
 | b | inet | PASS | SKIP |
@@ -680,6 +703,36 @@ Trace differences (first differing line):
 
 - a [inet]: 6.18.4 has `y`, 6.1.0 has `z`
 "
+        );
+    }
+
+    #[test]
+    fn markdown_has_one_row_per_scenario_and_splits_only_disagreeing_cells() {
+        let m = Matrix::build(
+            vec![],
+            vec![
+                kernel(
+                    "6.18.4",
+                    None,
+                    vec![
+                        instance("a.scn", "unix", true, "x\n"),
+                        instance("a.scn", "inet", true, "x\n"),
+                    ],
+                ),
+                kernel(
+                    "6.1.0",
+                    Some(Accel::Tcg),
+                    vec![
+                        instance("a.scn", "unix", true, "x\n"),
+                        instance("a.scn", "inet", true, "y\n"),
+                    ],
+                ),
+            ],
+        );
+        let markdown = m.render_markdown();
+        assert_eq!(
+            markdown.lines().nth(2).unwrap(),
+            "| a | unix inet | PASS | unix: PASS, inet: PASS (trace differs) |"
         );
     }
 

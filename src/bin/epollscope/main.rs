@@ -26,7 +26,9 @@ enum Cmd {
     #[command(
         after_help = "Exit status: 0 when every scenario passed, 1 when one failed, \
 2 on bad input (an unreadable or malformed scenario, a bad flag). With --under both: 0 when \
-every native run passed (what the shim changes is reported, not failed)."
+every native run passed (what the shim changes is reported, not failed). With --kernel: 0 when \
+every instance passed or was skipped on every kernel, 1 when one failed or a kernel gave no \
+result (did not boot, or was killed at its deadline); 2 also when qemu or virtme-ng is missing."
     )]
     Run(run::RunArgs),
     /// List the kernels `run --kernel` can boot: the running one and the images in /boot.
