@@ -440,7 +440,11 @@ impl Matrix {
             );
         }
         let differing: Vec<&Row> = self.rows.iter().filter(|r| !r.same_trace).collect();
-        if !differing.is_empty() {
+        if differing.is_empty() {
+            out.push_str(
+                "\nEvery instance that ran on more than one kernel has the same symbolic trace on each.\n",
+            );
+        } else {
             out.push_str("\nTrace differences (first differing line):\n\n");
         }
         for row in differing {

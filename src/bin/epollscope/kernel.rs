@@ -66,14 +66,14 @@ pub fn list() -> anyhow::Result<ExitCode> {
     );
     for found in image::find_images(Path::new(BOOT_DIR))? {
         match found {
-            Ok(i) => println!(
-                "{:<40} {:<24} {}",
-                i.path.display(),
-                i.release,
-                i.missing
+            Ok(i) => {
+                let note = i
+                    .missing
                     .as_deref()
-                    .map_or(String::new(), |m| format!("not bootable here: {m}"))
-            ),
+                    .map_or(String::new(), |m| format!("not bootable here: {m}"));
+                let line = format!("{:<40} {:<24} {note}", i.path.display(), i.release);
+                println!("{}", line.trim_end());
+            }
             Err(e) => println!("{:<40} {:<24} {e}", "", "?"),
         }
     }
