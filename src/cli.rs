@@ -3,8 +3,6 @@
 //! (clap's own usage errors included) or failed set-up; 0 when the experiment ran, whatever
 //! the kernel did. The value parsers give every binary the same words for the same mistakes.
 
-#![deny(unsafe_code)]
-
 use std::ops::RangeInclusive;
 use std::process::ExitCode;
 use std::time::Duration;

@@ -4,8 +4,6 @@
 //! Nothing is refused here: combinations the kernel rejects (EXCLUSIVE with ONESHOT) are worth
 //! making, to see the EINVAL.
 
-#![deny(unsafe_code)]
-
 use std::fmt;
 use std::ops::BitOr;
 use std::str::FromStr;

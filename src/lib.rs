@@ -2,7 +2,8 @@
 //! and checkable. `ARCHITECTURE.md` has the map; the modules, bottom up:
 //!
 //! * [`sys`]: the OS edge, one safe function per system call on raw fd numbers, the one
-//!   sockaddr type and decoder, processes, signals, `/proc`; the only `unsafe` code.
+//!   sockaddr type and decoder, processes, signals, `/proc`; the only code the compiler
+//!   cannot check for memory safety.
 //! * [`channel`]: the one parent/child channel (typed JSON messages, optional fd passing).
 //! * [`addr`] and [`net`]: families, endpoints, listener and client set-up with actionable
 //!   errors; socket files removed only by their creator.

@@ -2,8 +2,6 @@
 //! names (`EPOLLIN|EPOLLET`, `SHUT_RD`) and the scenario parser turns names into values, from
 //! the same tables, so what a trace prints a script can say.
 
-#![deny(unsafe_code)]
-
 /// A table of names and values, in the order strace prints them.
 pub type Table = &'static [(&'static str, i32)];
 

@@ -2,8 +2,6 @@
 //! nothing else ever removed), ephemeral ports reported, socket files removed again on exit,
 //! and errors that say what to do about them.
 
-#![deny(unsafe_code)]
-
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 

@@ -12,8 +12,6 @@
 //!
 //! Events serialise to JSON (serde), which is also how child processes ship theirs to a parent.
 
-#![deny(unsafe_code)]
-
 use std::fmt::Write as _;
 
 use nix::errno::Errno;

@@ -166,7 +166,7 @@ mod tests {
 
     #[test]
     fn move_high_lands_at_or_above_the_minimum_and_closes_the_original() {
-        let (r, _w) = nix::unistd::pipe().unwrap();
+        let (r, _w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let low = r.as_raw_fd();
         let high = move_high(r, 700).unwrap();
         assert!(high.as_raw_fd() >= 700);

@@ -42,7 +42,8 @@ mod tests {
 
     #[test]
     fn a_process_asleep_in_read_is_seen_there_and_not_elsewhere() {
-        let (r, w) = nix::unistd::pipe().unwrap();
+        // Close-on-exec: cat must not inherit the write end, or it never sees end of file.
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let mut child = std::process::Command::new("cat")
             .stdin(std::process::Stdio::from(r))
             .stdout(std::process::Stdio::null())
