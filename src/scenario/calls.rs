@@ -585,3 +585,56 @@ fn default_arg(param: Param) -> Arg<Script> {
         _ => Arg::Ignored,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table is self-consistent: names unique, every spelling writes existing parameters
+    /// in order, spellings are listed by their length, and only blocking calls name syscalls.
+    #[test]
+    fn every_entry_is_well_formed() {
+        for (i, spec) in CALLS.iter().enumerate() {
+            assert_eq!(CallId::by_name(spec.name), Some(CallId(i)), "{}", spec.name);
+            assert!(!spec.forms.is_empty(), "{}", spec.name);
+            for form in spec.forms {
+                assert!(form.windows(2).all(|w| w[0] < w[1]), "{}", spec.name);
+                assert!(form.iter().all(|&p| p < spec.params.len()), "{}", spec.name);
+            }
+            assert!(
+                spec.forms.windows(2).all(|w| w[0].len() < w[1].len()),
+                "{}: spellings by length",
+                spec.name
+            );
+            if let Some(blocking) = spec.blocking {
+                assert!(!blocking.syscalls.is_empty(), "{}", spec.name);
+            }
+            assert!(spec.usage.starts_with(spec.name), "{}", spec.name);
+        }
+    }
+
+    /// A resolved call crosses the actor channel as JSON and comes back the same.
+    #[test]
+    fn a_live_call_survives_the_channel_encoding() {
+        let op: Op<Live> = Op {
+            call: CallId::by_name("epoll_ctl").unwrap(),
+            args: vec![
+                Arg::Fd(4),
+                Arg::Int(i64::from(libc::EPOLL_CTL_ADD)),
+                Arg::Fd(3),
+                Arg::Event(Some(super::super::ast::EventArg {
+                    events: u32::MAX,
+                    data: super::super::ast::Data::Fd(3),
+                })),
+            ],
+        };
+        let json = serde_json::to_string(&op).unwrap();
+        let back: Op<Live> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.name(), "epoll_ctl");
+        assert_eq!(back.fd(0), 4);
+        assert_eq!(back.int::<i32>(1), libc::EPOLL_CTL_ADD);
+        let event = back.event(3).unwrap();
+        assert_eq!(event.events, u32::MAX);
+        assert_eq!(live_data(&event.data), 3);
+    }
+}

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -109,14 +109,36 @@ fn active() -> std::sync::MutexGuard<'static, BTreeMap<usize, (Vec<Pid>, PathBuf
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Kills the actors of every run in progress and removes their directories: for a program
-/// stopped by SIGINT or SIGTERM, which then exits without waiting for the runs.
+/// Set by [`abort_all`]: no run starts any more.
+static ABORTED: AtomicBool = AtomicBool::new(false);
+
+/// Kills the actors of every run in progress and removes their directories, and lets no new
+/// run start: for a program stopped by SIGINT or SIGTERM, which then exits without waiting
+/// for the runs (they fail as their actors die; see [`aborted`]).
 pub fn abort_all() {
-    for (pids, dir) in active().values() {
-        for &pid in pids {
-            let _ = kill(pid, Signal::SIGKILL);
-        }
+    let active = active();
+    ABORTED.store(true, Ordering::SeqCst);
+    for (pids, dir) in active.values() {
+        kill_and_wait(pids);
         let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Whether [`abort_all`] was called: the runs that ended since failed because of it, and
+/// their reports must not be taken for verdicts.
+pub fn aborted() -> bool {
+    ABORTED.load(Ordering::SeqCst)
+}
+
+/// SIGKILLs `pids` and waits (bounded) until each is gone or a zombie: a process that was in
+/// the middle of a bind may still create its socket file until then.
+fn kill_and_wait(pids: &[Pid]) {
+    for &pid in pids {
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while pids.iter().any(|&pid| !procfs::exited(pid)) && Instant::now() < deadline {
+        std::thread::yield_now();
     }
 }
 
@@ -211,9 +233,16 @@ impl<'a> Run<'a> {
                 None,
             )
         };
-        // create_dir, not create_dir_all: the directory is this run's own, made here.
-        std::fs::create_dir(&self.dir).map_err(|e| setup("temporary directory", &e))?;
-        active().insert(self.instance, (vec![], self.dir.clone()));
+        {
+            // Under the lock abort_all takes, so that a stop never misses a new directory.
+            let mut active = active();
+            if aborted() {
+                return Err(setup("starting", &"the run was stopped"));
+            }
+            // create_dir, not create_dir_all: the directory is this run's own, made here.
+            std::fs::create_dir(&self.dir).map_err(|e| setup("temporary directory", &e))?;
+            active.insert(self.instance, (vec![], self.dir.clone()));
+        }
         let (ours, theirs) =
             channel::pair::<Command, Reply>().map_err(|e| setup("socketpair", &e))?;
         // Everything exec needs is prepared before fork: the child only makes syscalls.
@@ -546,9 +575,8 @@ impl<'a> Run<'a> {
     }
 
     fn teardown(&mut self) {
-        for actor in &self.actors {
-            let _ = kill(actor.pid, Signal::SIGKILL);
-        }
+        let pids: Vec<Pid> = self.actors.iter().map(|a| a.pid).collect();
+        kill_and_wait(&pids);
         // Only main is our child; the others are reaped by their parents' exit (init adopts).
         if let Some(main) = self.actors.first() {
             let _ = process::reap(main.pid);
