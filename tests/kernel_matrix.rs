@@ -471,3 +471,59 @@ fn bad_kernel_headers_name_line_and_column() {
     );
     std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
+
+/// Waits (bounded) until `done` holds; the clean-up after a kill is another process's work.
+fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn interrupted_or_killed_mid_boot_leaves_no_qemu_and_no_directory() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let release = need_61!();
+    for signal in [Signal::SIGINT, Signal::SIGKILL] {
+        let tmp = scratch(&format!("signal-{signal}"));
+        let mut child = tool("epollscope")
+            .env("TMPDIR", &tmp)
+            .args(["run", "--accel", "tcg", "--kernel", &release, SCENARIOS[1]])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let qemu_started = || {
+            processes_with_tmpdir(&tmp)
+                .iter()
+                .any(|p| p.ends_with("qemu-system-x86"))
+        };
+        wait_for(
+            "qemu to start",
+            std::time::Duration::from_secs(120),
+            qemu_started,
+        );
+        let pid = Pid::from_raw(i32::try_from(child.id()).unwrap());
+        kill(pid, signal).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(signal as i32)
+        );
+        wait_for(
+            "the guard to kill the VM and remove its directory",
+            std::time::Duration::from_secs(30),
+            || {
+                processes_with_tmpdir(&tmp).is_empty()
+                    && std::fs::read_dir(&tmp).unwrap().next().is_none()
+            },
+        );
+        std::fs::remove_dir(&tmp).unwrap();
+    }
+}
