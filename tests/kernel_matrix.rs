@@ -104,10 +104,19 @@ fn debian_61() -> Result<String, String> {
         .ok_or_else(|| "no /boot/vmlinuz-6.1.*-amd64 (install linux-image-amd64)".into())
 }
 
+/// One VM at a time: two emulated guests on a 2-core machine only slow each other down.
+static ONE_VM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The Debian 6.1 release and the VM lock, or return after printing why the test skips.
 macro_rules! need_61 {
     () => {
         match debian_61() {
-            Ok(release) => release,
+            Ok(release) => (
+                release,
+                ONE_VM
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            ),
             Err(why) => {
                 eprintln!("skipped: {why}");
                 return;
@@ -131,7 +140,7 @@ fn running_release() -> String {
 
 #[test]
 fn host_and_debian_61_side_by_side() {
-    let release = need_61!();
+    let (release, _vm) = need_61!();
     // Runs on 6.1; on the host only when it is older than 6.2 too.
     let old_only = scenario_file("old-only", &needing("< 6.2"));
     let host = running_release();
@@ -180,6 +189,7 @@ fn host_and_debian_61_side_by_side() {
     // One line says how the VM ran and one how long each kernel took.
     let err = stderr(&out);
     assert!(err.contains("epollscope: VMs "), "{err}");
+    assert!(err.contains(", scenario timeouts x10 inside: "), "{err}");
     assert!(
         err.contains(&format!("epollscope: {release} (")) && err.contains("booted in"),
         "{err}"
@@ -197,7 +207,7 @@ fn host_and_debian_61_side_by_side() {
 
 #[test]
 fn json_and_junit_name_each_instance_kernel() {
-    let release = need_61!();
+    let (release, _vm) = need_61!();
     let junit = scratch("junit-out").join("report.xml");
     let mut args = vec![
         "run", "--json", "--kernel", &release, "--kernel", "host", "--junit",
@@ -247,7 +257,7 @@ fn json_and_junit_name_each_instance_kernel() {
 
 #[test]
 fn a_guest_past_its_boot_deadline_is_killed_and_reported() {
-    let release = need_61!();
+    let (release, _vm) = need_61!();
     let out = run_matrix(
         "deadline",
         &[
@@ -488,7 +498,7 @@ fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bo
 fn interrupted_or_killed_mid_boot_leaves_no_qemu_and_no_directory() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
-    let release = need_61!();
+    let (release, _vm) = need_61!();
     for signal in [Signal::SIGINT, Signal::SIGKILL] {
         let tmp = scratch(&format!("signal-{signal}"));
         let mut child = tool("epollscope")

@@ -30,9 +30,14 @@ pub struct Plan {
     pub exe: PathBuf,
     /// What follows `run --json` on every kernel.
     pub run_args: Vec<OsString>,
+    /// Added after `run_args` in VMs only.
+    pub vm_args: Vec<OsString>,
     pub cwd: PathBuf,
     pub boot_timeout: Duration,
+    /// How long the host kernel's run may take.
     pub run_timeout: Duration,
+    /// How long a VM's run may take once its script started.
+    pub vm_run_timeout: Duration,
     pub scratch_parent: PathBuf,
     /// VMs booted at once.
     pub vm_slots: usize,
@@ -86,14 +91,23 @@ pub fn run(plan: &Plan, progress: &(dyn Fn(Progress) + Sync)) -> Result<Matrix, 
     let run_one = |index: usize| -> KernelRun {
         let (spec, kernel) = &plan.kernels[index];
         let host = matches!(kernel, Kernel::Host(_));
+        let mut run_args = plan.run_args.clone();
+        if !host {
+            run_args.extend(plan.vm_args.iter().cloned());
+        }
+        let run_timeout = if host {
+            plan.run_timeout
+        } else {
+            plan.vm_run_timeout
+        };
         let job = GuestJob {
             kernel: kernel.clone(),
             accel,
             exe: plan.exe.clone(),
-            run_args: plan.run_args.clone(),
+            run_args,
             cwd: plan.cwd.clone(),
             boot_timeout: plan.boot_timeout,
-            run_timeout: plan.run_timeout,
+            run_timeout,
             scratch_parent: plan.scratch_parent.clone(),
         };
         let accel_shown = (!host).then_some(accel);
@@ -104,7 +118,7 @@ pub fn run(plan: &Plan, progress: &(dyn Fn(Progress) + Sync)) -> Result<Matrix, 
                 host,
                 accel_shown,
                 &outcome,
-                (plan.boot_timeout, plan.run_timeout),
+                (plan.boot_timeout, run_timeout),
             ),
             Err(e) => KernelRun {
                 spec: spec.clone(),

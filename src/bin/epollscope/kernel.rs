@@ -35,6 +35,9 @@ pub struct KernelArgs {
     /// With --kernel: hardware virtualisation, plain emulation, or KVM when it works.
     #[arg(long, value_enum, default_value = "auto", requires = "kernels")]
     pub accel: AccelArg,
+    /// (internal, set by --kernel for emulated guests) multiply every scenario's timeouts.
+    #[arg(long, hide = true, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub timeout_scale: u32,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -44,6 +47,9 @@ pub enum AccelArg {
     Kvm,
     Tcg,
 }
+
+/// How much longer scenario timeouts are inside a VM that may be emulated.
+const VM_TIMEOUT_SCALE: u32 = 10;
 
 /// What `run` selected, as the matrix needs it.
 pub struct Selection<'a> {
@@ -131,6 +137,15 @@ pub fn run_matrix(args: &KernelArgs, selection: Selection) -> anyhow::Result<Exi
         run_args.extend(["--family".into(), family.name().into()]);
     }
     run_args.extend(["--jobs".into(), jobs.to_string().into()]);
+    // Emulation runs a guest many times slower (BENCHMARKS.md: ~20x for the library); the
+    // timeouts exist to catch hangs, so in VMs they stretch with it rather than fail slow steps.
+    let scale = if args.accel == AccelArg::Kvm {
+        1
+    } else {
+        VM_TIMEOUT_SCALE
+    };
+    let vm_args: Vec<OsString> = vec!["--timeout-scale".into(), scale.to_string().into()];
+    let run_timeout = run_allowance(scenarios, selection.family, jobs);
     let expected = scenarios
         .iter()
         .flat_map(|s| {
@@ -152,15 +167,21 @@ pub fn run_matrix(args: &KernelArgs, selection: Selection) -> anyhow::Result<Exi
         run_args,
         cwd,
         boot_timeout: Duration::from_secs(args.boot_timeout),
-        run_timeout: run_allowance(scenarios, selection.family, jobs),
+        run_timeout,
+        vm_run_timeout: run_timeout * scale,
+        vm_args,
         scratch_parent: std::env::temp_dir(),
         // Each guest gets every CPU; two at once only when there are cores to spare.
         vm_slots: (cpus / 2).max(1),
     };
     let matrix = plan::run(&plan, &|event| match event {
         Progress::Accel { accel, why } => match accel {
-            Accel::Kvm => eprintln!("epollscope: VMs use KVM ({why})"),
-            Accel::Tcg => eprintln!("epollscope: VMs run emulated (TCG), slower: {why}"),
+            Accel::Kvm => {
+                eprintln!("epollscope: VMs use KVM, scenario timeouts x{scale} inside: {why}")
+            }
+            Accel::Tcg => eprintln!(
+                "epollscope: VMs run emulated (TCG), slower, scenario timeouts x{scale} inside: {why}"
+            ),
         },
         Progress::Done(k) => {
             let boot = k

@@ -132,7 +132,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         match load(&file) {
-            Ok(s) => scenarios.push(s),
+            Ok(mut s) => {
+                // Timeouts only catch hangs; an emulated guest is slower, not hung.
+                let scale = args.kernel.timeout_scale;
+                s.timeout = s.timeout.checked_mul(scale).unwrap_or(s.timeout);
+                s.step_timeout = s.step_timeout.checked_mul(scale).unwrap_or(s.step_timeout);
+                scenarios.push(s)
+            }
             Err(LoadError::Parse(e)) => {
                 // One line first (what tools grep for), then the line and a caret.
                 eprintln!("{}", e.render());
