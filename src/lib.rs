@@ -35,6 +35,7 @@ pub mod shim;
 pub mod sys;
 pub mod trace;
 pub mod tracer;
+pub mod vm;
 
 pub use addr::{Family, SockAddr};
 pub use epoll::Interest;

@@ -30,6 +30,8 @@ pub struct Scenario {
     pub step_timeout: Duration,
     /// `capture`: record the run's loopback traffic and summarise its flows.
     pub capture: bool,
+    /// `kernel: >= 4.5`: what the scenario needs of the kernel; elsewhere it is skipped.
+    pub kernel: Option<crate::vm::Requirement>,
     /// The statements, with `repeat` blocks already unrolled.
     pub body: Vec<Stmt>,
 }

@@ -54,7 +54,30 @@ fn parse_inner(path: &Path, source: &str) -> Result<Scenario, ParseError> {
 
     // Build the block tree: a stack of open `repeat` blocks.
     let mut stack: Vec<(Span, usize, Vec<Block>)> = vec![(Span { line: 0, col: 0 }, 1, vec![])];
+    let mut kernel = None;
     for (idx, line) in source.lines().enumerate() {
+        // `kernel: >= 4.5, < 5.14` is read before lexing: its operators are not tokens.
+        if let Some(rest) = line.trim_start().strip_prefix("kernel:") {
+            let before = line[..line.len() - rest.len()].chars().count();
+            let span = |col| Span {
+                line: idx + 1,
+                col: before + col,
+            };
+            if kernel.is_some() {
+                let indent = line.chars().take_while(|c| c.is_whitespace()).count();
+                let start = Span {
+                    line: idx + 1,
+                    col: indent + 1,
+                };
+                return Err(at(
+                    start,
+                    "kernel: given twice (join the bounds with a comma)",
+                ));
+            }
+            kernel =
+                Some(crate::vm::Requirement::parse(rest).map_err(|e| at(span(e.col), &e.message))?);
+            continue;
+        }
         let tokens = lex_line(line, idx + 1)?;
         let Some(first) = tokens.first() else {
             continue;
@@ -146,6 +169,7 @@ fn parse_inner(path: &Path, source: &str) -> Result<Scenario, ParseError> {
         timeout: parser.timeout,
         step_timeout: parser.step_timeout,
         capture: parser.capture,
+        kernel,
         body: parser.body,
     })
 }
@@ -289,7 +313,7 @@ impl StatementParser {
             other => Err(at(
                 span,
                 &format!(
-                    "unknown directive '{other}:' (expected family:, timeout: or step-timeout:)"
+                    "unknown directive '{other}:' (expected family:, kernel:, timeout: or step-timeout:)"
                 ),
             )),
         }

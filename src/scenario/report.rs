@@ -38,6 +38,9 @@ pub struct ScenarioReport {
     pub path: PathBuf,
     pub family: Family,
     pub passed: bool,
+    /// Why the instance did not run (its `kernel:` requirement is not met here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     pub failure: Option<Failure>,
     pub duration_ms: f64,
     pub trace: Vec<Event>,
@@ -50,8 +53,27 @@ pub struct ScenarioReport {
 }
 
 impl ScenarioReport {
+    /// An instance that did not run, and why.
+    pub fn skipped(scenario: &super::Scenario, family: Family, reason: String) -> ScenarioReport {
+        ScenarioReport {
+            name: scenario.name(),
+            path: scenario.path.clone(),
+            family,
+            passed: false,
+            skipped: Some(reason),
+            failure: None,
+            duration_ms: 0.0,
+            trace: vec![],
+            aggregates: vec![],
+            capture: None,
+        }
+    }
+
     /// `PASS name [family]` or `FAIL ...` followed by the mismatch report.
     pub fn summary(&self) -> String {
+        if let Some(reason) = &self.skipped {
+            return format!("SKIP {} [{}]: {reason}", self.path.display(), self.family);
+        }
         let mut out = format!(
             "{} {} [{}] ({:.0} ms)",
             if self.passed { "PASS" } else { "FAIL" },
@@ -106,7 +128,10 @@ fn xml_escape(text: &str) -> String {
 
 /// A JUnit XML document: one testsuite, one testcase per scenario instance.
 pub fn junit(reports: &[ScenarioReport]) -> String {
-    let failures = reports.iter().filter(|r| !r.passed).count();
+    let failures = reports
+        .iter()
+        .filter(|r| !r.passed && r.skipped.is_none())
+        .count();
     let total_s: f64 = reports.iter().map(|r| r.duration_ms).sum::<f64>() / 1000.0;
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
@@ -123,6 +148,14 @@ pub fn junit(reports: &[ScenarioReport]) -> String {
             r.family,
             r.duration_ms / 1000.0
         );
+        if let Some(reason) = &r.skipped {
+            let _ = writeln!(
+                out,
+                ">\n    <skipped message=\"{}\"/>\n  </testcase>",
+                xml_escape(reason)
+            );
+            continue;
+        }
         match &r.failure {
             None => out.push_str("/>\n"),
             Some(f) => {
@@ -165,6 +198,7 @@ mod tests {
             path: "s.scn".into(),
             family: Family::Inet,
             passed,
+            skipped: None,
             failure: None,
             duration_ms: 1.0,
             trace: vec![event],

@@ -89,6 +89,7 @@ pub fn run_with(scenario: &Scenario, family: Family, options: &RunOptions) -> Sc
         path: scenario.path.clone(),
         family,
         passed: failure.is_none(),
+        skipped: None,
         failure,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         trace: run.trace,

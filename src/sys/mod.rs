@@ -23,6 +23,7 @@ pub mod process;
 pub mod procfs;
 pub mod signal;
 pub mod sockaddr;
+pub mod vm;
 
 pub use sockaddr::RawAddr;
 

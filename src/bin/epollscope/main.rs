@@ -6,6 +6,7 @@ use clap::Subcommand;
 use epollscope::cli;
 use epollscope::scenario;
 
+mod kernel;
 mod monitor;
 mod run;
 mod trace;
@@ -26,9 +27,13 @@ enum Cmd {
     #[command(
         after_help = "Exit status: 0 when every scenario passed, 1 when one failed, \
 2 on bad input (an unreadable or malformed scenario, a bad flag). With --under both: 0 when \
-every native run passed (what the shim changes is reported, not failed)."
+every native run passed (what the shim changes is reported, not failed). With --kernel: 0 when \
+every instance passed or was skipped on every kernel, 1 when one failed or a kernel gave no \
+result (did not boot, or was killed at its deadline); 2 also when qemu or virtme-ng is missing."
     )]
     Run(run::RunArgs),
+    /// List the kernels `run --kernel` can boot: the running one and the images in /boot.
+    Kernels,
     /// (internal) A scenario actor started by exec, serving the runner on fd 3.
     #[command(name = "__actor", hide = true)]
     Actor,
@@ -48,6 +53,7 @@ fn main() -> ExitCode {
     let _ = nix::sys::prctl::set_child_subreaper(true);
     cli::main("epollscope", |args: Args| match args.command {
         Cmd::Run(args) => run::run(args),
+        Cmd::Kernels => kernel::list(),
         Cmd::Actor => scenario::actor_main(),
         Cmd::Monitor(args) => monitor::run(args),
         Cmd::Trace(args) => trace::trace(args),

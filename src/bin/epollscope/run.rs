@@ -56,6 +56,8 @@ pub struct RunArgs {
     /// Scenario instances run at once [default: 2 per CPU].
     #[arg(long, short = 'j', value_parser = cli::count_usize(1..=1024))]
     jobs: Option<usize>,
+    #[command(flatten)]
+    kernel: crate::kernel::KernelArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -130,7 +132,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         match load(&file) {
-            Ok(s) => scenarios.push(s),
+            Ok(mut s) => {
+                // Timeouts only catch hangs; an emulated guest is slower, not hung.
+                let scale = args.kernel.timeout_scale;
+                s.timeout = s.timeout.checked_mul(scale).unwrap_or(s.timeout);
+                s.step_timeout = s.step_timeout.checked_mul(scale).unwrap_or(s.step_timeout);
+                scenarios.push(s)
+            }
             Err(LoadError::Parse(e)) => {
                 // One line first (what tools grep for), then the line and a caret.
                 eprintln!("{}", e.render());
@@ -165,6 +173,26 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         bail!(
             "no scenario runs for --family {family}: none of the selected scenarios has it in its family: matrix"
         );
+    }
+    if !args.kernel.kernels.is_empty() {
+        let unsupported = [
+            (args.trace, "--trace"),
+            (args.raw, "--raw"),
+            (args.repeat != 1, "--repeat"),
+            (args.capture.is_some(), "--capture"),
+            (args.under != Under::Native, "--under"),
+        ];
+        if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
+            bail!("{flag} cannot be combined with --kernel");
+        }
+        let selection = crate::kernel::Selection {
+            scenarios: &scenarios,
+            family: only_family,
+            jobs: args.jobs,
+            json: args.json,
+            junit: args.junit.as_deref().zip(junit_file),
+        };
+        return crate::kernel::run_matrix(&args.kernel, selection);
     }
     let jobs = args
         .jobs
@@ -204,6 +232,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 struct Totals {
     passed: usize,
     failed: usize,
+    skipped: usize,
     flaky: usize,
 }
 
@@ -235,7 +264,8 @@ fn report(
         reports.push(shown);
     }
     let passed = reports.iter().filter(|r| r.passed).count();
-    let failed = reports.len() - passed;
+    let skipped = reports.iter().filter(|r| r.skipped.is_some()).count();
+    let failed = reports.len() - passed - skipped;
     if args.json {
         let items: Vec<JsonInstance> = reports
             .iter()
@@ -247,6 +277,7 @@ fn report(
         let totals = Totals {
             passed,
             failed,
+            skipped,
             flaky: flaky.len(),
         };
         let doc = serde_json::json!({ "scenarios": items, "totals": totals });
@@ -268,6 +299,9 @@ fn report(
             }
         }
         let mut line = format!("{passed} passed, {failed} failed");
+        if skipped > 0 {
+            line.push_str(&format!(", {skipped} skipped"));
+        }
         if args.repeat > 1 {
             line.push_str(&format!(
                 " ({} flaky in {} runs each)",
@@ -312,7 +346,11 @@ fn compare(
         .zip(&fast)
         .map(|(n, f)| (&n[0], &f[0]))
         .collect();
-    let verdict = |r: &ScenarioReport| if r.passed { "PASS" } else { "FAIL" };
+    let verdict = |r: &ScenarioReport| match (r.passed, &r.skipped) {
+        (true, _) => "PASS",
+        (false, Some(_)) => "SKIP",
+        (false, None) => "FAIL",
+    };
     let mut comparisons = vec![];
     let mut differing = 0;
     for &(n, f) in &pairs {
@@ -384,7 +422,8 @@ fn compare(
             pairs.len()
         );
     }
-    Ok(if passed(0) == pairs.len() {
+    let skipped = pairs.iter().filter(|p| p.0.skipped.is_some()).count();
+    Ok(if passed(0) + skipped == pairs.len() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -467,6 +506,17 @@ fn print_indented(text: &str) {
 }
 
 /// Runs every instance `repeat` times on `jobs` threads; results in instance order.
+/// Why `scenario` cannot run on this kernel (its `kernel:` header), if it cannot.
+fn unmet_requirement(scenario: &Scenario) -> Option<String> {
+    let requirement = scenario.kernel.as_ref()?;
+    match epollscope::vm::release::running() {
+        Ok(release) => requirement.unmet_by(&release),
+        Err(e) => Some(format!(
+            "needs kernel {requirement}; the running kernel's release: {e}"
+        )),
+    }
+}
+
 fn run_all(
     instances: &[(&Scenario, Family)],
     repeat: usize,
@@ -491,7 +541,10 @@ fn run_all(
                     };
                     let Some((i, r)) = item else { break };
                     let (scenario, family) = instances[i];
-                    let report = run_with(scenario, family, options);
+                    let report = match unmet_requirement(scenario) {
+                        Some(reason) => ScenarioReport::skipped(scenario, family, reason),
+                        None => run_with(scenario, family, options),
+                    };
                     let mut done = results.lock().expect("lock");
                     done.insert((i, r), report);
                     if progress {
