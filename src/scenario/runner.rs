@@ -577,9 +577,19 @@ impl<'a> Run<'a> {
     fn teardown(&mut self) {
         let pids: Vec<Pid> = self.actors.iter().map(|a| a.pid).collect();
         kill_and_wait(&pids);
-        // Only main is our child; the others are reaped by their parents' exit (init adopts).
         if let Some(main) = self.actors.first() {
             let _ = process::reap(main.pid);
+        }
+        // The other actors were forked by actors, which never reap. Once their parents are
+        // dead (kill_and_wait saw every actor exit, and the kernel re-parents children before
+        // a parent turns zombie) they are ours if we are a subreaper, as `epollscope` is: reap
+        // them now, by pid, or a long run (`--repeat`, fuzzing) piles up zombies until it
+        // runs out of pids. Nobody else can reap them, so their pids cannot have been reused.
+        if nix::sys::prctl::get_child_subreaper().unwrap_or(false) {
+            for actor in self.actors.iter().skip(1) {
+                let _ =
+                    nix::sys::wait::waitpid(actor.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+            }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         active().remove(&self.instance);
