@@ -149,6 +149,14 @@ pub enum Arg<S: Stage> {
     ExpectBytes(Option<Vec<u8>>),
     /// Events the call should produce (epoll_wait's array, any order), or `[...]`.
     ExpectEvents(Option<Vec<EventArg<S>>>),
+    /// Names for the fds the call makes and writes into an array (`pipe2([R, W], 0)`); a
+    /// name stays a name at both stages: the actor gives it to the new fd.
+    NewFds(Vec<String>),
+    /// poll's array: `[{fd=E, events=POLLIN}, ...]`.
+    PollFds(Vec<(S::Fd, u32)>),
+    /// Timespecs as (seconds, nanoseconds): one for a timeout, two (interval, value) for an
+    /// itimerspec; `None` for `NULL`.
+    Times(Option<Vec<(i64, i64)>>),
     /// An argument written for fidelity to strace and not used (`...`, a sigmask).
     Ignored,
 }
@@ -206,6 +214,28 @@ impl<S: Stage> Op<S> {
         match &self.args[i] {
             Arg::Family(f) => *f,
             other => panic!("{}: argument {i} is {other:?}, not a family", self.name()),
+        }
+    }
+
+    pub fn new_fds(&self, i: usize) -> &[String] {
+        match &self.args[i] {
+            Arg::NewFds(names) => names,
+            other => panic!("{}: argument {i} is {other:?}, not new fds", self.name()),
+        }
+    }
+
+    pub fn poll_fds(&self, i: usize) -> &[(S::Fd, u32)] {
+        match &self.args[i] {
+            Arg::PollFds(fds) => fds,
+            other => panic!("{}: argument {i} is {other:?}, not poll fds", self.name()),
+        }
+    }
+
+    /// The timespecs at `i`, `None` for NULL.
+    pub fn times(&self, i: usize) -> Option<&[(i64, i64)]> {
+        match &self.args[i] {
+            Arg::Times(t) => t.as_deref(),
+            other => panic!("{}: argument {i} is {other:?}, not a time", self.name()),
         }
     }
 

@@ -14,8 +14,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::ast::{Aggregate, Expect, Op, Returns, Scenario, Script, Span, Step, Stmt};
-use super::calls::{blocking_names, build_op};
+use super::ast::{Aggregate, Arg, Expect, Op, Returns, Scenario, Script, Span, Step, Stmt};
+use super::calls::{blocking_names, build_op, returned_detail};
 use super::error::{ParseError, ScenarioError};
 use super::lexer::{Cursor, Tok, Token, lex_line};
 use super::scope::{Kind, Scope};
@@ -400,11 +400,15 @@ impl StatementParser {
         let (call, call_span) = cur.ident("a call such as socket(...) or epoll_wait(...)")?;
         let op = build_op(&call, call_span, cur, &self.scope, &actor)?;
 
+        let mut op = op;
         let mut expect = None;
         if cur.eat('=') {
             let expect_span = cur.span();
             let e = parse_result(cur)?;
             self.check_result(&op, &e, expect_span)?;
+            if cur.peek().is_some_and(|t| t.tok == Tok::Punct('(')) {
+                returned_detail(&mut op, cur, &self.scope, &actor)?;
+            }
             expect = Some(e);
         }
         let background_span = cur.span();
@@ -429,6 +433,15 @@ impl StatementParser {
             return Err(at(span, "fork() must name the new process: fork() = w1"));
         }
         self.scope.apply(&actor, op.returns(), expect.as_ref());
+        if !matches!(expect, Some(Expect::Errno(_))) {
+            for arg in &op.args {
+                if let Arg::NewFds(names) = arg {
+                    for name in names {
+                        self.scope.bind_fd(&actor, name);
+                    }
+                }
+            }
+        }
         self.body.push(Stmt::Step(Step {
             span,
             actor,

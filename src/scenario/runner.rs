@@ -533,6 +533,13 @@ impl<'a> Run<'a> {
                 }
             }
         }
+        for arg in &step.op.args {
+            if let Arg::NewFds(names) = arg {
+                for (name, &fd) in names.iter().zip(&outcome.fds) {
+                    self.actors[idx].names.insert(name.clone(), fd);
+                }
+            }
+        }
         // Values bound to names are fds and pids the kernel returned: they fit an i32.
         let number = i32::try_from(value).unwrap_or(-1);
         match (&step.expect, step.op.returns()) {
