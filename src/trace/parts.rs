@@ -71,3 +71,117 @@ impl Renderer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{Call, Event, Format, Ret, Stability};
+
+    fn fd(num: i32, name: &str) -> Part {
+        Part::Fd(FdRef {
+            num,
+            name: Some(name.into()),
+        })
+    }
+
+    fn event(call: Call, ret: Ret) -> Event {
+        Event {
+            actor: "main".into(),
+            pid: 7,
+            time_us: 1_700_000_000_000_001,
+            dur_us: 10_095,
+            call,
+            ret,
+            resumed: false,
+            stability: Stability::Stable,
+        }
+    }
+
+    #[test]
+    fn parts_render_symbolic_and_raw() {
+        let pipe = event(
+            Call::Sys {
+                name: "pipe2".into(),
+                args: vec![
+                    Part::List(vec![fd(3, "R"), fd(4, "W")]),
+                    Part::text("O_NONBLOCK"),
+                ],
+                detail: None,
+            },
+            Ret::value(0),
+        );
+        assert_eq!(
+            pipe.render(Format::SYMBOLIC),
+            "pipe2([R, W], O_NONBLOCK) = 0"
+        );
+        assert_eq!(
+            pipe.render(Format::RAW),
+            "22:13:20.000001 pipe2([3, 4], O_NONBLOCK) = 0 <0.010095>"
+        );
+        let revents = Part::Struct(vec![
+            ("fd".into(), fd(5, "E")),
+            ("revents".into(), Part::text("POLLIN")),
+        ]);
+        let call = Call::Sys {
+            name: "poll".into(),
+            args: vec![Part::text("[...]"), Part::num(1), Part::num(-1)],
+            detail: Some(Part::Out(Box::new(Part::List(vec![revents])))),
+        };
+        let poll = event(call.clone(), Ret::value(1));
+        assert_eq!(
+            poll.render(Format::SYMBOLIC),
+            "poll([...], 1, -1) = 1 ([{fd=E, revents=POLLIN}])"
+        );
+        assert!(
+            poll.render(Format::RAW)
+                .contains("= 1 ([{fd=5, revents=POLLIN}])")
+        );
+        // Not returned yet, or an outcome that varies: what it wrote back is not shown.
+        let started = event(call.clone(), Ret::Unfinished);
+        assert_eq!(
+            started.render(Format::SYMBOLIC),
+            "poll([...], 1, -1) <unfinished ...>"
+        );
+        let mut varying = event(call, Ret::value(1));
+        varying.stability = Stability::Pattern("0..1".into());
+        assert_eq!(
+            varying.render(Format::SYMBOLIC),
+            "poll([...], 1, -1) = 0..1"
+        );
+        // An error shows no detail.
+        let failed = event(
+            Call::Sys {
+                name: "poll".into(),
+                args: vec![],
+                detail: Some(Part::text("Timeout")),
+            },
+            Ret::Err {
+                errno: nix::errno::Errno::EINTR,
+            },
+        );
+        assert_eq!(
+            failed.render(Format::SYMBOLIC),
+            "poll() = -1 EINTR (Interrupted system call)"
+        );
+        let json = serde_json::to_string(&poll).unwrap();
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), poll);
+    }
+
+    #[test]
+    fn named_values_show_their_name_only_symbolically() {
+        let data = Part::Named {
+            name: Some("L".into()),
+            raw: "3".into(),
+        };
+        let e = event(
+            Call::Sys {
+                name: "x".into(),
+                args: vec![data],
+                detail: None,
+            },
+            Ret::value(0),
+        );
+        assert_eq!(e.render(Format::SYMBOLIC), "x(L) = 0");
+        assert!(e.render(Format::RAW).contains("x(3) = 0"));
+    }
+}
