@@ -139,6 +139,36 @@ const MISUSES: &[(&str, &str)] = &[
         "epoll_create(1) = E\nepoll_pwait2(E, [], 16, {tv_sec=\"x\", tv_nsec=0}, NULL, 8) = 0\n",
         "t.scn:2:26: type mismatch: argument 4 of epoll_pwait2() must be a number in a timespec, not a string",
     ),
+    // A timed wait is checked by a lower bound only: an upper bound would be timing luck.
+    (
+        "epoll_create(1) = E\nexpect elapsed(main) = 10ms\n",
+        "t.scn:2:22: elapsed() takes only a lower bound: expect elapsed(w1) >= 10ms \
+         (a timed wait never ends early; how late it ends is the scheduler's luck)",
+    ),
+    (
+        "fork() = w\nexpect elapsed(main, w) >= 10ms\n",
+        "t.scn:2:15: elapsed() takes one process: expect elapsed(w1) >= 10ms",
+    ),
+    (
+        "expect elapsed(main) >= 10\n",
+        "t.scn:1:25: expected a unit: us, ms or s",
+    ),
+    (
+        "expect elapsed(main) >= 10 min\n",
+        "t.scn:1:28: expected a unit: us, ms or s",
+    ),
+    (
+        "expect elapsed(main) >= 10ms 3\n",
+        "t.scn:1:30: unexpected text after the duration",
+    ),
+    (
+        "expect elapsed(main) >= 7200s\n",
+        "t.scn:1:25: a duration must be at most 3600s",
+    ),
+    (
+        "expect elapsed(L) >= 1ms\n",
+        "t.scn:1:16: undefined name 'L': processes are main and those made by fork() = NAME",
+    ),
     // Names bound by an array are fds of the actor that made them, and only if it succeeded.
     (
         "fork() = w\n[w] pipe([R, W]) = 0\nclose(R) = 0\n",
@@ -188,5 +218,33 @@ fn octal_escapes_over_a_byte_are_refused() {
     assert_eq!(
         err.to_string(),
         "t.scn:1:11: octal escape \\400 is over \\377"
+    );
+}
+
+/// `expect elapsed(...) >= D` passes for a wait that lasted D and fails, with the time it took,
+/// for a bound the wait did not reach (a 1 ms wait never takes an hour).
+#[test]
+fn elapsed_is_a_lower_bound_on_the_latest_call() {
+    use epollscope::scenario::run;
+    let source = |bound: &str| {
+        format!(
+            "# t\nepoll_create(1) = E\n\
+             epoll_pwait2(E, [], 16, {{tv_sec=0, tv_nsec=1000000}}, NULL, 8) = 0\n\
+             expect elapsed(main) >= {bound}\n"
+        )
+    };
+    let ok = parse(Path::new("t.scn"), &source("1ms")).unwrap();
+    let report = run(&ok, ok.families[0]);
+    assert!(report.passed, "{}", report.summary());
+    let late = parse(Path::new("t.scn"), &source("3600s")).unwrap();
+    let report = run(&late, late.families[0]);
+    let failure = report.failure.expect("a 1 ms wait cannot take an hour");
+    assert_eq!((failure.line, failure.col), (4, 1));
+    assert!(
+        failure
+            .message
+            .starts_with("expected elapsed(main) >= 3600s, took "),
+        "{}",
+        failure.message
     );
 }

@@ -284,6 +284,9 @@ pub enum Expect {
     Any,
     /// `= $n`: success; remember the value as `$n`.
     Capture(String),
+    /// `>= 10ms` (in microseconds): only for `expect elapsed(...)`, where a lower bound is
+    /// what the kernel guarantees and an upper bound would be timing luck.
+    AtLeast(u64),
 }
 
 impl Expect {
@@ -301,7 +304,18 @@ impl Expect {
             Expect::Range(lo, hi) => format!("{lo}..{hi}"),
             Expect::Any => "?".into(),
             Expect::Capture(name) => format!("${name}"),
+            Expect::AtLeast(us) => format!(">= {}", duration_text(*us)),
         }
+    }
+}
+
+/// `10ms`, `1s`, `250us`: the largest unit that says it exactly.
+pub fn duration_text(us: u64) -> String {
+    match us {
+        0 => "0ms".into(),
+        _ if us.is_multiple_of(1_000_000) => format!("{}s", us / 1_000_000),
+        _ if us.is_multiple_of(1000) => format!("{}ms", us / 1000),
+        _ => format!("{us}us"),
     }
 }
 
@@ -314,6 +328,9 @@ pub enum Aggregate {
     Sum(Vec<String>),
     Min(Vec<String>),
     Max(Vec<String>),
+    /// How long this actor's latest call took, as the actor measured it around the system call
+    /// (on the monotonic clock); checked only against a lower bound.
+    Elapsed(String),
 }
 
 impl Aggregate {
@@ -323,6 +340,7 @@ impl Aggregate {
             Aggregate::Sum(v) => ("sum", v, "$"),
             Aggregate::Min(v) => ("min", v, "$"),
             Aggregate::Max(v) => ("max", v, "$"),
+            Aggregate::Elapsed(a) => return format!("elapsed({a})"),
         };
         let list: Vec<String> = items.iter().map(|i| format!("{prefix}{i}")).collect();
         format!("{name}({})", list.join(", "))

@@ -113,7 +113,7 @@ pub fn lex_line(text: &str, line_no: usize) -> Result<Vec<Token>, ParseError> {
                 i += 1;
             }
             Tok::Ident(chars[start..i].iter().collect())
-        } else if "()[]{},=|&:?".contains(c) {
+        } else if "()[]{},=|&:?>".contains(c) {
             i += 1;
             Tok::Punct(c)
         } else {

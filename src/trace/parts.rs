@@ -66,7 +66,10 @@ impl Renderer {
                 }
                 out.push('}');
             }
-            Part::Out(_) if self.hide_outputs => out.push_str("..."),
+            Part::Out(inner) if self.hide_outputs => out.push_str(match **inner {
+                Part::List(_) => "[...]",
+                _ => "...",
+            }),
             Part::Out(inner) => self.part(out, inner),
         }
     }
