@@ -139,6 +139,27 @@ const MISUSES: &[(&str, &str)] = &[
         "epoll_create(1) = E\nepoll_pwait2(E, [], 16, {tv_sec=\"x\", tv_nsec=0}, NULL, 8) = 0\n",
         "t.scn:2:26: type mismatch: argument 4 of epoll_pwait2() must be a number in a timespec, not a string",
     ),
+    // Signals go to processes, and only the ones every actor handles.
+    (
+        "pipe([R, W]) = 0\nkill(R, SIGUSR1) = 0\n",
+        "t.scn:2:6: type mismatch: 'R' is an fd, not a process",
+    ),
+    (
+        "kill(w, SIGUSR1) = 0\n",
+        "t.scn:1:6: undefined name 'w': processes are main and those made by fork() = NAME",
+    ),
+    (
+        "fork() = w\nkill(w, SIGKILL) = 0\n",
+        "t.scn:2:9: unknown flag 'SIGKILL' for the signal of kill() (known: SIGUSR1, SIGUSR2)",
+    ),
+    (
+        "fork() = w\nkill(w) = 0\n",
+        "t.scn:2:7: kill() takes 2 arguments, got 1: kill(w1, SIGUSR1)",
+    ),
+    (
+        "kill(3, SIGUSR1) = 0\n",
+        "t.scn:1:6: type mismatch: argument 1 of kill() must be a process (a name), not a number",
+    ),
     // A timed wait is checked by a lower bound only: an upper bound would be timing luck.
     (
         "epoll_create(1) = E\nexpect elapsed(main) = 10ms\n",

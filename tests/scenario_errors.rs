@@ -21,7 +21,7 @@ fn unknown_call() {
         "t.scn:2:1: unknown call 'frobnicate' (known: socket, setsockopt, bind, listen, connect, \
          accept, accept4, close, shutdown, dup, dup2, read, write, epoll_create1, epoll_ctl, \
          epoll_wait, epoll_pwait, epoll_pwait2, epoll_create, pipe, pipe2, socketpair, eventfd2, \
-         timerfd_create, timerfd_settime, sendto, recvfrom, poll, ppoll, fork, drain, exit)"
+         timerfd_create, timerfd_settime, sendto, recvfrom, poll, ppoll, kill, fork, drain, exit)"
     );
 }
 

@@ -98,6 +98,10 @@ pub fn become_actor(name: &str, chan: ActorEnd) -> ! {
     // As servers do: a write to a reset connection fails with EPIPE instead of killing the
     // process, which is the behaviour scenarios want to show.
     crate::sys::signal::ignore_sigpipe();
+    // A scenario's kill(w, SIGUSR1) interrupts w's blocked call, and does nothing else.
+    if crate::sys::signal::interrupt_on_user_signals().is_err() {
+        std::process::exit(121);
+    }
     if chan.send(&Reply::Ready).is_err() {
         std::process::exit(0);
     }

@@ -353,6 +353,7 @@ pub static CALLS: &[CallSpec] = &[
     fds::RECVFROM,
     fds::POLL,
     fds::PPOLL,
+    fds::KILL,
     CallSpec {
         name: "fork",
         params: &[],

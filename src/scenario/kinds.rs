@@ -49,6 +49,8 @@ pub enum Param {
     ExpectBytes,
     /// Expected epoll events `[{...}, ...]`, or `...` / `[...]`.
     ExpectEvents,
+    /// A process by name (`main`, `w1`): where a signal goes.
+    Task,
     /// `[R, W]`: names for the `n` fds the call makes.
     NewFds(usize),
     /// poll's array `[{fd=E, events=POLLIN}, ...]`.
@@ -249,6 +251,13 @@ impl Ctx<'_> {
             Param::Ellipsis { what } => match val {
                 Val::Ellipsis => Arg::Ignored,
                 _ => return Err(self.mismatch(i, what, val, span)),
+            },
+            Param::Task => match val.name() {
+                Some(name) => {
+                    self.scope.check_actor(name, span)?;
+                    Arg::Task(name.to_string())
+                }
+                None => return Err(self.mismatch(i, "a process (a name)", val, span)),
             },
             Param::NewFds(n) => match val {
                 Val::Array(items) if items.len() == n => {

@@ -17,7 +17,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::actor;
-use super::ast::{Arg, Expect, Returns, Scenario, Span, Step, Stmt};
+use super::ast::{Arg, Expect, Returns, Scenario, Span, Step, Stmt, TaskRef};
 use super::calls::Action;
 use super::expect::check_step;
 use super::protocol::{Command, Outcome, Reply, RunnerEnd};
@@ -396,7 +396,17 @@ impl<'a> Run<'a> {
                 })
                 .clone()
         };
-        super::resolve::resolve(&step.op, &self.actors[idx].names, family, addr)
+        let actors = &self.actors;
+        // A process that has exited has no pid to signal: its name has no value any more.
+        let task = |name: &str| {
+            let actor = actors.iter().find(|a| a.name == name && !a.exited)?;
+            Some(TaskRef {
+                name: name.to_string(),
+                tgid: actor.pid.as_raw(),
+                tid: actor.pid.as_raw(),
+            })
+        };
+        super::resolve::resolve(&step.op, &actors[idx].names, family, addr, task)
             .map_err(|why| fail(self.scenario, step.span, why.to_string(), None))
     }
 

@@ -7,7 +7,7 @@ use nix::errno::Errno;
 
 use super::{Action, Blocking, CallSpec, MAXEVENTS, READ_RANGE, count, number};
 use crate::names::{self, flags_name, name_of};
-use crate::scenario::ast::{Live, Op, Returns};
+use crate::scenario::ast::{Live, Op, Returns, TaskRef};
 use crate::scenario::kinds::{MAX_BYTES, Param};
 use crate::scenario::protocol::Outcome;
 use crate::sys::{self, fds};
@@ -287,6 +287,42 @@ pub const RECVFROM: CallSpec = CallSpec {
             },
             Err(e) => Outcome::of(Err(e)),
         }
+    }),
+};
+
+pub const KILL: CallSpec = CallSpec {
+    name: "kill",
+    params: &[Param::Task, flags("the signal", || names::SIGNALS.to_vec())],
+    forms: &[&[0, 1]],
+    usage: "kill(w1, SIGUSR1)",
+    returns: Returns::Number,
+    blocking: None,
+    action: Action::Call(|t, _, op| {
+        let (task, signal): (&TaskRef, i32) = (op.task(0), op.int(1));
+        // A process is its main thread: tgkill reaches exactly the task named.
+        let whom = if task.tgid == task.tid {
+            task.tid.to_string()
+        } else {
+            format!("{}/{}", task.tgid, task.tid)
+        };
+        Outcome::of(
+            t.sys(
+                "kill",
+                || fds::tgkill(task.tgid, task.tid, signal),
+                |_, r| Described {
+                    args: vec![
+                        Part::Named {
+                            name: Some(task.name.clone()),
+                            raw: whom,
+                        },
+                        Part::text(name_of(names::SIGNALS, signal)),
+                    ],
+                    ret: ret(r, |()| 0),
+                    detail: None,
+                },
+            )
+            .map(|()| 0),
+        )
     }),
 };
 
