@@ -450,7 +450,7 @@ fn unit(r: Result<(), Errno>) -> Outcome {
 fn fd_ref(t: &Tracer, fd: i32) -> FdRef {
     FdRef {
         num: fd,
-        name: t.name_of(fd).map(str::to_string),
+        name: t.name_of(fd),
     }
 }
 
