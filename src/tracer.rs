@@ -10,8 +10,8 @@ mod generic;
 pub use generic::Described;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -135,6 +135,11 @@ impl Tracer {
 
     pub fn actor(&self) -> &str {
         &self.actor
+    }
+
+    /// The id its events carry: the process's, or the thread's for a thread's tracer.
+    pub fn pid(&self) -> i32 {
+        self.pid
     }
 
     pub fn events(&self) -> &[Event] {

@@ -21,7 +21,7 @@ fn unknown_call() {
         "t.scn:2:1: unknown call 'frobnicate' (known: socket, setsockopt, bind, listen, connect, \
          accept, accept4, close, shutdown, dup, dup2, read, write, epoll_create1, epoll_ctl, \
          epoll_wait, epoll_pwait, epoll_pwait2, epoll_create, pipe, pipe2, socketpair, eventfd2, \
-         timerfd_create, timerfd_settime, sendto, recvfrom, poll, ppoll, kill, fork, drain, exit)"
+         timerfd_create, timerfd_settime, sendto, recvfrom, poll, ppoll, kill, fork, thread, drain, exit)"
     );
 }
 
@@ -61,7 +61,7 @@ fn undefined_names() {
     );
     assert_eq!(
         error("[w1] socket(FAMILY, SOCK_STREAM, 0) = L\n"),
-        "t.scn:1:2: undefined name 'w1': processes are main and those made by fork() = NAME"
+        "t.scn:1:2: undefined name 'w1': processes are main and those made by fork() = NAME or thread() = NAME"
     );
     // An fd made by a child after the fork is not the parent's.
     assert_eq!(

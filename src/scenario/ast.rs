@@ -284,7 +284,10 @@ impl<S: Stage> Op<S> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Returns {
     Fd,
+    /// A new process (fork).
     Actor,
+    /// A new thread of the calling process.
+    Thread,
     Number,
     Nothing,
 }

@@ -32,6 +32,8 @@ pub enum Action {
     Call(fn(&mut Tracer, name: &str, &Op<Live>) -> Outcome),
     /// The actor forks; the child becomes a new actor.
     Fork,
+    /// The actor starts a thread in its process; the thread becomes a new actor.
+    Thread,
     /// The actor exits with the code in argument 0.
     Exit,
 }
@@ -362,6 +364,15 @@ pub static CALLS: &[CallSpec] = &[
         returns: Returns::Actor,
         blocking: None,
         action: Action::Fork,
+    },
+    CallSpec {
+        name: "thread",
+        params: &[],
+        forms: &[&[]],
+        usage: "thread() = NAME",
+        returns: Returns::Thread,
+        blocking: None,
+        action: Action::Thread,
     },
     CallSpec {
         name: "drain",
