@@ -185,6 +185,19 @@ const MISUSES: &[(&str, &str)] = &[
         "thread() = t1\nfork() = w\n[w] pipe([R, W]) = 0\n[t1] close(R) = 0\n",
         "t.scn:4:12: undefined name 'R' in process t1 (another process made it after t1 was forked)",
     ),
+    // Files are opened read-only, and only so.
+    (
+        "openat(AT_FDCWD, \"/tmp/x\", O_RDWR) = F\n",
+        "t.scn:1:28: unknown flag 'O_RDWR' for read-only flags of openat() (known: O_RDONLY, O_NONBLOCK, O_CLOEXEC)",
+    ),
+    (
+        "openat(AT_FDCWD, \"/tmp/x\", 0x41) = F\n",
+        "t.scn:1:28: argument 3 of openat() must be read-only flags, not 0x41",
+    ),
+    (
+        "openat(AT_FDCWD, 3, O_RDONLY) = F\n",
+        "t.scn:1:18: type mismatch: argument 2 of openat() must be a string, not a number",
+    ),
     // A timed wait is checked by a lower bound only: an upper bound would be timing luck.
     (
         "epoll_create(1) = E\nexpect elapsed(main) = 10ms\n",

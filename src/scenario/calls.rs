@@ -356,6 +356,7 @@ pub static CALLS: &[CallSpec] = &[
     fds::POLL,
     fds::PPOLL,
     fds::KILL,
+    fds::OPENAT,
     CallSpec {
         name: "fork",
         params: &[],

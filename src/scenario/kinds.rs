@@ -35,6 +35,12 @@ pub enum Param {
         what: &'static str,
         table: fn() -> Vec<(&'static str, i32)>,
     },
+    /// Like `Flags`, but a number may only have bits of the table: for calls a scenario may
+    /// make only with some flags (read-only opens).
+    OnlyFlags {
+        what: &'static str,
+        table: fn() -> Vec<(&'static str, i32)>,
+    },
     /// `ADDR`, `ADDR2`, ...: an address the runner allocates per family.
     Addr,
     /// `FAMILY` (the matrix) or `AF_UNIX`, `AF_INET`, `AF_INET6`.
@@ -178,6 +184,28 @@ impl Ctx<'_> {
                 Val::Names(parts) => Arg::Int(self.flags(i, parts, what, &table())?),
                 _ => return Err(self.mismatch(i, what, val, span)),
             },
+            Param::OnlyFlags { what, table } => {
+                let table = table();
+                let value = match val {
+                    Val::Int(n) => in_range(*n, I32)?,
+                    Val::Names(parts) => self.flags(i, parts, what, &table)?,
+                    _ => return Err(self.mismatch(i, what, val, span)),
+                };
+                let allowed = table
+                    .iter()
+                    .fold(0i64, |all, (_, bit)| all | i64::from(*bit));
+                if value & !allowed != 0 {
+                    return Err(ParseError::new(
+                        span,
+                        format!(
+                            "argument {} of {}() must be {what}, not {value:#x}",
+                            i + 1,
+                            self.call
+                        ),
+                    ));
+                }
+                Arg::Int(value)
+            }
             Param::Addr => match val.name() {
                 Some(name)
                     if name.starts_with("ADDR")
