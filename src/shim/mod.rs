@@ -4,9 +4,9 @@
 //!
 //! | variable | values | meaning |
 //! |---|---|---|
-//! | `EPOLLSCOPE_TRACE` | `dir:DIR`, `unix:PATH`, `stderr` | trace every intercepted call: to `DIR/trace.<pid>` (one file per process), to a unix stream socket, or to stderr |
+//! | `EPOLLSCOPE_TRACE` | `dir:DIR`, `unix:PATH`, `stderr` | trace every intercepted call: to `DIR/trace.<pid>` (`trace.<pid>.<n>` after an exec; one file per process image, mapped shared, so it survives any death; see [`merge::read_written`]), to a unix stream socket, or to stderr |
 //! | `EPOLLSCOPE_TRACE_FORMAT` | `json` (default), `raw` | JSON lines of [`crate::trace::Event`], or strace-like raw lines |
-//! | `EPOLLSCOPE_TRACE_BUFFER` | bytes, default 65536 | per-process buffer flushed when full, at exit, before exec and fork; `0` writes each line at once |
+//! | `EPOLLSCOPE_TRACE_BUFFER` | bytes, default 65536 | `unix:` and `stderr` only: per-process buffer flushed when full, at exit, before exec and fork; `0` writes each line at once |
 //! | `EPOLLSCOPE_FASTPATH` | `auto`, `module`, `emulated` | route socket calls through the Fastsocket fast path ([`crate::fastpath`]) |
 //! | `EPOLLSCOPE_FASTPATH_CPU` | `1` | emulation: steer each worker's listener to its CPU (SO_INCOMING_CPU) |
 //! | `EPOLLSCOPE_FASTSOCKET_DEVICE` | path | the module's device, default `/dev/fastsocket` |
@@ -15,6 +15,7 @@
 //! program entirely alone.
 
 pub mod addr;
+pub mod ends;
 pub mod merge;
 
 use std::path::{Path, PathBuf};
