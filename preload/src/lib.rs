@@ -21,6 +21,7 @@
 
 mod hooks_epoll;
 mod hooks_exit;
+mod hooks_fds;
 mod hooks_net;
 mod hooks_proc;
 mod mapped;
