@@ -120,11 +120,13 @@ fn build() -> Shim {
             };
             match fastpath::choose(requested, &settings.device, options) {
                 Ok(choice) => {
-                    say(&format!(
-                        "fast path: {} ({})",
-                        choice.fastpath.backend().name(),
-                        choice.reason
-                    ));
+                    if settings.announce {
+                        say(&format!(
+                            "fast path: {} ({})",
+                            choice.fastpath.backend().name(),
+                            choice.reason
+                        ));
+                    }
                     Some(choice.fastpath)
                 }
                 Err(why) => {
