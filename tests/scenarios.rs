@@ -7,7 +7,7 @@ use epollscope::scenario;
 
 #[test]
 fn every_scenario_passes_and_matches_its_snapshot() {
-    insta::glob!("../scenarios", "*.scn", |path| {
+    insta::glob!("../scenarios", "**/*.scn", |path| {
         let scenario = scenario::load(path).unwrap_or_else(|e| panic!("{e}"));
         assert!(
             !scenario.description.is_empty(),

@@ -21,6 +21,7 @@
 
 mod hooks_epoll;
 mod hooks_exit;
+mod hooks_fds;
 mod hooks_net;
 mod hooks_proc;
 mod mapped;
@@ -119,11 +120,13 @@ fn build() -> Shim {
             };
             match fastpath::choose(requested, &settings.device, options) {
                 Ok(choice) => {
-                    say(&format!(
-                        "fast path: {} ({})",
-                        choice.fastpath.backend().name(),
-                        choice.reason
-                    ));
+                    if settings.announce {
+                        say(&format!(
+                            "fast path: {} ({})",
+                            choice.fastpath.backend().name(),
+                            choice.reason
+                        ));
+                    }
                     Some(choice.fastpath)
                 }
                 Err(why) => {

@@ -82,6 +82,15 @@ pub trait Stage: Clone + std::fmt::Debug {
     type Fd: Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned;
     type Addr: Clone + std::fmt::Debug + Serialize + DeserializeOwned;
     type Family: Clone + Copy + std::fmt::Debug + Serialize + DeserializeOwned;
+    type Task: Clone + std::fmt::Debug + Serialize + DeserializeOwned;
+}
+
+/// A process (or thread) a signal goes to, once resolved: its name for traces and its ids.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRef {
+    pub name: String,
+    pub tgid: i32,
+    pub tid: i32,
 }
 
 /// As written in the script.
@@ -92,6 +101,7 @@ impl Stage for Script {
     type Fd = FdArg;
     type Addr = String;
     type Family = DomainArg;
+    type Task = String;
 }
 
 /// As an actor makes the call: fd numbers, socket addresses, a concrete family.
@@ -102,6 +112,7 @@ impl Stage for Live {
     type Fd = i32;
     type Addr = SockAddr;
     type Family = Family;
+    type Task = TaskRef;
 }
 
 /// An fd argument: a name bound earlier, or a literal number.
@@ -151,6 +162,16 @@ pub enum Arg<S: Stage> {
     ExpectBytes(Option<Vec<u8>>),
     /// Events the call should produce (epoll_wait's array, any order), or `[...]`.
     ExpectEvents(Option<Vec<EventArg<S>>>),
+    /// Names for the fds the call makes and writes into an array (`pipe2([R, W], 0)`); a
+    /// name stays a name at both stages: the actor gives it to the new fd.
+    NewFds(Vec<String>),
+    /// poll's array: `[{fd=E, events=POLLIN}, ...]`.
+    PollFds(Vec<(S::Fd, u32)>),
+    /// Timespecs as (seconds, nanoseconds): one for a timeout, two (interval, value) for an
+    /// itimerspec; `None` for `NULL`.
+    Times(Option<Vec<(i64, i64)>>),
+    /// A process (or thread) by name: where a signal goes.
+    Task(S::Task),
     /// An argument written for fidelity to strace and not used (`...`, a sigmask).
     Ignored,
 }
@@ -211,6 +232,35 @@ impl<S: Stage> Op<S> {
         }
     }
 
+    pub fn task(&self, i: usize) -> &S::Task {
+        match &self.args[i] {
+            Arg::Task(t) => t,
+            other => panic!("{}: argument {i} is {other:?}, not a task", self.name()),
+        }
+    }
+
+    pub fn new_fds(&self, i: usize) -> &[String] {
+        match &self.args[i] {
+            Arg::NewFds(names) => names,
+            other => panic!("{}: argument {i} is {other:?}, not new fds", self.name()),
+        }
+    }
+
+    pub fn poll_fds(&self, i: usize) -> &[(S::Fd, u32)] {
+        match &self.args[i] {
+            Arg::PollFds(fds) => fds,
+            other => panic!("{}: argument {i} is {other:?}, not poll fds", self.name()),
+        }
+    }
+
+    /// The timespecs at `i`, `None` for NULL.
+    pub fn times(&self, i: usize) -> Option<&[(i64, i64)]> {
+        match &self.args[i] {
+            Arg::Times(t) => t.as_deref(),
+            other => panic!("{}: argument {i} is {other:?}, not a time", self.name()),
+        }
+    }
+
     pub fn event(&self, i: usize) -> Option<&EventArg<S>> {
         match &self.args[i] {
             Arg::Event(e) => e.as_ref(),
@@ -236,7 +286,10 @@ impl<S: Stage> Op<S> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Returns {
     Fd,
+    /// A new process (fork).
     Actor,
+    /// A new thread of the calling process.
+    Thread,
     Number,
     Nothing,
 }
@@ -256,6 +309,9 @@ pub enum Expect {
     Any,
     /// `= $n`: success; remember the value as `$n`.
     Capture(String),
+    /// `>= 10ms` (in microseconds): only for `expect elapsed(...)`, where a lower bound is
+    /// what the kernel guarantees and an upper bound would be timing luck.
+    AtLeast(u64),
 }
 
 impl Expect {
@@ -273,7 +329,18 @@ impl Expect {
             Expect::Range(lo, hi) => format!("{lo}..{hi}"),
             Expect::Any => "?".into(),
             Expect::Capture(name) => format!("${name}"),
+            Expect::AtLeast(us) => format!(">= {}", duration_text(*us)),
         }
+    }
+}
+
+/// `10ms`, `1s`, `250us`: the largest unit that says it exactly.
+pub fn duration_text(us: u64) -> String {
+    match us {
+        0 => "0ms".into(),
+        _ if us.is_multiple_of(1_000_000) => format!("{}s", us / 1_000_000),
+        _ if us.is_multiple_of(1000) => format!("{}ms", us / 1000),
+        _ => format!("{us}us"),
     }
 }
 
@@ -286,6 +353,9 @@ pub enum Aggregate {
     Sum(Vec<String>),
     Min(Vec<String>),
     Max(Vec<String>),
+    /// How long this actor's latest call took, as the actor measured it around the system call
+    /// (on the monotonic clock); checked only against a lower bound.
+    Elapsed(String),
 }
 
 impl Aggregate {
@@ -295,6 +365,7 @@ impl Aggregate {
             Aggregate::Sum(v) => ("sum", v, "$"),
             Aggregate::Min(v) => ("min", v, "$"),
             Aggregate::Max(v) => ("max", v, "$"),
+            Aggregate::Elapsed(a) => return format!("elapsed({a})"),
         };
         let list: Vec<String> = items.iter().map(|i| format!("{prefix}{i}")).collect();
         format!("{name}({})", list.join(", "))

@@ -17,7 +17,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::actor;
-use super::ast::{Arg, Expect, Returns, Scenario, Span, Step, Stmt};
+use super::ast::{Arg, Expect, Returns, Scenario, Span, Step, Stmt, TaskRef};
 use super::calls::Action;
 use super::expect::check_step;
 use super::protocol::{Command, Outcome, Reply, RunnerEnd};
@@ -152,11 +152,16 @@ struct Actor {
     name: String,
     pid: Pid,
     chan: RunnerEnd,
-    /// Script names of fds → numbers in this process.
-    names: HashMap<String, i32>,
+    /// The thread (task) that makes its calls: `pid` itself for a process.
+    tid: Pid,
+    /// Its process's table of script names of fds → numbers, in [`Run::tables`]: the
+    /// threads of a process share it, as they share the fd table.
+    table: usize,
     pending: Option<Pending>,
     /// Whether its latest background call has returned (for `woken`).
     background_done: Option<bool>,
+    /// How long its latest finished call took, in microseconds (for `elapsed`).
+    last_dur_us: Option<u64>,
     exited: bool,
 }
 
@@ -165,6 +170,8 @@ struct Run<'a> {
     options: &'a RunOptions,
     family: Family,
     actors: Vec<Actor>,
+    /// Per process: script names of fds → numbers.
+    tables: Vec<HashMap<String, i32>>,
     addrs: HashMap<String, SockAddr>,
     dir: PathBuf,
     trace: Vec<Event>,
@@ -197,6 +204,7 @@ impl<'a> Run<'a> {
             options,
             family,
             actors: vec![],
+            tables: vec![],
             addrs: HashMap::new(),
             dir,
             trace: vec![],
@@ -208,17 +216,20 @@ impl<'a> Run<'a> {
     }
 
     /// Adds an actor, and registers its pid for [`abort_all`].
-    fn add_actor(&mut self, name: String, pid: Pid, chan: RunnerEnd, names: HashMap<String, i32>) {
+    /// Adds an actor: a thread `tid` of process `pid` whose names are in table `table`.
+    fn add_actor(&mut self, name: String, (pid, tid): (Pid, Pid), chan: RunnerEnd, table: usize) {
         if let Some((pids, _)) = active().get_mut(&self.instance) {
             pids.push(pid);
         }
         self.actors.push(Actor {
             name,
             pid,
+            tid,
             chan,
-            names,
+            table,
             pending: None,
             background_done: None,
+            last_dur_us: None,
             exited: false,
         });
     }
@@ -248,7 +259,7 @@ impl<'a> Run<'a> {
         // Everything exec needs is prepared before fork: the child only makes syscalls.
         let exec = match &self.options.actor_exe {
             Some(exe) => Some(
-                actor::ExecPlan::new(exe, &self.options.env)
+                actor::ExecPlan::new(exe, &exec_env(&self.options.env))
                     .map_err(|e| setup("preparing the actor program", &e))?,
             ),
             None => None,
@@ -271,7 +282,8 @@ impl<'a> Run<'a> {
             }
             ForkResult::Parent { child } => {
                 drop(theirs);
-                self.add_actor("main".into(), child, ours, HashMap::new());
+                self.tables.push(HashMap::new());
+                self.add_actor("main".into(), (child, child), ours, 0);
                 self.wait_ready()
             }
         }
@@ -394,7 +406,18 @@ impl<'a> Run<'a> {
                 })
                 .clone()
         };
-        super::resolve::resolve(&step.op, &self.actors[idx].names, family, addr)
+        let actors = &self.actors;
+        // A process that has exited has no pid to signal: its name has no value any more.
+        let task = |name: &str| {
+            let actor = actors.iter().find(|a| a.name == name && !a.exited)?;
+            Some(TaskRef {
+                name: name.to_string(),
+                tgid: actor.pid.as_raw(),
+                tid: actor.tid.as_raw(),
+            })
+        };
+        let names = &self.tables[actors[idx].table];
+        super::resolve::resolve(&step.op, names, family, addr, task)
             .map_err(|why| fail(self.scenario, step.span, why.to_string(), None))
     }
 
@@ -474,7 +497,8 @@ impl<'a> Run<'a> {
 
     fn hung(&self, idx: usize, step: &Step) -> Failure {
         let actor = &self.actors[idx];
-        let state = procfs::state(actor.pid).map_or_else(|| "gone".into(), String::from);
+        let state =
+            procfs::task_state(actor.pid, actor.tid).map_or_else(|| "gone".into(), String::from);
         fail(
             self.scenario,
             step.span,
@@ -508,6 +532,13 @@ impl<'a> Run<'a> {
             (Stability::Stable, Some(e)) if !e.is_exact() => Stability::Pattern(e.text()),
             _ => stability,
         };
+        if let Some(call) = events
+            .iter()
+            .rev()
+            .find(|e| !matches!(e.call, Call::Note { .. }))
+        {
+            self.actors[idx].last_dur_us = Some(call.dur_us);
+        }
         for mut event in events {
             event.resumed = resumed;
             event.stability = stability.clone();
@@ -517,7 +548,7 @@ impl<'a> Run<'a> {
             .trace
             .last()
             .map(|e| e.render(crate::trace::Format::SYMBOLIC.with_actors(true)));
-        let names = &self.actors[idx].names;
+        let names = &self.tables[self.actors[idx].table];
         if let Err(why) = check_step(step, &outcome, names) {
             return Err(fail(self.scenario, step.span, why, actual));
         }
@@ -534,18 +565,35 @@ impl<'a> Run<'a> {
                 }
             }
         }
+        let table = self.actors[idx].table;
+        for arg in &step.op.args {
+            if let Arg::NewFds(names) = arg {
+                for (name, &fd) in names.iter().zip(&outcome.fds) {
+                    self.tables[table].insert(name.clone(), fd);
+                }
+            }
+        }
         // Values bound to names are fds and pids the kernel returned: they fit an i32.
         let number = i32::try_from(value).unwrap_or(-1);
         match (&step.expect, step.op.returns()) {
             (Some(Expect::Bind(child)), Returns::Actor) => {
                 if let Some(chan) = fd {
-                    let names = self.actors[idx].names.clone();
+                    // The child's fd table is a copy of its parent's.
+                    self.tables.push(self.tables[table].clone());
                     let pid = Pid::from_raw(number);
-                    self.add_actor(child.clone(), pid, channel::Channel::from_fd(chan), names);
+                    let chan = channel::Channel::from_fd(chan);
+                    self.add_actor(child.clone(), (pid, pid), chan, self.tables.len() - 1);
+                }
+            }
+            (Some(Expect::Bind(thread)), Returns::Thread) => {
+                if let Some(chan) = fd {
+                    let ids = (self.actors[idx].pid, Pid::from_raw(number));
+                    let chan = channel::Channel::from_fd(chan);
+                    self.add_actor(thread.clone(), ids, chan, table);
                 }
             }
             (Some(Expect::Bind(name)), _) => {
-                self.actors[idx].names.insert(name.clone(), number);
+                self.tables[table].insert(name.clone(), number);
             }
             (Some(Expect::Capture(var)), _) => {
                 self.captures.insert(var.clone(), value);
@@ -566,7 +614,12 @@ impl<'a> Run<'a> {
             // The channel reaches EOF as the process exits; until then re-check every ms.
             readable(&self.actors[idx].chan, Duration::from_millis(1));
         }
-        self.actors[idx].exited = true;
+        // Every thread of the process is gone with it.
+        for actor in &mut self.actors {
+            if actor.pid == pid {
+                actor.exited = true;
+            }
+        }
         let actor = &self.actors[idx];
         let mut event = note(&format!("{} exited", actor.name));
         event.actor = actor.name.clone();
@@ -594,6 +647,18 @@ impl<'a> Run<'a> {
         let _ = std::fs::remove_dir_all(&self.dir);
         active().remove(&self.instance);
     }
+}
+
+/// The environment of an exec'd main actor: the caller's, and after the first actor of this
+/// process, the shim told not to announce its fast path again (once per run, not once per
+/// scenario instance).
+fn exec_env(env: &[(String, String)]) -> Vec<(String, String)> {
+    static ANNOUNCED: AtomicBool = AtomicBool::new(false);
+    let mut env = env.to_vec();
+    if ANNOUNCED.swap(true, Ordering::SeqCst) {
+        env.push((crate::shim::ENV_FASTPATH_QUIET.into(), "1".into()));
+    }
+    env
 }
 
 fn note(text: &str) -> Event {

@@ -18,6 +18,7 @@
 
 pub mod channel;
 pub mod fastsocket_abi;
+pub mod fds;
 pub mod packet;
 pub mod process;
 pub mod procfs;
