@@ -13,6 +13,7 @@
 //! * [`sockaddr`]: the one raw socket address type and its decoder.
 //! * [`fastsocket_abi`]: the Fastsocket module's ioctl ABI.
 //! * [`packet`]: AF_PACKET capture and mapping capture files for the flow monitor.
+//! * [`fds`]: the fd kinds beyond sockets (pipes, socketpairs, eventfd, timerfd, poll).
 
 #![allow(unsafe_code)]
 
