@@ -108,6 +108,7 @@ fn run_under_shim(
     })
     .map_err(|e| anyhow!(e))?;
     let (program, args) = command.split_first().ok_or_else(|| anyhow!("no command"))?;
+    refuse_static(program)?;
     // Blocked before the program starts, so that no stop signal and no SIGCHLD is missed; the
     // program itself starts with nothing blocked (Command resets the mask).
     let signals =
@@ -143,6 +144,22 @@ fn run_under_shim(
             }
         }
     }
+}
+
+/// A statically linked program never loads the shim: say so before it runs, rather than
+/// print an empty trace.
+fn refuse_static(program: &str) -> anyhow::Result<()> {
+    use epollscope::shim::elf::{Linkage, file_linkage, resolve};
+    if let Some(path) = resolve(program)
+        && file_linkage(&path) == Linkage::Static
+    {
+        bail!(
+            "{} is statically linked: it has no dynamic loader, so the preload shim cannot \
+             see its calls (trace it with `strace -f {program}` instead)",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// The exit code a shell would report for `status` (128 + signal when killed).
