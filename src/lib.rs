@@ -22,6 +22,7 @@
 pub mod addr;
 pub mod channel;
 pub mod cli;
+pub mod docs;
 pub mod epoll;
 pub mod fastpath;
 pub mod monitor;
