@@ -6,6 +6,8 @@ use clap::Subcommand;
 use epollscope::cli;
 use epollscope::scenario;
 
+mod html;
+mod outputs;
 mod run;
 mod trace;
 

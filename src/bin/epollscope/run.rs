@@ -28,6 +28,13 @@ pub struct RunArgs {
     /// Also write a JUnit XML report to FILE.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// Also write a TAP (version 13) report to FILE.
+    #[arg(long, value_name = "FILE")]
+    tap: Option<PathBuf>,
+    /// Also write an HTML page to FILE: a timeline per scenario run (one lane per actor), the
+    /// failing step, the trace; self-contained (no network).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// Print each scenario's symbolic trace (role names; stable across runs).
     #[arg(long)]
     trace: bool,
@@ -117,6 +124,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    let outputs = crate::outputs::Outputs::open(&args.html, &args.tap)?;
     if let Some(dir) = &args.capture {
         check_capture_dir(dir)?;
     }
@@ -179,6 +187,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Under::Native => report(
             &args,
             junit_file,
+            outputs,
             run_all(&instances, args.repeat, jobs, &native),
         )?,
         Under::Fastsocket => {
@@ -186,6 +195,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             report(
                 &args,
                 junit_file,
+                outputs,
                 run_all(&instances, args.repeat, jobs, &fast),
             )?
         }
@@ -193,7 +203,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let fast = fastsocket_options(&native)?;
             let left = run_all(&instances, 1, jobs, &native);
             let right = run_all(&instances, 1, jobs, &fast);
-            compare(&args, left, right)?
+            compare(&args, outputs, left, right)?
         }
     };
     reap_orphans();
@@ -219,6 +229,7 @@ struct JsonInstance<'a> {
 fn report(
     args: &RunArgs,
     junit_file: Option<std::fs::File>,
+    outputs: crate::outputs::Outputs,
     runs: Vec<Vec<ScenarioReport>>,
 ) -> anyhow::Result<ExitCode> {
     let mut flaky = vec![];
@@ -281,6 +292,7 @@ fn report(
         std::io::Write::write_all(&mut file, junit(&reports).as_bytes())
             .with_context(|| format!("writing the JUnit report {}", path.display()))?;
     }
+    outputs.single(&reports)?;
     let ok = failed == 0 && flaky.is_empty();
     Ok(if ok {
         ExitCode::SUCCESS
@@ -304,6 +316,7 @@ struct Comparison<'a> {
 /// ran and every native run passed: what the shim changes is the result, not a failure.
 fn compare(
     args: &RunArgs,
+    outputs: crate::outputs::Outputs,
     native: Vec<Vec<ScenarioReport>>,
     fast: Vec<Vec<ScenarioReport>>,
 ) -> anyhow::Result<ExitCode> {
@@ -362,6 +375,7 @@ fn compare(
             print_indented(&side_by_side(&left, &right, 70));
         }
     }
+    outputs.pairs(&pairs)?;
     let passed = |i: usize| pairs.iter().filter(|p| [p.0, p.1][i].passed).count();
     if args.json {
         let doc = serde_json::json!({

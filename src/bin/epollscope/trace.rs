@@ -33,6 +33,9 @@ pub struct TraceArgs {
     /// Write the trace and summary to FILE instead of stdout (the program keeps stdout).
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Also write an HTML page to FILE: the trace as a timeline, one lane per process.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Keep the per-process trace files in DIR (default: a temporary directory, removed).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -182,6 +185,13 @@ pub fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    let mut html = match &args.html {
+        Some(path) => Some(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write --html {}", path.display()))?,
+        ),
+        None => None,
+    };
     let dir = TraceDir::new(args.out.as_deref(), "trace")?;
     let fastpath = args.fastsocket.then_some(Requested::Auto);
     let program_stdout = if args.json && output.is_none() {
@@ -223,6 +233,19 @@ pub fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         }
     }
     use std::io::Write as _;
+    if let (Some(file), Some(path)) = (&mut html, &args.html) {
+        let panel = crate::html::Panel {
+            heading: args.command.join(" "),
+            passed: None,
+            events: &events,
+            failure: None,
+            listing: epollscope::trace::render_all(&events, Format::RAW.with_actors(true)),
+            lanes_by_pid: true,
+        };
+        let page = crate::html::page("epollscope trace", &[vec![panel]]);
+        file.write_all(page.as_bytes())
+            .with_context(|| format!("writing --html {}", path.display()))?;
+    }
     match (&mut output, &args.output) {
         (Some(file), Some(path)) => file
             .write_all(out.as_bytes())
