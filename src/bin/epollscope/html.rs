@@ -180,7 +180,7 @@ fn timeline(out: &mut String, p: &Panel) {
     let height = LANE * lanes.len() as f64 + 24.0;
     let _ = writeln!(
         out,
-        "<svg class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" \
+        "<svg class=\"timeline\" width=\"{WIDTH}\" \
          height=\"{height}\" viewBox=\"0 0 {WIDTH} {height}\">"
     );
     for (i, lane) in lanes.iter().enumerate() {
