@@ -20,7 +20,7 @@ use epollscope::trace::Format;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Scenario files or directories [default: scenarios]
+    /// Scenario files or directories [default: ./scenarios, else the installed library]
     paths: Vec<PathBuf>,
     /// Print one JSON object: every scenario instance with its trace, and the totals.
     #[arg(long)]
@@ -72,6 +72,20 @@ pub enum Under {
     Both,
 }
 
+/// `./scenarios` (a source tree), else the installed library next to the binary
+/// (`/usr/bin` -> `/usr/share/epollscope/scenarios`).
+fn default_library() -> PathBuf {
+    let here = PathBuf::from("scenarios");
+    if here.exists() {
+        return here;
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("../share/epollscope/scenarios")))
+        .filter(|p| p.is_dir())
+        .unwrap_or(here)
+}
+
 /// Expands directories into their `.scn` files, sorted.
 fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = vec![];
@@ -111,7 +125,7 @@ fn fastsocket_options(base: &RunOptions) -> anyhow::Result<RunOptions> {
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let paths = if args.paths.is_empty() {
-        vec![PathBuf::from("scenarios")]
+        vec![default_library()]
     } else {
         args.paths.clone()
     };
