@@ -59,6 +59,10 @@ fn main() {
         .arg("--target-dir")
         .arg(&target_dir)
         .env(NESTED, "1")
+        // The embedded copy needs no debug info (18 MB of the shim's 19 with it); strip keeps
+        // the dynamic symbol table, which is what LD_PRELOAD interposes.
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "symbols")
         // The outer build's target dir must not be shared: cargo holds its lock.
         .env_remove("CARGO_TARGET_DIR");
     if std::env::var_os("CARGO_NET_OFFLINE").is_some() {

@@ -186,7 +186,7 @@ fn chromium_renders_the_timeline() {
         return;
     };
     let dir = scratch("browser");
-    let (_, _) = reports(&dir);
+    reports(&dir);
     let url = format!("file://{}", dir.join("report.html").display());
     let profile = dir.join("profile");
 
