@@ -37,6 +37,19 @@ pub fn main<A: clap::Parser>(
     run: impl FnOnce(A) -> anyhow::Result<ExitCode>,
 ) -> ExitCode {
     init();
+    // Hidden: `tool __generate-docs DIR` writes the man page and completions (crate::docs).
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().take(4).collect();
+    if let [_, arg, dir] = &argv[..]
+        && arg == crate::docs::GENERATE_ARG
+    {
+        let written = crate::docs::generate(tool, command::<A>(), std::path::Path::new(dir));
+        return finish(
+            tool,
+            written
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::msg),
+        );
+    }
     let parsed = command::<A>()
         .try_get_matches()
         .and_then(|matches| A::from_arg_matches(&matches));

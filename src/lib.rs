@@ -25,6 +25,7 @@
 pub mod addr;
 pub mod channel;
 pub mod cli;
+pub mod docs;
 pub mod epoll;
 pub mod fastpath;
 pub mod monitor;

@@ -108,7 +108,7 @@ fn a_bad_setting_is_one_line_on_stderr_and_the_program_runs_untouched() {
     // Once per process image: the forked child inherits the decision, it does not repeat it.
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(
-        lines[0].contains("EPOLLSCOPE_FASTPATH: unknown fast path 'turbo'")
+        lines[0].contains("EPOLLSCOPE_FASTPATH=turbo: expected off, auto, module or emulated")
             && lines[0].ends_with("running the program untouched"),
         "{stderr}"
     );

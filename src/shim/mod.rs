@@ -15,6 +15,8 @@
 //! program entirely alone.
 
 pub mod addr;
+pub mod elf;
+pub mod embedded;
 pub mod ends;
 pub mod merge;
 
@@ -109,7 +111,10 @@ impl Settings {
         };
         let fastpath = match set(ENV_FASTPATH).as_deref() {
             None | Some("off") | Some("0") => None,
-            Some(v) => Some(v.parse().map_err(|e| format!("{ENV_FASTPATH}: {e}"))?),
+            // The variable also takes `off`, which the fast path's own parser does not know.
+            Some(v) => Some(v.parse().map_err(|_: String| {
+                format!("{ENV_FASTPATH}={v}: expected off, auto, module or emulated")
+            })?),
         };
         let cpu_steering = match set(ENV_FASTPATH_CPU).as_deref() {
             None | Some("0") => false,
@@ -148,8 +153,13 @@ pub struct ShimMode {
     pub fastpath: Option<Requested>,
 }
 
-/// The preload library: `$EPOLLSCOPE_PRELOAD`, else next to the running binary (or one level
-/// up, where cargo puts it relative to test binaries in `deps/`).
+/// Where packages install the shim, relative to the binary's directory (`/usr/bin` ->
+/// `/usr/lib/epollscope`).
+pub const LIBEXEC_DIR: &str = "../lib/epollscope";
+
+/// The preload library, first found of: `$EPOLLSCOPE_PRELOAD`; next to the running binary
+/// (or one level up, where cargo puts it relative to test binaries in `deps/`); the package's
+/// `../lib/epollscope/`; the copy embedded in release builds, extracted to the user's cache.
 pub fn preload_path() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os(ENV_PRELOAD) {
         let p = PathBuf::from(p);
@@ -161,13 +171,22 @@ pub fn preload_path() -> Result<PathBuf, String> {
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot locate myself: {e}"))?;
     let dir = exe.parent().unwrap_or(Path::new("/"));
-    let candidates = [dir.join(LIBRARY_NAME), dir.join("..").join(LIBRARY_NAME)];
-    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
-        format!(
-            "{LIBRARY_NAME} not found next to {} (build the workspace with cargo build, or set {ENV_PRELOAD})",
-            exe.display()
-        )
-    })
+    let candidates = [
+        dir.join(LIBRARY_NAME),
+        dir.join("..").join(LIBRARY_NAME),
+        dir.join(LIBEXEC_DIR).join(LIBRARY_NAME),
+    ];
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    if !embedded::SHIM.is_empty() {
+        return embedded::extract(&embedded::cache_dir()?, embedded::SHIM);
+    }
+    Err(format!(
+        "{LIBRARY_NAME} not found next to {} (build it with `cargo build --release` at the \
+         top of the source tree, install with `cargo install --path .`, or set {ENV_PRELOAD})",
+        exe.display()
+    ))
 }
 
 /// The environment to run a program under the shim in `mode`: LD_PRELOAD and the settings.
@@ -238,10 +257,9 @@ mod tests {
             parse(&[(ENV_TRACE, "file:/x")]).unwrap_err(),
             "EPOLLSCOPE_TRACE=file:/x: expected dir:DIR, unix:PATH or stderr"
         );
-        assert!(
-            parse(&[(ENV_FASTPATH, "turbo")])
-                .unwrap_err()
-                .contains("unknown fast path 'turbo'")
+        assert_eq!(
+            parse(&[(ENV_FASTPATH, "turbo")]).unwrap_err(),
+            "EPOLLSCOPE_FASTPATH=turbo: expected off, auto, module or emulated"
         );
         assert!(parse(&[(ENV_TRACE_BUFFER, "lots")]).is_err());
         assert!(parse(&[]).unwrap().announce);

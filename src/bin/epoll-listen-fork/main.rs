@@ -25,7 +25,8 @@ use forkserver::{Config, Mode, TOOL};
 ///
 /// --self-connect N connects N clients from the master, one at a time: each connects once the
 /// previous one was accepted and the server is quiet again (every waiter asleep in epoll_wait,
-/// every child exited), so --sleep paces them and the counts are reproducible. With --burst
+/// every child exited), so --sleep paces them and the accepted counts and every et count are
+/// reproducible (lt's wasted forks are a race with the scheduler: see the README). With --burst
 /// they connect all at once instead, which lets edge-triggered waiters miss connections.
 /// Clients stay open until the end.
 #[derive(clap::Parser, Debug)]

@@ -6,8 +6,10 @@ use clap::Subcommand;
 use epollscope::cli;
 use epollscope::scenario;
 
+mod html;
 mod kernel;
 mod monitor;
+mod outputs;
 mod run;
 mod trace;
 

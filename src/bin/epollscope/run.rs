@@ -20,7 +20,7 @@ use epollscope::trace::Format;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Scenario files or directories [default: scenarios]
+    /// Scenario files or directories [default: ./scenarios, else the installed library]
     paths: Vec<PathBuf>,
     /// Print one JSON object: every scenario instance with its trace, and the totals.
     #[arg(long)]
@@ -28,6 +28,13 @@ pub struct RunArgs {
     /// Also write a JUnit XML report to FILE.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// Also write a TAP (version 13) report to FILE.
+    #[arg(long, value_name = "FILE")]
+    tap: Option<PathBuf>,
+    /// Also write an HTML page to FILE: a timeline per scenario run (one lane per actor), the
+    /// failing step, the trace; self-contained (no network).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// Print each scenario's symbolic trace (role names; stable across runs).
     #[arg(long)]
     trace: bool,
@@ -65,6 +72,20 @@ pub enum Under {
     Native,
     Fastsocket,
     Both,
+}
+
+/// `./scenarios` (a source tree), else the installed library next to the binary
+/// (`/usr/bin` -> `/usr/share/epollscope/scenarios`).
+fn default_library() -> PathBuf {
+    let here = PathBuf::from("scenarios");
+    if here.exists() {
+        return here;
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("../share/epollscope/scenarios")))
+        .filter(|p| p.is_dir())
+        .unwrap_or(here)
 }
 
 /// Expands directories into their `.scn` files, sorted.
@@ -106,7 +127,7 @@ fn fastsocket_options(base: &RunOptions) -> anyhow::Result<RunOptions> {
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let paths = if args.paths.is_empty() {
-        vec![PathBuf::from("scenarios")]
+        vec![default_library()]
     } else {
         args.paths.clone()
     };
@@ -119,6 +140,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    let outputs = crate::outputs::Outputs::open(&args.html, &args.tap)?;
     if let Some(dir) = &args.capture {
         check_capture_dir(dir)?;
     }
@@ -207,6 +229,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Under::Native => report(
             &args,
             junit_file,
+            outputs,
             run_all(&instances, args.repeat, jobs, &native),
         )?,
         Under::Fastsocket => {
@@ -214,6 +237,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             report(
                 &args,
                 junit_file,
+                outputs,
                 run_all(&instances, args.repeat, jobs, &fast),
             )?
         }
@@ -221,7 +245,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let fast = fastsocket_options(&native)?;
             let left = run_all(&instances, 1, jobs, &native);
             let right = run_all(&instances, 1, jobs, &fast);
-            compare(&args, left, right)?
+            compare(&args, outputs, left, right)?
         }
     };
     reap_orphans();
@@ -248,6 +272,7 @@ struct JsonInstance<'a> {
 fn report(
     args: &RunArgs,
     junit_file: Option<std::fs::File>,
+    outputs: crate::outputs::Outputs,
     runs: Vec<Vec<ScenarioReport>>,
 ) -> anyhow::Result<ExitCode> {
     let mut flaky = vec![];
@@ -315,6 +340,7 @@ fn report(
         std::io::Write::write_all(&mut file, junit(&reports).as_bytes())
             .with_context(|| format!("writing the JUnit report {}", path.display()))?;
     }
+    outputs.single(&reports)?;
     let ok = failed == 0 && flaky.is_empty();
     Ok(if ok {
         ExitCode::SUCCESS
@@ -338,6 +364,7 @@ struct Comparison<'a> {
 /// ran and every native run passed: what the shim changes is the result, not a failure.
 fn compare(
     args: &RunArgs,
+    outputs: crate::outputs::Outputs,
     native: Vec<Vec<ScenarioReport>>,
     fast: Vec<Vec<ScenarioReport>>,
 ) -> anyhow::Result<ExitCode> {
@@ -400,6 +427,7 @@ fn compare(
             print_indented(&side_by_side(&left, &right, 70));
         }
     }
+    outputs.pairs(&pairs)?;
     let passed = |i: usize| pairs.iter().filter(|p| [p.0, p.1][i].passed).count();
     if args.json {
         let doc = serde_json::json!({

@@ -34,6 +34,9 @@ pub struct TraceArgs {
     /// Write the trace and summary to FILE instead of stdout (the program keeps stdout).
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Also write an HTML page to FILE: the trace as a timeline, one lane per process.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Keep the per-process trace files in DIR (default: a temporary directory, removed).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -111,6 +114,7 @@ fn run_under_shim(
     })
     .map_err(|e| anyhow!(e))?;
     let (program, args) = command.split_first().ok_or_else(|| anyhow!("no command"))?;
+    refuse_static(program)?;
     // Blocked before the program starts, so that no stop signal and no SIGCHLD is missed; the
     // program itself starts with nothing blocked (Command resets the mask).
     let signals =
@@ -161,6 +165,22 @@ fn summary_of(events: &[epollscope::Event], run: &Run) -> Summary {
     summary
 }
 
+/// A statically linked program never loads the shim: say so before it runs, rather than
+/// print an empty trace.
+fn refuse_static(program: &str) -> anyhow::Result<()> {
+    use epollscope::shim::elf::{Linkage, file_linkage, resolve};
+    if let Some(path) = resolve(program)
+        && file_linkage(&path) == Linkage::Static
+    {
+        bail!(
+            "{} is statically linked: it has no dynamic loader, so the preload shim cannot \
+             see its calls (trace it with `strace -f {program}` instead)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// The exit code a shell would report for `status` (128 + signal when killed).
 fn exit_code(status: ExitStatus) -> u8 {
     use std::os::unix::process::ExitStatusExt;
@@ -178,6 +198,13 @@ pub fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Some(
             std::fs::File::create(path)
                 .with_context(|| format!("cannot write --output {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut html = match &args.html {
+        Some(path) => Some(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write --html {}", path.display()))?,
         ),
         None => None,
     };
@@ -222,6 +249,19 @@ pub fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         }
     }
     use std::io::Write as _;
+    if let (Some(file), Some(path)) = (&mut html, &args.html) {
+        let panel = crate::html::Panel {
+            heading: args.command.join(" "),
+            passed: None,
+            events: &events,
+            failure: None,
+            listing: epollscope::trace::render_all(&events, Format::RAW.with_actors(true)),
+            lanes_by_pid: true,
+        };
+        let page = crate::html::page("epollscope trace", &[vec![panel]]);
+        file.write_all(page.as_bytes())
+            .with_context(|| format!("writing --html {}", path.display()))?;
+    }
     match (&mut output, &args.output) {
         (Some(file), Some(path)) => file
             .write_all(out.as_bytes())

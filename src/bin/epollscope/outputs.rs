@@ -1,0 +1,119 @@
+//! The report files `run` writes next to its output besides JUnit: `--html` (the timelines,
+//! [`crate::html`]) and `--tap` (TAP version 13). Both files are opened before anything runs,
+//! so a long run cannot end in an unwritable path.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use epollscope::scenario::report::ScenarioReport;
+
+use crate::html::{self, Panel};
+
+/// The opened report files.
+pub struct Outputs {
+    html: Option<(PathBuf, File)>,
+    tap: Option<(PathBuf, File)>,
+}
+
+fn open(path: &Option<PathBuf>, what: &str) -> anyhow::Result<Option<(PathBuf, File)>> {
+    path.as_ref()
+        .map(|p| {
+            File::create(p)
+                .with_context(|| format!("opening the {what} {}", p.display()))
+                .map(|f| (p.clone(), f))
+        })
+        .transpose()
+}
+
+impl Outputs {
+    pub fn open(html: &Option<PathBuf>, tap: &Option<PathBuf>) -> anyhow::Result<Outputs> {
+        Ok(Outputs {
+            html: open(html, "HTML report")?,
+            tap: open(tap, "TAP report")?,
+        })
+    }
+
+    /// One run of each instance.
+    pub fn single(self, reports: &[ScenarioReport]) -> anyhow::Result<()> {
+        let rows: Vec<Vec<Panel>> = reports
+            .iter()
+            .map(|r| vec![Panel::of_report(r, "")])
+            .collect();
+        let tests: Vec<(&ScenarioReport, &str)> = reports.iter().map(|r| (r, "")).collect();
+        self.write(&rows, &tests)
+    }
+
+    /// Native and Fastsocket runs of each instance, side by side. In TAP the Fastsocket run
+    /// is a TODO test: what the shim changes is reported, not failed (as the exit code).
+    pub fn pairs(self, pairs: &[(&ScenarioReport, &ScenarioReport)]) -> anyhow::Result<()> {
+        let rows: Vec<Vec<Panel>> = pairs
+            .iter()
+            .map(|(n, f)| {
+                vec![
+                    Panel::of_report(n, "native"),
+                    Panel::of_report(f, "fastsocket"),
+                ]
+            })
+            .collect();
+        let tests: Vec<(&ScenarioReport, &str)> = pairs
+            .iter()
+            .flat_map(|&(n, f)| [(n, "native"), (f, "fastsocket")])
+            .collect();
+        self.write(&rows, &tests)
+    }
+
+    fn write(self, rows: &[Vec<Panel>], tests: &[(&ScenarioReport, &str)]) -> anyhow::Result<()> {
+        if let Some((path, mut file)) = self.html {
+            file.write_all(html::page("epollscope run", rows).as_bytes())
+                .with_context(|| format!("writing the HTML report {}", path.display()))?;
+        }
+        if let Some((path, mut file)) = self.tap {
+            file.write_all(tap(tests).as_bytes())
+                .with_context(|| format!("writing the TAP report {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// TAP version 13: one test per instance (per run with `--under both`), the failure as a YAML
+/// block.
+pub fn tap(tests: &[(&ScenarioReport, &str)]) -> String {
+    let mut out = format!("TAP version 13\n1..{}\n", tests.len());
+    for (i, (r, under)) in tests.iter().enumerate() {
+        let todo = if *under == "fastsocket" {
+            " # TODO under fastsocket: reported, not failed"
+        } else {
+            ""
+        };
+        let label = if under.is_empty() {
+            String::new()
+        } else {
+            format!(" under {under}")
+        };
+        out.push_str(&format!(
+            "{} {} - {} [{}]{label}{todo}\n",
+            if r.passed { "ok" } else { "not ok" },
+            i + 1,
+            // '#' would start a directive.
+            r.path.display().to_string().replace('#', "\\#"),
+            r.family
+        ));
+        if let Some(f) = &r.failure {
+            let yaml = |s: &str| serde_json::to_string(s).unwrap_or_default();
+            out.push_str("  ---\n");
+            out.push_str(&format!("  message: {}\n", yaml(&f.message)));
+            out.push_str(&format!(
+                "  at: {}\n",
+                yaml(&format!("{}:{}:{}", r.path.display(), f.line, f.col))
+            ));
+            out.push_str(&format!("  expected: {}\n", yaml(&f.script)));
+            if let Some(a) = &f.actual {
+                out.push_str(&format!("  actual: {}\n", yaml(a)));
+            }
+            out.push_str("  ...\n");
+        }
+    }
+    out
+}
