@@ -77,6 +77,22 @@ fn passing_scenarios_exit_0_with_a_summary_line() {
 }
 
 #[test]
+fn a_directory_is_searched_recursively_without_following_link_loops() {
+    // As scenarios/kernel-selftests/ and scenarios/ltp/ sit below scenarios/.
+    let top = scenario_file("tree", PASSING);
+    let deep = top.dir.0.join("sub/deeper");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("again.scn"), PASSING).unwrap();
+    std::fs::write(deep.join("notes.txt"), "not a scenario").unwrap();
+    std::os::unix::fs::symlink(&top.dir.0, top.dir.0.join("sub/loop")).unwrap();
+    let out = run_clean(tool("epollscope").arg("run").arg(&top.dir.0));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("sub/deeper/again.scn [unix]"), "{text}");
+    assert_eq!(text.lines().last(), Some("4 passed, 0 failed"));
+}
+
+#[test]
 fn a_mismatch_exits_1_and_shows_line_expected_and_actual() {
     let source = PASSING.replace("16, 0) = 1", "16, 0) = 2");
     let path = scenario_file("mismatch", &source);

@@ -94,12 +94,8 @@ fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     for path in paths {
         let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
         if meta.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-                .with_context(|| format!("{}", path.display()))?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "scn"))
-                .collect();
+            let mut found = vec![];
+            scenario_files_under(path, &mut found)?;
             found.sort();
             files.extend(found);
         } else {
@@ -107,6 +103,21 @@ fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     Ok(files)
+}
+
+/// Every `.scn` file below `dir`, subdirectories included (`kernel-selftests/`, `ltp/`). A
+/// symbolic link to a directory is not followed, so a link loop cannot make this endless.
+fn scenario_files_under(dir: &std::path::Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))? {
+        let entry = entry.with_context(|| format!("{}", dir.display()))?;
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            scenario_files_under(&path, found)?;
+        } else if path.extension().is_some_and(|e| e == "scn") {
+            found.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// How actors run under the Fastsocket shim: exec'd (LD_PRELOAD acts at exec) with the shim's
