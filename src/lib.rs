@@ -24,6 +24,7 @@ pub mod channel;
 pub mod cli;
 pub mod epoll;
 pub mod fastpath;
+pub mod model;
 pub mod monitor;
 pub mod names;
 pub mod net;

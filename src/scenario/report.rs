@@ -31,6 +31,16 @@ pub struct AggregateValue {
     pub value: i64,
 }
 
+/// What one step returned, as the runner recorded it (a background call when collected).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepResult {
+    pub span: super::ast::Span,
+    pub actor: String,
+    pub result: Result<i64, nix::errno::Errno>,
+    /// epoll_wait's events, (mask, data).
+    pub events: Vec<(u32, u64)>,
+}
+
 /// One run of one scenario for one family.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScenarioReport {
@@ -44,6 +54,9 @@ pub struct ScenarioReport {
     /// The aggregates evaluated, in order (for comparisons; the trace has them as notes).
     #[serde(skip)]
     pub aggregates: Vec<AggregateValue>,
+    /// Every step's outcome, in the order the runner recorded them (for `--explain`).
+    #[serde(skip)]
+    pub steps: Vec<StepResult>,
     /// The wire traffic, when the scenario or the runner asked for a capture.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<super::capture::CaptureReport>,
@@ -169,6 +182,7 @@ mod tests {
             duration_ms: 1.0,
             trace: vec![event],
             aggregates: vec![],
+            steps: vec![],
             capture: None,
         }
     }

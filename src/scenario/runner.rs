@@ -93,6 +93,7 @@ pub fn run_with(scenario: &Scenario, family: Family, options: &RunOptions) -> Sc
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         trace: run.trace,
         aggregates: run.aggregates,
+        steps: run.steps,
         capture,
     }
 }
@@ -168,6 +169,7 @@ struct Run<'a> {
     dir: PathBuf,
     trace: Vec<Event>,
     aggregates: Vec<AggregateValue>,
+    steps: Vec<super::report::StepResult>,
     captures: HashMap<String, i64>,
     deadline: Instant,
     /// This run's key in [`ACTIVE`].
@@ -200,6 +202,7 @@ impl<'a> Run<'a> {
             dir,
             trace: vec![],
             aggregates: vec![],
+            steps: vec![],
             captures: HashMap::new(),
             deadline: Instant::now() + scenario.timeout,
             instance,
@@ -516,6 +519,12 @@ impl<'a> Run<'a> {
             .trace
             .last()
             .map(|e| e.render(crate::trace::Format::SYMBOLIC.with_actors(true)));
+        self.steps.push(super::report::StepResult {
+            span: step.span,
+            actor: step.actor.clone(),
+            result: outcome.result,
+            events: outcome.events.clone(),
+        });
         let names = &self.actors[idx].names;
         if let Err(why) = check_step(step, &outcome, names) {
             return Err(fail(self.scenario, step.span, why, actual));

@@ -6,6 +6,8 @@ use clap::Subcommand;
 use epollscope::cli;
 use epollscope::scenario;
 
+mod explain;
+mod fuzz;
 mod run;
 mod trace;
 
