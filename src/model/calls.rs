@@ -155,7 +155,7 @@ fn setsockopt(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
         return e;
     }
     let (level, opt): (i32, i32) = (op.int(1), op.int(2));
-    if level == libc::SOL_SOCKET && opt == libc::SO_REUSEPORT {
+    if level == libc::SOL_SOCKET && opt == libc::SO_REUSEPORT && m.family != Family::Unix {
         (val(0), &rules::SETSOCKOPT)
     } else {
         (Allowed::Unspecified, &rules::NOT_MODELLED)
@@ -377,6 +377,25 @@ fn write(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
     }
 }
 
+/// Whether epoll `outer` watches `inner`, directly or through nested epoll sets (ELOOP).
+fn contains(w: &World, outer: ObjId, inner: ObjId) -> bool {
+    let mut todo = vec![outer];
+    let mut seen = vec![];
+    while let Some(x) = todo.pop() {
+        if x == inner {
+            return true;
+        }
+        if seen.contains(&x) {
+            continue;
+        }
+        seen.push(x);
+        if let Some(ep) = w.epoll(x) {
+            todo.extend(ep.entries.iter().map(|e| e.obj));
+        }
+    }
+    false
+}
+
 /// The user data's value as the kernel will report it.
 fn data_value(w: &World, actor: &str, data: &Data<Script>) -> Option<u64> {
     match data {
@@ -431,6 +450,9 @@ fn epoll_ctl(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
                         {
                             errs.push(Errno::EINVAL);
                         }
+                        if target_is_epoll && contains(&m.w, *f, *e) {
+                            errs.push(Errno::ELOOP);
+                        }
                     }
                     (libc::EPOLL_CTL_MOD | libc::EPOLL_CTL_DEL, None) => errs.push(Errno::ENOENT),
                     (libc::EPOLL_CTL_MOD, Some(x)) => {
@@ -455,6 +477,7 @@ fn epoll_ctl(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
                 Errno::EBADF => &rules::CTL_EBADF,
                 Errno::EEXIST => &rules::CTL_EEXIST,
                 Errno::ENOENT => &rules::CTL_ENOENT,
+                Errno::ELOOP => &rules::CTL_ELOOP,
                 _ => &rules::CTL_EINVAL,
             };
             (err(errs[0]), rule)
@@ -496,6 +519,11 @@ fn apply(m: &mut Model, step: &Step, got: &StepResult) -> Option<String> {
     let op = &step.op;
     let actor = step.actor.as_str();
     let Ok(value) = got.result else {
+        if op.name() == "connect"
+            && matches!(got.result, Err(Errno::EINPROGRESS | Errno::EAGAIN))
+        {
+            lose_connect(m, actor, op);
+        }
         return None;
     };
     let bound = match &step.expect {
@@ -692,6 +720,23 @@ fn apply(m: &mut Model, step: &Step, got: &StepResult) -> Option<String> {
     None
 }
 
+/// A connect whose fate the model cannot follow (in progress, in the background): the
+/// client is unknown and its listeners may or may not have a connection more.
+fn lose_connect(m: &mut Model, actor: &str, op: &Op<Script>) {
+    if let Look::Open(c) = look(&m.w, actor, &op.fd(0))
+        && let Some(s) = m.w.sock_mut(c)
+    {
+        s.unknown = true;
+    }
+    for l in listeners(&m.w, op.addr(1)) {
+        m.w.objs[l].activity += 1;
+        if let Some(SockState::Listening { uncertain, .. }) = m.w.sock_mut(l).map(|s| &mut s.state)
+        {
+            *uncertain = true;
+        }
+    }
+}
+
 fn close(m: &mut Model, actor: &str, fd: &FdArg) {
     let FdArg::Name(name) = fd else { return };
     let obj = m
@@ -821,6 +866,9 @@ impl Model {
                 }
             }
             _ => {
+                if op.name() == "connect" {
+                    lose_connect(self, actor, op);
+                }
                 taint(self, actor, op);
                 WaitKind::Other
             }
@@ -966,10 +1014,11 @@ impl Model {
                     if self.w.undocumented(*ep) && w.ever != Tri::No {
                         return (Allowed::Unspecified, &rules::READY_UNSPECIFIED);
                     }
-                    match w.ever {
-                        Tri::Yes => ready += 1,
-                        Tri::Maybe => maybe += 1,
-                        Tri::No => {}
+                    let now = self.w.readiness(*ep);
+                    match (now.must != 0, w.ever) {
+                        (true, _) => ready += 1,
+                        (false, Tri::Yes | Tri::Maybe) => maybe += 1,
+                        (false, Tri::No) => {}
                     }
                     let exclusive = self.w.epoll(*ep).is_some_and(|e| {
                         e.entries.iter().any(|x| x.events & EXCLUSIVE != 0)

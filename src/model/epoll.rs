@@ -15,6 +15,8 @@ pub enum Cause {
     Undocumented,
     /// A one-shot registration or an edge another waiter may have consumed.
     Consumed,
+    /// An EPOLLEXCLUSIVE registration: only some of the epoll sets get the wake-up.
+    Exclusive,
 }
 
 /// Whether `e` would be reported by an epoll_wait now, and why.
@@ -41,6 +43,9 @@ pub fn reportable(w: &World, e: &Entry) -> (Tri, Cause) {
     };
     if tri != Tri::No && e.armed == Tri::Maybe {
         return (Tri::Maybe, Cause::Consumed);
+    }
+    if tri == Tri::Yes && e.events & super::world::EXCLUSIVE != 0 {
+        return (Tri::Maybe, Cause::Exclusive);
     }
     (tri, cause)
 }
@@ -141,6 +146,7 @@ pub fn wait_allowed(w: &World, ep: usize, max: i64, blocking: bool) -> (Allowed,
                 match cause {
                     Cause::Undocumented | Cause::Consumed => unspecified = true,
                     Cause::MoreInput => rule = &rules::WAIT_ET_MORE,
+                    Cause::Exclusive => rule = &rules::WAKE_EXCLUSIVE,
                     _ => {}
                 }
             }

@@ -85,6 +85,8 @@ rules! {
         "MOD or DEL of an fd not registered fails with ENOENT";
     CTL_EINVAL = "ctl-einval", "epoll_ctl(2) ERRORS",
         "EINVAL when epfd is not an epoll fd, fd is epfd itself, or EPOLLEXCLUSIVE is used with MOD or on an exclusive registration";
+    CTL_ELOOP = "ctl-eloop", "epoll_ctl(2) ERRORS",
+        "ELOOP when adding an epoll fd to a set would make a cycle of epoll sets";
     CTL_EBADF = "ctl-ebadf", "epoll_ctl(2) ERRORS",
         "EBADF when epfd or fd is not an open fd";
     CTL_ERRORS_ANY = "ctl-errors-unordered", "epoll_ctl(2) ERRORS",
