@@ -159,10 +159,12 @@ pub fn explain_with(
                 }
             }
             Stmt::Expect {
-                aggregate, span, ..
+                aggregate,
+                expect,
+                span,
             } => {
                 let Some(value) = aggs.next() else { break };
-                out.push(m.aggregate(aggregate, *span, value.value));
+                out.push(m.aggregate(aggregate, expect, *span, value.value));
             }
         }
         reached += 1;
