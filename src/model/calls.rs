@@ -52,6 +52,7 @@ fn judgement(step: &Step, got: &StepResult, allowed: Allowed, rule: &'static Rul
         rule,
         allowed,
         observed,
+        actual: result_text(&got.result),
         note: None,
     }
 }
@@ -461,7 +462,12 @@ fn epoll_ctl(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
                             errs.push(Errno::ELOOP);
                         }
                     }
-                    (libc::EPOLL_CTL_MOD | libc::EPOLL_CTL_DEL, None) => errs.push(Errno::ENOENT),
+                    (libc::EPOLL_CTL_MOD | libc::EPOLL_CTL_DEL, None) => {
+                        errs.push(Errno::ENOENT);
+                        if how == libc::EPOLL_CTL_MOD && ev & EXCLUSIVE != 0 {
+                            errs.push(Errno::EINVAL);
+                        }
+                    }
                     (libc::EPOLL_CTL_MOD, Some(x)) => {
                         if ev & EXCLUSIVE != 0 || x.events & EXCLUSIVE != 0 {
                             errs.push(Errno::EINVAL);
@@ -537,12 +543,12 @@ fn apply(m: &mut Model, step: &Step, got: &StepResult) -> Option<String> {
         Some(crate::scenario::ast::Expect::Bind(n)) => Some(n.clone()),
         _ => None,
     };
+    // An fd the script does not name is still open: hold it under its number.
     let new_fd = |m: &mut Model, obj: ObjId| {
-        if let Some(name) = &bound {
-            m.w.bind_fd(actor, name, obj);
-            let a = m.w.actors.entry(actor.to_string()).or_default();
-            a.nums.insert(name.clone(), value);
-        }
+        let name = bound.clone().unwrap_or_else(|| format!("#{value}"));
+        m.w.bind_fd(actor, &name, obj);
+        let a = m.w.actors.entry(actor.to_string()).or_default();
+        a.nums.insert(name, value);
     };
     match op.name() {
         "socket" => {
@@ -683,6 +689,9 @@ fn apply(m: &mut Model, step: &Step, got: &StepResult) -> Option<String> {
                     m.w.bind_fd(actor, &target, o);
                     if let Some(a) = m.w.actors.get_mut(actor) {
                         a.nums.insert(target.clone(), value);
+                    }
+                    if bound.is_none() {
+                        return None;
                     }
                 }
                 new_fd(m, o);
@@ -970,6 +979,7 @@ impl Model {
                 rule,
                 allowed,
                 observed: result_text(&got.result),
+                actual: result_text(&got.result),
                 note: None,
             },
         }
@@ -1005,6 +1015,7 @@ impl Model {
             } else {
                 format!("[{}]", expect.text())
             },
+            actual: value.to_string(),
             note: None,
         }
     }

@@ -8,6 +8,8 @@ use epollscope::scenario;
 
 mod explain;
 mod fuzz;
+mod fuzz_gen;
+mod fuzz_shrink;
 mod run;
 mod trace;
 
@@ -30,6 +32,13 @@ enum Cmd {
 every native run passed (what the shim changes is reported, not failed)."
     )]
     Run(run::RunArgs),
+    /// Generate random scenarios from a seed, run them, and check them against the model of
+    /// the documented contract (and the shims against native runs); shrink each finding.
+    #[command(
+        after_help = "Exit status: 0 when nothing was found, 1 when a finding was written, \
+2 on bad input."
+    )]
+    Fuzz(fuzz::FuzzArgs),
     /// (internal) A scenario actor started by exec, serving the runner on fd 3.
     #[command(name = "__actor", hide = true)]
     Actor,
@@ -52,6 +61,7 @@ fn main() -> ExitCode {
     let _ = nix::sys::prctl::set_child_subreaper(true);
     cli::main("epollscope", |args: Args| match args.command {
         Cmd::Run(args) => run::run(args),
+        Cmd::Fuzz(args) => fuzz::fuzz(args),
         Cmd::Actor => scenario::actor_main(),
         Cmd::Monitor(args) => epollscope::monitor::cli::run(args),
         Cmd::Trace(args) => trace::trace(args),
