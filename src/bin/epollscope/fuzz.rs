@@ -37,6 +37,9 @@ pub struct FuzzArgs {
     /// Write every generated scenario to DIR/case-<seed>.scn (to inspect or diff a seed).
     #[arg(long, value_name = "DIR")]
     emit: Option<PathBuf>,
+    /// Stop starting new cases once this many findings were made.
+    #[arg(long, value_name = "N", value_parser = cli::count_usize(1..=1_000_000))]
+    max_findings: Option<usize>,
     /// (testing) Judge with a deliberately wrong rule planted in the model.
     #[arg(long, value_enum, hide = true)]
     plant: Option<PlantArg>,
@@ -219,15 +222,24 @@ pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
     let next = AtomicU64::new(0);
     let findings: Mutex<Vec<Finding>> = Mutex::new(vec![]);
     let gen_us = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
     let started = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..jobs {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= args.count || epollscope::scenario::aborted() {
+                    let found = findings
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .len();
+                    if i >= args.count
+                        || epollscope::scenario::aborted()
+                        || args.max_findings.is_some_and(|m| found >= m)
+                    {
                         break;
                     }
+                    done.fetch_add(1, Ordering::Relaxed);
                     let seed = case_seed(args.seed, i);
                     let t = Instant::now();
                     let text = generate(seed);
@@ -263,7 +275,7 @@ pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     findings.sort_by_key(|f| f.seed);
-    let ran = next.load(Ordering::Relaxed).min(args.count);
+    let ran = done.load(Ordering::Relaxed);
     for f in &findings {
         let path = args.out.join(format!("finding-{}.scn", f.seed));
         let body: String = f
