@@ -11,7 +11,10 @@ fn fuzz() -> Command {
 }
 
 fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("epollscope-fuzz-test-{}-{name}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "epollscope-fuzz-test-{}-{name}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
@@ -59,7 +62,16 @@ fn the_same_seed_emits_byte_identical_scenarios() {
 fn a_planted_wrong_rule_is_found_and_shrunk() {
     let out = tempdir("planted");
     let assert = fuzz()
-        .args(["--seed", "7", "--count", "200", "-j", "2", "--max-findings", "1"])
+        .args([
+            "--seed",
+            "7",
+            "--count",
+            "200",
+            "-j",
+            "2",
+            "--max-findings",
+            "1",
+        ])
         .args(["--plant", "textbook-et", "--out"])
         .arg(&out)
         .assert()
@@ -71,7 +83,10 @@ fn a_planted_wrong_rule_is_found_and_shrunk() {
     let text = String::from_utf8_lossy(&found[0].1).into_owned();
     assert!(text.contains("EPOLLET"), "{text}");
     // Shrunk: a listener, an edge-triggered set, two connects and the waits, no more.
-    let calls = text.lines().filter(|l| !l.starts_with('#') && l.contains('(')).count();
+    let calls = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains('('))
+        .count();
     assert!(calls <= 12, "not shrunk:\n{text}");
     // The shrunk scenario is a valid scenario that still shows the planted rule wrong.
     epollscope::scenario::parse(std::path::Path::new("f.scn"), &text).expect("parses");
@@ -86,14 +101,21 @@ fn the_real_model_finds_nothing_in_a_short_run() {
         .arg(&out)
         .assert();
     let stdout = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
-    assert!(stdout.contains("40 scenarios") && stdout.contains(" 0 findings"), "{stdout}");
+    assert!(
+        stdout.contains("40 scenarios") && stdout.contains(" 0 findings"),
+        "{stdout}"
+    );
     assert.success();
     let _ = std::fs::remove_dir_all(out);
 }
 
 #[test]
 fn bad_flags_are_one_line_and_exit_2() {
-    for args in [&["--count", "0"][..], &["--seed", "x"], &["--under", "nope"]] {
+    for args in [
+        &["--count", "0"][..],
+        &["--seed", "x"],
+        &["--under", "nope"],
+    ] {
         let assert = fuzz().args(args).assert().code(2);
         let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
         assert!(stderr.contains("error"), "{args:?}: {stderr}");

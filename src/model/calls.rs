@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use super::epoll;
 use super::rules::{self, Rule};
 use super::verdict::{Allowed, Judgement, Label, Res, label, result_text};
-use super::world::{EXCLUSIVE, Fd, Kind, ObjId, ONESHOT, Sock, SockState, Tri, World};
+use super::world::{EXCLUSIVE, Fd, Kind, ONESHOT, ObjId, Sock, SockState, Tri, World};
 use super::{Model, Plant, WaitKind, Waiter};
 use crate::addr::Family;
 use crate::scenario::StepResult;
@@ -18,7 +18,9 @@ use crate::scenario::ast::{Aggregate, Arg, Data, FdArg, Op, Scenario, Script, Sp
 enum Look {
     Open(ObjId),
     /// Closed: EBADF, unless the number may have been reused by an fd the model cannot see.
-    Closed { maybe_reused: bool },
+    Closed {
+        maybe_reused: bool,
+    },
     /// A literal number, or a name the model does not know.
     Unknown,
 }
@@ -27,7 +29,11 @@ fn look(w: &World, actor: &str, fd: &FdArg) -> Look {
     let FdArg::Name(name) = fd else {
         return Look::Unknown;
     };
-    match w.actors.get(actor).and_then(|a| a.fds.get(name).map(|f| (a, f))) {
+    match w
+        .actors
+        .get(actor)
+        .and_then(|a| a.fds.get(name).map(|f| (a, f)))
+    {
         Some((_, Fd { obj, open: true })) => Look::Open(*obj),
         Some((a, _)) => Look::Closed {
             maybe_reused: a.forked,
@@ -149,7 +155,8 @@ fn taint(m: &mut Model, actor: &str, op: &Op<Script>) {
 }
 
 fn sock_or<'w>(w: &'w World, o: ObjId) -> Result<&'w Sock, (Allowed, &'static Rule)> {
-    w.sock(o).ok_or((err(Errno::ENOTSOCK), &rules::NOT_A_SOCKET))
+    w.sock(o)
+        .ok_or((err(Errno::ENOTSOCK), &rules::NOT_A_SOCKET))
 }
 
 type Rules = (Allowed, &'static Rule);
@@ -226,7 +233,12 @@ fn listeners(w: &World, addr: &str) -> Vec<ObjId> {
         .map(|h| {
             h.iter()
                 .copied()
-                .filter(|&x| matches!(w.sock(x).map(|s| &s.state), Some(SockState::Listening { .. })))
+                .filter(|&x| {
+                    matches!(
+                        w.sock(x).map(|s| &s.state),
+                        Some(SockState::Listening { .. })
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -302,9 +314,11 @@ fn accept(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
         return (Allowed::Unspecified, &rules::READY_UNSPECIFIED);
     }
     match &s.state {
-        SockState::Listening { uncertain: true, queue, .. } if queue.is_empty() => {
-            (Allowed::Unspecified, &rules::REUSEPORT)
-        }
+        SockState::Listening {
+            uncertain: true,
+            queue,
+            ..
+        } if queue.is_empty() => (Allowed::Unspecified, &rules::REUSEPORT),
         SockState::Listening { queue, .. } if !queue.is_empty() => {
             (Allowed::one(Res::NewFd), &rules::ACCEPT_FIRST)
         }
@@ -324,9 +338,7 @@ fn shutdown(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
         Ok(s) if s.unknown || s.peer_lost => (Allowed::Unspecified, &rules::NOT_MODELLED),
         Ok(s) => match s.state {
             SockState::Connected => (val(0), &rules::SHUTDOWN_OK),
-            SockState::Fresh | SockState::Bound(_) => {
-                (err(Errno::ENOTCONN), &rules::SHUTDOWN_OK)
-            }
+            SockState::Fresh | SockState::Bound(_) => (err(Errno::ENOTCONN), &rules::SHUTDOWN_OK),
             SockState::Listening { .. } => (Allowed::Unspecified, &rules::READY_UNSPECIFIED),
         },
     }
@@ -532,9 +544,7 @@ fn apply(m: &mut Model, step: &Step, got: &StepResult) -> Option<String> {
     let op = &step.op;
     let actor = step.actor.as_str();
     let Ok(value) = got.result else {
-        if op.name() == "connect"
-            && matches!(got.result, Err(Errno::EINPROGRESS | Errno::EAGAIN))
-        {
+        if op.name() == "connect" && matches!(got.result, Err(Errno::EINPROGRESS | Errno::EAGAIN)) {
             lose_connect(m, actor, op);
         }
         return None;
@@ -755,16 +765,15 @@ fn lose_connect(m: &mut Model, actor: &str, op: &Op<Script>) {
 
 fn close(m: &mut Model, actor: &str, fd: &FdArg) {
     let FdArg::Name(name) = fd else { return };
-    let obj = m
-        .w
-        .actors
-        .get_mut(actor)
-        .and_then(|a| a.fds.get_mut(name))
-        .filter(|f| f.open)
-        .map(|f| {
-            f.open = false;
-            f.obj
-        });
+    let obj =
+        m.w.actors
+            .get_mut(actor)
+            .and_then(|a| a.fds.get_mut(name))
+            .filter(|f| f.open)
+            .map(|f| {
+                f.open = false;
+                f.obj
+            });
     if let Some(o) = obj {
         m.w.release(o);
     }
@@ -833,11 +842,16 @@ fn ctl_apply(m: &mut Model, actor: &str, op: &Op<Script>) {
         return;
     };
     let how: i32 = op.int(1);
-    let event = op.event(3).map(|e| (e.events, data_value(&m.w, actor, &e.data)));
+    let event = op
+        .event(3)
+        .map(|e| (e.events, data_value(&m.w, actor, &e.data)));
     let fresh = event.map(|(ev, data)| epoll::new_entry(&m.w, f, &name, ev, data));
     let world = m.w.clone();
     if let Some(Kind::Epoll(epoll)) = m.w.objs.get_mut(ep).map(|o| &mut o.kind) {
-        let at = epoll.entries.iter().position(|x| x.obj == f && x.fd == name);
+        let at = epoll
+            .entries
+            .iter()
+            .position(|x| x.obj == f && x.fd == name);
         match (how, at) {
             (libc::EPOLL_CTL_ADD, None) => epoll.entries.extend(fresh),
             (libc::EPOLL_CTL_MOD, Some(i)) => {
@@ -876,10 +890,7 @@ impl Model {
                 }
             }
             ("epoll_wait" | "epoll_pwait", Look::Open(ep)) if op.int::<i64>(3) < 0 => {
-                WaitKind::Epoll {
-                    ep,
-                    max: op.int(2),
-                }
+                WaitKind::Epoll { ep, max: op.int(2) }
             }
             _ => {
                 if op.name() == "connect" {
@@ -1048,9 +1059,10 @@ impl Model {
                         (false, Tri::Yes | Tri::Maybe) => maybe += 1,
                         (false, Tri::No) => {}
                     }
-                    let exclusive = self.w.epoll(*ep).is_some_and(|e| {
-                        e.entries.iter().any(|x| x.events & EXCLUSIVE != 0)
-                    });
+                    let exclusive = self
+                        .w
+                        .epoll(*ep)
+                        .is_some_and(|e| e.entries.iter().any(|x| x.events & EXCLUSIVE != 0));
                     if w.ever != Tri::No {
                         rule = if exclusive {
                             &rules::WAKE_EXCLUSIVE

@@ -2,7 +2,7 @@
 
 use super::rules::{self, Rule};
 use super::verdict::Allowed;
-use super::world::{Entry, Kind, ONESHOT, ET, Ready, Tri, World};
+use super::world::{ET, Entry, Kind, ONESHOT, Ready, Tri, World};
 
 /// Why a registration may or may not be reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,7 +199,9 @@ pub fn apply_wait(w: &mut World, ep: usize, max: i64, events: &[(u32, u64)]) -> 
                     ));
                 }
             }
-            many => many.iter().for_each(|&i| reported[i] = reported[i].max(Tri::Maybe)),
+            many => many
+                .iter()
+                .for_each(|&i| reported[i] = reported[i].max(Tri::Maybe)),
         }
     }
     let full = i64::try_from(events.len()).unwrap_or(i64::MAX) >= max;

@@ -46,8 +46,14 @@ struct Waiter {
 
 #[derive(Clone, Debug)]
 enum WaitKind {
-    Accept { listener: ObjId, name: Option<String> },
-    Epoll { ep: ObjId, max: i64 },
+    Accept {
+        listener: ObjId,
+        name: Option<String>,
+    },
+    Epoll {
+        ep: ObjId,
+        max: i64,
+    },
     /// A call the model does not follow in the background.
     Other,
 }
@@ -144,8 +150,7 @@ pub fn explain_with(
                     }
                     let j = calls::judge(&mut m, step, got);
                     if let (Some(Expect::Capture(var)), Some(j)) = (&step.expect, &j) {
-                        m.captures
-                            .insert(var.clone(), j.label == Label::Promised);
+                        m.captures.insert(var.clone(), j.label == Label::Promised);
                     }
                     out.extend(j);
                     m.after_step();
@@ -153,8 +158,12 @@ pub fn explain_with(
             }
             Stmt::Await { actors, .. } => {
                 for actor in actors {
-                    let Some(i) = m.waiting(actor) else { break 'body };
-                    let Some(got) = results.next() else { break 'body };
+                    let Some(i) = m.waiting(actor) else {
+                        break 'body;
+                    };
+                    let Some(got) = results.next() else {
+                        break 'body;
+                    };
                     out.push(m.collect(i, scenario, got));
                 }
             }
@@ -224,7 +233,11 @@ pub fn render(scenario: &Scenario, report: &crate::scenario::ScenarioReport) -> 
         );
     }
     if ex.unreached > 0 {
-        let _ = writeln!(out, "({} statements not reached: the run failed)", ex.unreached);
+        let _ = writeln!(
+            out,
+            "({} statements not reached: the run failed)",
+            ex.unreached
+        );
     }
     let n = ex.contradictions().count();
     if n > 0 {
@@ -235,3 +248,5 @@ pub fn render(scenario: &Scenario, report: &crate::scenario::ScenarioReport) -> 
     }
     out
 }
+#[cfg(test)]
+mod tests;

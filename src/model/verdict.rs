@@ -168,7 +168,10 @@ impl Judgement {
             }
             label => label.text().into(),
         };
-        let note = self.note.as_deref().map_or(String::new(), |n| format!(" [{n}]"));
+        let note = self
+            .note
+            .as_deref()
+            .map_or(String::new(), |n| format!(" [{n}]"));
         format!("{what}: {}: {}{note}", self.rule.cite, self.rule.text)
     }
 }
@@ -203,7 +206,11 @@ mod tests {
             (Allowed::range(0, 1), Ok(1), Label::Allowed),
             (Allowed::range(1, 1), Ok(1), Label::Promised),
             (Allowed::one(Res::NewFd), Ok(5), Label::Promised),
-            (Allowed::one(Res::NewFd), Err(Errno::EAGAIN), Label::Contradicts),
+            (
+                Allowed::one(Res::NewFd),
+                Err(Errno::EAGAIN),
+                Label::Contradicts,
+            ),
             (
                 Allowed::Set(vec![Res::Err(Errno::EBADF), Res::Err(Errno::EINVAL)]),
                 Err(Errno::EINVAL),

@@ -188,7 +188,11 @@ impl World {
         self.objs[obj].refs += 1;
         let a = self.actors.entry(actor.to_string()).or_default();
         let old = a.fds.insert(name.to_string(), Fd { obj, open: true });
-        if let Some(Fd { obj: old, open: true }) = old {
+        if let Some(Fd {
+            obj: old,
+            open: true,
+        }) = old
+        {
             self.release(old);
         }
     }
@@ -272,10 +276,9 @@ impl World {
             Kind::Sock(s) if s.unknown || s.peer_lost => Ready { must: 0, may: ANY },
             Kind::Sock(s) => match &s.state {
                 SockState::Fresh | SockState::Bound(_) => Ready { must: 0, may: ANY },
-                SockState::Listening { .. } if s.rd_shut || s.wr_shut => Ready {
-                    must: 0,
-                    may: ANY,
-                },
+                SockState::Listening { .. } if s.rd_shut || s.wr_shut => {
+                    Ready { must: 0, may: ANY }
+                }
                 SockState::Listening {
                     queue, uncertain, ..
                 } => match (queue.is_empty(), uncertain) {
@@ -311,7 +314,13 @@ impl World {
                 s.unknown
                     || s.peer_lost
                     || matches!(s.state, SockState::Fresh | SockState::Bound(_))
-                    || matches!(s.state, SockState::Listening { uncertain: true, .. })
+                    || matches!(
+                        s.state,
+                        SockState::Listening {
+                            uncertain: true,
+                            ..
+                        }
+                    )
                     || ((s.rd_shut || s.wr_shut || s.peer_eof)
                         && !matches!(s.state, SockState::Listening { .. }))
                     || (matches!(s.state, SockState::Listening { .. }) && (s.rd_shut || s.wr_shut))

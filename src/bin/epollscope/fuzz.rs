@@ -74,10 +74,14 @@ enum Check {
 impl Check {
     fn text(&self) -> String {
         match self {
-            Check::Model(rule) => format!("observed result outside the model's allowed set (rule {rule})"),
+            Check::Model(rule) => {
+                format!("observed result outside the model's allowed set (rule {rule})")
+            }
             Check::RunFailed => "the run failed".into(),
             Check::ShimTrace => "the trace-mode shim changed the symbolic trace".into(),
-            Check::Fastsocket(rule) => format!("under fastsocket, a result outside the model's allowed set (rule {rule})"),
+            Check::Fastsocket(rule) => {
+                format!("under fastsocket, a result outside the model's allowed set (rule {rule})")
+            }
             Check::Determinism => "a determined result differed between two native runs".into(),
         }
     }
@@ -136,7 +140,12 @@ fn check(ctx: &Ctx, text: &str) -> Option<(Check, String)> {
     None
 }
 
-fn judge(ctx: &Ctx, scenario: &Scenario, r: &ScenarioReport, fast: bool) -> Option<(Check, String)> {
+fn judge(
+    ctx: &Ctx,
+    scenario: &Scenario,
+    r: &ScenarioReport,
+    fast: bool,
+) -> Option<(Check, String)> {
     let m = match ctx.plant {
         Some(p) => Model::planted(r.family, p),
         None => Model::new(r.family),
@@ -149,7 +158,14 @@ fn judge(ctx: &Ctx, scenario: &Scenario, r: &ScenarioReport, fast: bool) -> Opti
         });
         let detail = format!("line {}: {line}: got {}, {}", j.line, j.actual, j.explain());
         let id = j.rule.id.to_string();
-        return Some((if fast { Check::Fastsocket(id) } else { Check::Model(id) }, detail));
+        return Some((
+            if fast {
+                Check::Fastsocket(id)
+            } else {
+                Check::Model(id)
+            },
+            detail,
+        ));
     }
     if !r.passed {
         return Some((Check::RunFailed, r.summary()));
@@ -163,7 +179,11 @@ fn first_difference(a: &str, b: &str) -> String {
             return format!("native: {x} | shim: {y}");
         }
     }
-    format!("native {} lines, shim {} lines", a.lines().count(), b.lines().count())
+    format!(
+        "native {} lines, shim {} lines",
+        a.lines().count(),
+        b.lines().count()
+    )
 }
 
 /// One finding, shrunk.
@@ -252,7 +272,9 @@ pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
                     }
                     if let Some((check_kind, detail)) = check(&ctx, &text) {
                         let (text, detail) = crate::fuzz_shrink::shrink(&text, &detail, |t| {
-                            check(&ctx, t).filter(|(c, _)| *c == check_kind).map(|(_, d)| d)
+                            check(&ctx, t)
+                                .filter(|(c, _)| *c == check_kind)
+                                .map(|(_, d)| d)
                         });
                         findings
                             .lock()
@@ -293,7 +315,12 @@ pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
             f.detail.lines().next().unwrap_or(""),
         );
         std::fs::write(&path, file).with_context(|| format!("writing {}", path.display()))?;
-        println!("finding: {} ({}): {}", path.display(), f.check.text(), f.detail.lines().next().unwrap_or(""));
+        println!(
+            "finding: {} ({}): {}",
+            path.display(),
+            f.check.text(),
+            f.detail.lines().next().unwrap_or("")
+        );
     }
     println!(
         "fuzz: {ran} scenarios (seed {}, {}), {} findings, {:.1} s, {:.1} scenarios/s, generation {:.1} ms total",

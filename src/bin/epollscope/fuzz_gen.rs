@@ -42,7 +42,8 @@ const FLAGS: &[&str] = &[
 pub fn generate(seed: u64) -> String {
     let mut rng = StdRng::seed_from_u64(seed);
     let family = ["unix", "inet", "inet6"][rng.random_range(0..3)];
-    let mut out = format!("# Random scenario (epollscope fuzz), seed {seed}.\nfamily: {family}\n\n");
+    let mut out =
+        format!("# Random scenario (epollscope fuzz), seed {seed}.\nfamily: {family}\n\n");
     let mut listeners = vec![];
     for i in 1..=rng.random_range(1..=2) {
         let (name, addr) = (format!("L{i}"), format!("ADDR{i}"));
@@ -124,7 +125,8 @@ pub fn generate(seed: u64) -> String {
             }
             6 => {
                 if let Some(e) = pick(&mut rng, &actors[a].epolls) {
-                    let op = ["EPOLL_CTL_MOD", "EPOLL_CTL_DEL", "EPOLL_CTL_ADD"][rng.random_range(0..3)];
+                    let op =
+                        ["EPOLL_CTL_MOD", "EPOLL_CTL_DEL", "EPOLL_CTL_ADD"][rng.random_range(0..3)];
                     let flags = FLAGS[rng.random_range(0..FLAGS.len())];
                     let target = &listeners[l].name;
                     let event = if op == "EPOLL_CTL_DEL" {
