@@ -8,14 +8,14 @@ use nix::errno::Errno;
 use super::epoll;
 use super::rules::{self, Rule};
 use super::verdict::{Allowed, Judgement, Label, Res, label, result_text};
-use super::world::{EXCLUSIVE, Fd, Kind, ONESHOT, ObjId, Sock, SockState, Tri, World};
-use super::{Model, Plant, WaitKind, Waiter};
+use super::world::{EXCLUSIVE, Fd, ObjId, Sock, SockState, World};
+use super::{Model, Plant};
 use crate::addr::Family;
 use crate::scenario::StepResult;
-use crate::scenario::ast::{Aggregate, Arg, Data, FdArg, Op, Scenario, Script, Span, Step};
+use crate::scenario::ast::{Arg, Data, FdArg, Op, Script, Step};
 
 /// What an fd argument refers to.
-enum Look {
+pub(super) enum Look {
     Open(ObjId),
     /// Closed: EBADF, unless the number may have been reused by an fd the model cannot see.
     Closed {
@@ -25,7 +25,7 @@ enum Look {
     Unknown,
 }
 
-fn look(w: &World, actor: &str, fd: &FdArg) -> Look {
+pub(super) fn look(w: &World, actor: &str, fd: &FdArg) -> Look {
     let FdArg::Name(name) = fd else {
         return Look::Unknown;
     };
@@ -42,7 +42,12 @@ fn look(w: &World, actor: &str, fd: &FdArg) -> Look {
     }
 }
 
-fn judgement(step: &Step, got: &StepResult, allowed: Allowed, rule: &'static Rule) -> Judgement {
+pub(super) fn judgement(
+    step: &Step,
+    got: &StepResult,
+    allowed: Allowed,
+    rule: &'static Rule,
+) -> Judgement {
     // fd numbers and pids vary between runs: show the name the script gives them.
     // So do values the script leaves open (`= ?`, `= 1..4`, `= $n`): show the pattern.
     let observed = match (&step.expect, &got.result) {
@@ -130,7 +135,7 @@ pub(super) fn judge(m: &mut Model, step: &Step, got: &StepResult) -> Option<Judg
         }
     };
     let mut j = judgement(step, got, allowed, rule);
-    if let Some(note) = apply(m, step, got) {
+    if let Some(note) = super::apply::apply(m, step, got) {
         j.label = Label::Contradicts;
         j.rule = &rules::WAIT_MASK;
         j.note = Some(note);
@@ -143,7 +148,7 @@ fn count(n: usize) -> i64 {
 }
 
 /// Marks every object the call names as unknown: the model does not follow it.
-fn taint(m: &mut Model, actor: &str, op: &Op<Script>) {
+pub(super) fn taint(m: &mut Model, actor: &str, op: &Op<Script>) {
     for arg in &op.args {
         if let Arg::Fd(fd) = arg
             && let Look::Open(o) = look(&m.w, actor, fd)
@@ -154,7 +159,7 @@ fn taint(m: &mut Model, actor: &str, op: &Op<Script>) {
     }
 }
 
-fn sock_or<'w>(w: &'w World, o: ObjId) -> Result<&'w Sock, (Allowed, &'static Rule)> {
+fn sock_or(w: &World, o: ObjId) -> Result<&Sock, (Allowed, &'static Rule)> {
     w.sock(o)
         .ok_or((err(Errno::ENOTSOCK), &rules::NOT_A_SOCKET))
 }
@@ -227,7 +232,7 @@ fn listen(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
 }
 
 /// The listeners an address name leads to.
-fn listeners(w: &World, addr: &str) -> Vec<ObjId> {
+pub(super) fn listeners(w: &World, addr: &str) -> Vec<ObjId> {
     w.addrs
         .get(addr)
         .map(|h| {
@@ -417,7 +422,7 @@ fn contains(w: &World, outer: ObjId, inner: ObjId) -> bool {
 }
 
 /// The user data's value as the kernel will report it.
-fn data_value(w: &World, actor: &str, data: &Data<Script>) -> Option<u64> {
+pub(super) fn data_value(w: &World, actor: &str, data: &Data<Script>) -> Option<u64> {
     match data {
         Data::Num(n) => Some(*n),
         Data::Fd(FdArg::Num(n)) => u64::try_from(*n).ok(),
@@ -536,575 +541,4 @@ fn epoll_wait(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
         return (Allowed::range(*lo, *lo), &rules::PLANTED);
     }
     (allowed, rule)
-}
-
-/// Applies a step's observed result to the state. Returns a note if reported epoll events
-/// break the documented mask.
-fn apply(m: &mut Model, step: &Step, got: &StepResult) -> Option<String> {
-    let op = &step.op;
-    let actor = step.actor.as_str();
-    let Ok(value) = got.result else {
-        if op.name() == "connect" && matches!(got.result, Err(Errno::EINPROGRESS | Errno::EAGAIN)) {
-            lose_connect(m, actor, op);
-        }
-        return None;
-    };
-    let bound = match &step.expect {
-        Some(crate::scenario::ast::Expect::Bind(n)) => Some(n.clone()),
-        _ => None,
-    };
-    // An fd the script does not name is still open: hold it under its number.
-    let new_fd = |m: &mut Model, obj: ObjId| {
-        let name = bound.clone().unwrap_or_else(|| format!("#{value}"));
-        m.w.bind_fd(actor, &name, obj);
-        let a = m.w.actors.entry(actor.to_string()).or_default();
-        a.nums.insert(name, value);
-    };
-    match op.name() {
-        "socket" => {
-            let ty: i64 = op.int(1);
-            let family = match op.family(0) {
-                crate::scenario::ast::DomainArg::Fixed(f) => f,
-                crate::scenario::ast::DomainArg::Matrix => m.family,
-            };
-            let o = m.w.add(Kind::Sock(Sock {
-                family: Some(family),
-                nonblock: ty & i64::from(libc::SOCK_NONBLOCK) != 0,
-                ..Sock::default()
-            }));
-            new_fd(m, o);
-        }
-        "epoll_create1" => {
-            let o = m.w.add(Kind::Epoll(Default::default()));
-            new_fd(m, o);
-        }
-        "fork" => {
-            if let Some(child) = &bound {
-                let mut copy = m.w.actors.get(actor).cloned().unwrap_or_default();
-                for f in copy.fds.values().filter(|f| f.open) {
-                    m.w.objs[f.obj].refs += 1;
-                }
-                copy.forked = false;
-                m.w.actors.insert(child.clone(), copy);
-            }
-            if let Some(a) = m.w.actors.get_mut(actor) {
-                a.forked = true;
-            }
-        }
-        "setsockopt" => {
-            if let Look::Open(o) = look(&m.w, actor, &op.fd(0))
-                && let Some(s) = m.w.sock_mut(o)
-            {
-                if op.int::<i32>(1) == libc::SOL_SOCKET && op.int::<i32>(2) == libc::SO_REUSEPORT {
-                    s.reuseport = op.int::<i64>(3) != 0;
-                } else {
-                    s.unknown = true;
-                }
-            }
-        }
-        "bind" => {
-            if let Look::Open(o) = look(&m.w, actor, &op.fd(0)) {
-                let addr = op.addr(1).clone();
-                if let Some(s) = m.w.sock_mut(o) {
-                    s.state = SockState::Bound(addr.clone());
-                }
-                m.w.addrs.entry(addr).or_default().push(o);
-            }
-        }
-        "listen" => {
-            if let Look::Open(o) = look(&m.w, actor, &op.fd(0))
-                && let Some(s) = m.w.sock_mut(o)
-            {
-                let backlog: i64 = op.int(1);
-                s.state = match std::mem::take(&mut s.state) {
-                    SockState::Bound(a) => SockState::Listening {
-                        addr: Some(a),
-                        backlog,
-                        queue: VecDeque::new(),
-                        uncertain: false,
-                    },
-                    SockState::Listening {
-                        addr,
-                        queue,
-                        uncertain,
-                        ..
-                    } => SockState::Listening {
-                        addr,
-                        backlog,
-                        queue,
-                        uncertain,
-                    },
-                    other => {
-                        s.unknown = true;
-                        other
-                    }
-                };
-            }
-        }
-        "connect" => connected(m, actor, op, value),
-        "accept" | "accept4" => {
-            if let Look::Open(l) = look(&m.w, actor, &op.fd(0)) {
-                let conn = match m.w.sock_mut(l).map(|s| &mut s.state) {
-                    Some(SockState::Listening { queue, .. }) => queue.pop_front(),
-                    _ => None,
-                };
-                let nonblock = op.name() == "accept4"
-                    && op.int::<i64>(2) & i64::from(libc::SOCK_NONBLOCK) != 0;
-                let o = conn.unwrap_or_else(|| {
-                    m.w.add(Kind::Sock(Sock {
-                        unknown: true,
-                        state: SockState::Connected,
-                        ..Sock::default()
-                    }))
-                });
-                if let Some(s) = m.w.sock_mut(o) {
-                    s.nonblock = nonblock;
-                }
-                new_fd(m, o);
-                if conn.is_some() {
-                    m.w.release(o); // the queue's reference
-                }
-            }
-        }
-        "close" => close(m, actor, &op.fd(0)),
-        "shutdown" => {
-            if let Look::Open(o) = look(&m.w, actor, &op.fd(0)) {
-                let how: i32 = op.int(1);
-                let peer = m.w.sock_mut(o).and_then(|s| {
-                    if how != libc::SHUT_WR {
-                        s.rd_shut = true;
-                    }
-                    if how != libc::SHUT_RD {
-                        s.wr_shut = true;
-                    }
-                    s.peer.filter(|_| how != libc::SHUT_RD)
-                });
-                m.w.objs[o].activity += 1;
-                if let Some(p) = peer {
-                    m.w.objs[p].activity += 1;
-                    if let Some(p) = m.w.sock_mut(p) {
-                        p.peer_eof = true;
-                    }
-                }
-            }
-        }
-        "dup" | "dup2" => {
-            if let Look::Open(o) = look(&m.w, actor, &op.fd(0)) {
-                if op.name() == "dup2"
-                    && let FdArg::Name(target) = op.fd(1)
-                {
-                    if bound.as_deref() != Some(target.as_str()) {
-                        close(m, actor, &FdArg::Name(target.clone()));
-                    }
-                    m.w.bind_fd(actor, &target, o);
-                    if let Some(a) = m.w.actors.get_mut(actor) {
-                        a.nums.insert(target.clone(), value);
-                    }
-                    if bound.is_none() {
-                        return None;
-                    }
-                }
-                new_fd(m, o);
-            }
-        }
-        "read" => {
-            if let Look::Open(o) = look(&m.w, actor, &op.fd(0))
-                && let Some(s) = m.w.sock_mut(o)
-            {
-                s.rx = s.rx.saturating_sub(usize::try_from(value).unwrap_or(0));
-            }
-        }
-        "write" => {
-            if let Look::Open(o) = look(&m.w, actor, &op.fd(0))
-                && let Some(p) = m.w.sock(o).and_then(|s| s.peer)
-            {
-                m.w.objs[p].activity += 1;
-                if let Some(p) = m.w.sock_mut(p) {
-                    p.rx += usize::try_from(value).unwrap_or(0);
-                }
-            }
-        }
-        "epoll_ctl" => ctl_apply(m, actor, op),
-        "epoll_wait" | "epoll_pwait" => {
-            if let Look::Open(ep) = look(&m.w, actor, &op.fd(0)) {
-                return epoll::apply_wait(&mut m.w, ep, op.int(2), &got.events);
-            }
-        }
-        "drain" => {
-            if let Look::Open(l) = look(&m.w, actor, &op.fd(0)) {
-                let queued: Vec<ObjId> = match m.w.sock_mut(l).map(|s| &mut s.state) {
-                    Some(SockState::Listening { queue, .. }) => queue.drain(..).collect(),
-                    _ => vec![],
-                };
-                for conn in queued {
-                    m.w.release(conn);
-                }
-            }
-        }
-        _ => {}
-    }
-    None
-}
-
-/// A connect whose fate the model cannot follow (in progress, in the background): the
-/// client is unknown and its listeners may or may not have a connection more.
-fn lose_connect(m: &mut Model, actor: &str, op: &Op<Script>) {
-    if let Look::Open(c) = look(&m.w, actor, &op.fd(0))
-        && let Some(s) = m.w.sock_mut(c)
-    {
-        s.unknown = true;
-    }
-    for l in listeners(&m.w, op.addr(1)) {
-        m.w.objs[l].activity += 1;
-        if let Some(SockState::Listening { uncertain, .. }) = m.w.sock_mut(l).map(|s| &mut s.state)
-        {
-            *uncertain = true;
-        }
-    }
-}
-
-fn close(m: &mut Model, actor: &str, fd: &FdArg) {
-    let FdArg::Name(name) = fd else { return };
-    let obj =
-        m.w.actors
-            .get_mut(actor)
-            .and_then(|a| a.fds.get_mut(name))
-            .filter(|f| f.open)
-            .map(|f| {
-                f.open = false;
-                f.obj
-            });
-    if let Some(o) = obj {
-        m.w.release(o);
-    }
-}
-
-/// A connect succeeded: the client is connected and a new connection waits in the
-/// listener's queue (or goes straight to a blocked accept).
-fn connected(m: &mut Model, actor: &str, op: &Op<Script>, value: i64) {
-    let Look::Open(c) = look(&m.w, actor, &op.fd(0)) else {
-        return;
-    };
-    let _ = value;
-    let ls = listeners(&m.w, op.addr(1));
-    let family = m.w.sock(c).and_then(|s| s.family);
-    let server = m.w.add(Kind::Sock(Sock {
-        family,
-        state: SockState::Connected,
-        peer: Some(c),
-        ..Sock::default()
-    }));
-    m.w.objs[server].refs = 1;
-    if let Some(s) = m.w.sock_mut(c) {
-        s.state = SockState::Connected;
-        s.peer = Some(server);
-    }
-    match ls.as_slice() {
-        [l] => {
-            let l = *l;
-            m.w.objs[l].activity += 1;
-            let blocked = m
-                .waiters
-                .iter()
-                .filter(|w| matches!(w.kind, WaitKind::Accept { listener, .. } if listener == l))
-                .count();
-            let handed = m.handed.entry(l).or_default();
-            if handed.len() < blocked {
-                handed.push_back(server);
-            } else if let Some(SockState::Listening { queue, .. }) =
-                m.w.sock_mut(l).map(|s| &mut s.state)
-            {
-                queue.push_back(server);
-            }
-        }
-        many => {
-            for &l in many {
-                m.w.objs[l].activity += 1;
-                if let Some(SockState::Listening { uncertain, .. }) =
-                    m.w.sock_mut(l).map(|s| &mut s.state)
-                {
-                    *uncertain = true;
-                }
-            }
-            if let Some(s) = m.w.sock_mut(c) {
-                s.unknown = true;
-            }
-        }
-    }
-}
-
-fn ctl_apply(m: &mut Model, actor: &str, op: &Op<Script>) {
-    let (Look::Open(ep), Look::Open(f), FdArg::Name(name)) = (
-        look(&m.w, actor, &op.fd(0)),
-        look(&m.w, actor, &op.fd(2)),
-        op.fd(2),
-    ) else {
-        return;
-    };
-    let how: i32 = op.int(1);
-    let event = op
-        .event(3)
-        .map(|e| (e.events, data_value(&m.w, actor, &e.data)));
-    let fresh = event.map(|(ev, data)| epoll::new_entry(&m.w, f, &name, ev, data));
-    let world = m.w.clone();
-    if let Some(Kind::Epoll(epoll)) = m.w.objs.get_mut(ep).map(|o| &mut o.kind) {
-        let at = epoll
-            .entries
-            .iter()
-            .position(|x| x.obj == f && x.fd == name);
-        match (how, at) {
-            (libc::EPOLL_CTL_ADD, None) => epoll.entries.extend(fresh),
-            (libc::EPOLL_CTL_MOD, Some(i)) => {
-                if let Some((ev, data)) = event {
-                    epoll::modify(&world, &mut epoll.entries[i], ev, data);
-                }
-            }
-            (libc::EPOLL_CTL_DEL, Some(i)) => {
-                epoll.entries.remove(i);
-            }
-            _ => {}
-        }
-    }
-}
-
-impl Model {
-    /// A call started in the background.
-    pub(super) fn start(&mut self, step: &Step) {
-        let op = &step.op;
-        let actor = step.actor.as_str();
-        let kind = match (op.name(), look(&self.w, actor, &op.fd(0))) {
-            ("accept" | "accept4", Look::Open(l)) => {
-                let queued = match self.w.sock_mut(l).map(|s| &mut s.state) {
-                    Some(SockState::Listening { queue, .. }) => queue.pop_front(),
-                    _ => None,
-                };
-                if let Some(conn) = queued {
-                    self.handed.entry(l).or_default().push_back(conn);
-                }
-                WaitKind::Accept {
-                    listener: l,
-                    name: match &step.expect {
-                        Some(crate::scenario::ast::Expect::Bind(n)) => Some(n.clone()),
-                        _ => None,
-                    },
-                }
-            }
-            ("epoll_wait" | "epoll_pwait", Look::Open(ep)) if op.int::<i64>(3) < 0 => {
-                WaitKind::Epoll { ep, max: op.int(2) }
-            }
-            _ => {
-                if op.name() == "connect" {
-                    lose_connect(self, actor, op);
-                }
-                taint(self, actor, op);
-                WaitKind::Other
-            }
-        };
-        self.waiters.push(Waiter {
-            actor: actor.to_string(),
-            kind,
-            span: step.span,
-            ever: Tri::No,
-        });
-        self.after_step();
-    }
-
-    /// After each step: pending epoll waiters may have returned and consumed edges.
-    pub(super) fn after_step(&mut self) {
-        epoll::update_edges(&mut self.w);
-        for i in 0..self.waiters.len() {
-            let WaitKind::Epoll { ep, .. } = self.waiters[i].kind else {
-                continue;
-            };
-            let ready = self.w.readiness(ep);
-            let now = if ready.must != 0 {
-                Tri::Yes
-            } else if ready.may != 0 {
-                Tri::Maybe
-            } else {
-                Tri::No
-            };
-            self.waiters[i].ever = self.waiters[i].ever.max(now);
-            if now != Tri::No
-                && let Some(Kind::Epoll(epoll)) = self.w.objs.get_mut(ep).map(|o| &mut o.kind)
-            {
-                for e in &mut epoll.entries {
-                    if e.events & (super::world::ET | ONESHOT) != 0 {
-                        e.armed = e.armed.min(Tri::Maybe);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Collects background call `i`'s result (at `await` or the actor's next step).
-    pub(super) fn collect(&mut self, i: usize, scenario: &Scenario, got: &StepResult) -> Judgement {
-        let waiter = self.waiters.remove(i);
-        let step = find_step(scenario, waiter.span, &waiter.actor);
-        let (allowed, rule) = match (&waiter.kind, &step) {
-            (WaitKind::Accept { listener, name }, _) => {
-                let peers = self
-                    .waiters
-                    .iter()
-                    .filter(|w| matches!(w.kind, WaitKind::Accept { listener: l, .. } if l == *listener))
-                    .count();
-                let conn = self.handed.get_mut(listener).and_then(VecDeque::pop_front);
-                if let (Some(conn), Ok(v)) = (conn, got.result) {
-                    if let Some(name) = name {
-                        self.w.bind_fd(&waiter.actor, name, conn);
-                        self.w.release(conn);
-                        if let Some(a) = self.w.actors.get_mut(&waiter.actor) {
-                            a.nums.insert(name.clone(), v);
-                        }
-                    }
-                }
-                match (conn, peers) {
-                    (Some(_), 0) => (Allowed::one(Res::NewFd), &rules::ACCEPT_FIRST),
-                    (Some(_), _) => (Allowed::Unspecified, &rules::WAKE_WHICH),
-                    (None, _) => (Allowed::Unspecified, &rules::WAKE_WHICH),
-                }
-            }
-            (WaitKind::Epoll { ep, max }, Some(step)) => {
-                let entries = self.w.epoll(*ep).map_or(0, |e| e.entries.len());
-                let note = epoll::apply_wait(&mut self.w, *ep, *max, &got.events);
-                let allowed = Allowed::range(1, count(entries).min(*max));
-                let mut j = judgement(step, got, allowed, &rules::WAIT_BLOCKING);
-                if let Some(note) = note {
-                    j.label = Label::Contradicts;
-                    j.rule = &rules::WAIT_MASK;
-                    j.note = Some(note);
-                }
-                self.after_step();
-                return j;
-            }
-            _ => (Allowed::Unspecified, &rules::NOT_MODELLED),
-        };
-        self.after_step();
-        match step {
-            Some(step) => judgement(&step, got, allowed, rule),
-            None => Judgement {
-                line: waiter.span.line,
-                col: waiter.span.col,
-                actor: waiter.actor,
-                label: label(&allowed, &got.result),
-                rule,
-                allowed,
-                observed: result_text(&got.result),
-                actual: result_text(&got.result),
-                note: None,
-            },
-        }
-    }
-
-    /// Judges an `expect` aggregate.
-    pub(super) fn aggregate(
-        &mut self,
-        agg: &Aggregate,
-        expect: &crate::scenario::ast::Expect,
-        span: Span,
-        value: i64,
-    ) -> Judgement {
-        let (allowed, rule) = match agg {
-            Aggregate::Woken(names) => self.woken(names),
-            Aggregate::Sum(vars) | Aggregate::Min(vars) | Aggregate::Max(vars) => {
-                if vars.iter().all(|v| self.captures.get(v) == Some(&true)) {
-                    (val(value), &rules::AGGREGATE)
-                } else {
-                    (Allowed::Unspecified, &rules::AGGREGATE)
-                }
-            }
-        };
-        Judgement {
-            line: span.line,
-            col: span.col,
-            actor: agg.text(),
-            label: label(&allowed, &Ok(value)),
-            rule,
-            allowed,
-            observed: if expect.is_exact() {
-                value.to_string()
-            } else {
-                format!("[{}]", expect.text())
-            },
-            actual: value.to_string(),
-            note: None,
-        }
-    }
-
-    fn woken(&self, names: &[String]) -> Rules {
-        let (mut lo, mut hi) = (0i64, 0i64);
-        let mut rule = &rules::WAKE_NONE;
-        let mut accept_pools: Vec<ObjId> = vec![];
-        let (mut ready, mut maybe) = (0i64, 0i64);
-        for name in names {
-            let Some(w) = self.waiters.iter().find(|w| &w.actor == name) else {
-                // Already collected: it returned.
-                lo += 1;
-                hi += 1;
-                continue;
-            };
-            match &w.kind {
-                WaitKind::Accept { listener, .. } => {
-                    if !accept_pools.contains(listener) {
-                        accept_pools.push(*listener);
-                    }
-                }
-                WaitKind::Epoll { ep, .. } => {
-                    if self.w.undocumented(*ep) && w.ever != Tri::No {
-                        return (Allowed::Unspecified, &rules::READY_UNSPECIFIED);
-                    }
-                    let now = self.w.readiness(*ep);
-                    match (now.must != 0, w.ever) {
-                        (true, _) => ready += 1,
-                        (false, Tri::Yes | Tri::Maybe) => maybe += 1,
-                        (false, Tri::No) => {}
-                    }
-                    let exclusive = self
-                        .w
-                        .epoll(*ep)
-                        .is_some_and(|e| e.entries.iter().any(|x| x.events & EXCLUSIVE != 0));
-                    if w.ever != Tri::No {
-                        rule = if exclusive {
-                            &rules::WAKE_EXCLUSIVE
-                        } else {
-                            &rules::WAKE_HERD
-                        };
-                    }
-                }
-                WaitKind::Other => return (Allowed::Unspecified, &rules::NOT_MODELLED),
-            }
-        }
-        if ready > 0 {
-            lo += 1;
-        }
-        hi += ready + maybe;
-        for l in accept_pools {
-            let pool: Vec<&Waiter> = self
-                .waiters
-                .iter()
-                .filter(|w| matches!(w.kind, WaitKind::Accept { listener, .. } if listener == l))
-                .collect();
-            let n_in = count(pool.iter().filter(|w| names.contains(&w.actor)).count());
-            let n_out = count(pool.len()) - n_in;
-            let handed = count(self.handed.get(&l).map_or(0, VecDeque::len));
-            if self.w.sock(l).is_none_or(|s| s.unknown) {
-                return (Allowed::Unspecified, &rules::NOT_MODELLED);
-            }
-            lo += (handed - n_out).max(0);
-            hi += handed.min(n_in);
-            if handed > 0 {
-                rule = &rules::WAKE_ONE_ACCEPT;
-            }
-        }
-        (Allowed::range(lo, hi), rule)
-    }
-}
-
-fn find_step(scenario: &Scenario, span: Span, actor: &str) -> Option<Step> {
-    scenario.body.iter().find_map(|s| match s {
-        crate::scenario::ast::Stmt::Step(step) if step.span == span && step.actor == actor => {
-            Some(step.clone())
-        }
-        _ => None,
-    })
 }

@@ -171,9 +171,7 @@ pub fn wait_allowed(w: &World, ep: usize, max: i64, blocking: bool) -> (Allowed,
 /// registrations disarmed. Returns a note when a reported event breaks the documented mask.
 pub fn apply_wait(w: &mut World, ep: usize, max: i64, events: &[(u32, u64)]) -> Option<String> {
     let mut note = None;
-    let Some(epoll) = w.epoll(ep) else {
-        return None;
-    };
+    let epoll = w.epoll(ep)?;
     let entries = epoll.entries.clone();
     let mut reported = vec![Tri::No; entries.len()];
     let any_unknown_data = entries.iter().any(|e| e.data.is_none());

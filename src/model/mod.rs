@@ -13,10 +13,12 @@
 //! Adding a call: one arm in `calls::judge` (what it returns, how the state changes), its
 //! rules in [`rules`], and readiness in `world::World::readiness` if it makes a new file type.
 
+mod apply;
 mod calls;
 mod epoll;
 pub mod rules;
 mod verdict;
+mod waiters;
 mod world;
 
 use std::collections::{HashMap, VecDeque};

@@ -13,13 +13,12 @@ use Label::{Allowed as A, Contradicts as X, Promised as P, Unspecified as U};
 
 const IN: u32 = libc::EPOLLIN as u32;
 
+/// A fabricated result: the return value and epoll_wait's (mask, data) events.
+type Got = (Result<i64, Errno>, &'static [(u32, u64)]);
+
 /// Judges `body` (one step per line, main actor) with the given results; returns the labels
 /// and rule ids.
-fn judge(
-    family: Family,
-    body: &str,
-    results: &[(Result<i64, Errno>, &[(u32, u64)])],
-) -> Vec<(Label, &'static str)> {
+fn judge(family: Family, body: &str, results: &[Got]) -> Vec<(Label, &'static str)> {
     let text = format!("# t\nfamily: {family}\n{body}");
     let scenario = parse(std::path::Path::new("t.scn"), &text).expect("parses");
     let steps: Vec<StepResult> = scenario
@@ -47,20 +46,16 @@ fn judge(
 const LISTENER: &str =
     "socket(FAMILY, SOCK_STREAM|SOCK_NONBLOCK, 0) = L\nbind(L, ADDR) = 0\nlisten(L, 8) = 0\n";
 
-fn ok(v: i64) -> (Result<i64, Errno>, &'static [(u32, u64)]) {
+fn ok(v: i64) -> Got {
     (Ok(v), &[])
 }
 
-fn errno(e: Errno) -> (Result<i64, Errno>, &'static [(u32, u64)]) {
+fn errno(e: Errno) -> Got {
     (Err(e), &[])
 }
 
 /// The last judgement of a listener scenario followed by `tail`.
-fn last(
-    family: Family,
-    tail: &str,
-    results: &[(Result<i64, Errno>, &'static [(u32, u64)])],
-) -> (Label, &'static str) {
+fn last(family: Family, tail: &str, results: &[Got]) -> (Label, &'static str) {
     let mut all = vec![ok(3), ok(0), ok(0)];
     all.extend_from_slice(results);
     *judge(family, &format!("{LISTENER}{tail}"), &all)
