@@ -90,20 +90,37 @@ impl Check {
 struct Ctx {
     plant: Option<Plant>,
     shim: Option<(Shim, RunOptions)>,
+    /// Where the time goes (µs, summed over threads): running scenarios, judging them.
+    run_us: AtomicU64,
+    model_us: AtomicU64,
+}
+
+fn timed<T>(counter: &AtomicU64, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let out = f();
+    counter.fetch_add(
+        u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    out
 }
 
 /// Runs one scenario text and returns the first failing check, with a detail line.
 fn check(ctx: &Ctx, text: &str) -> Option<(Check, String)> {
     let scenario = parse(Path::new("fuzz.scn"), text).ok()?;
     let family = scenario.families[0];
-    let native = run_with(&scenario, family, &RunOptions::default());
+    let native = timed(&ctx.run_us, || {
+        run_with(&scenario, family, &RunOptions::default())
+    });
     if let Some(found) = judge(ctx, &scenario, &native, false) {
         return Some(found);
     }
     match &ctx.shim {
         None => {
             // The same scenario again: every promised result must repeat.
-            let again = run_with(&scenario, family, &RunOptions::default());
+            let again = timed(&ctx.run_us, || {
+                run_with(&scenario, family, &RunOptions::default())
+            });
             if let Some(found) = judge(ctx, &scenario, &again, false) {
                 return Some(found);
             }
@@ -121,7 +138,7 @@ fn check(ctx: &Ctx, text: &str) -> Option<(Check, String)> {
             }
         }
         Some((Shim::Trace, options)) => {
-            let shimmed = run_with(&scenario, family, options);
+            let shimmed = timed(&ctx.run_us, || run_with(&scenario, family, options));
             let (x, y) = (
                 native.render_trace(Format::SYMBOLIC),
                 shimmed.render_trace(Format::SYMBOLIC),
@@ -131,7 +148,7 @@ fn check(ctx: &Ctx, text: &str) -> Option<(Check, String)> {
             }
         }
         Some((Shim::Fastsocket, options)) => {
-            let shimmed = run_with(&scenario, family, options);
+            let shimmed = timed(&ctx.run_us, || run_with(&scenario, family, options));
             if let Some(found) = judge(ctx, &scenario, &shimmed, true) {
                 return Some(found);
             }
@@ -150,7 +167,9 @@ fn judge(
         Some(p) => Model::planted(r.family, p),
         None => Model::new(r.family),
     };
-    let ex = model::explain_with(m, scenario, &r.steps, &r.aggregates);
+    let ex = timed(&ctx.model_us, || {
+        model::explain_with(m, scenario, &r.steps, &r.aggregates)
+    });
     if let Some(j) = ex.contradictions().next() {
         let line = scenario.line(epollscope::scenario::Span {
             line: j.line,
@@ -234,6 +253,8 @@ pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
     let ctx = Ctx {
         plant: args.plant.map(|PlantArg::TextbookEt| Plant::TextbookEt),
         shim,
+        run_us: AtomicU64::new(0),
+        model_us: AtomicU64::new(0),
     };
     let jobs = args
         .jobs
@@ -322,8 +343,15 @@ pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
             f.detail.lines().next().unwrap_or("")
         );
     }
+    let ms = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 / 1000.0;
     println!(
-        "fuzz: {ran} scenarios (seed {}, {}), {} findings, {:.1} s, {:.1} scenarios/s, generation {:.1} ms total",
+        "time (summed over {jobs} threads): running scenarios {:.0} ms, model {:.0} ms, generating {:.0} ms",
+        ms(&ctx.run_us),
+        ms(&ctx.model_us),
+        ms(&gen_us),
+    );
+    println!(
+        "fuzz: {ran} scenarios (seed {}, {}), {} findings, {:.1} s, {:.1} scenarios/s",
         args.seed,
         match args.under {
             None => "native, each run twice".to_string(),
@@ -333,7 +361,6 @@ pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
         findings.len(),
         elapsed,
         ran as f64 / elapsed.max(1e-9),
-        gen_us.load(Ordering::Relaxed) as f64 / 1000.0,
     );
     Ok(if findings.is_empty() {
         ExitCode::SUCCESS
