@@ -149,7 +149,7 @@ impl Judgement {
                         other => out.push(other.text()),
                     }
                 }
-                out.retain(|o| *o != self.observed && *o != self.actual);
+                out.retain(|o| *o != self.observed);
                 out
             }
             Allowed::Unspecified => vec![],
