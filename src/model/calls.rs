@@ -135,12 +135,31 @@ pub(super) fn judge(m: &mut Model, step: &Step, got: &StepResult) -> Option<Judg
         }
     };
     let mut j = judgement(step, got, allowed, rule);
+    if j.label == Label::Contradicts && resource_error(op.name(), &got.result) {
+        j.label = Label::Unspecified;
+        j.rule = &rules::RESOURCES;
+    }
     if let Some(note) = super::apply::apply(m, step, got) {
         j.label = Label::Contradicts;
         j.rule = &rules::WAIT_MASK;
         j.note = Some(note);
     }
     Some(j)
+}
+
+/// Whether `got` is a documented failure for lack of resources (a process, memory or fd
+/// limit), which the model does not track.
+fn resource_error(call: &str, got: &Result<i64, Errno>) -> bool {
+    let creates = matches!(
+        call,
+        "fork" | "socket" | "accept" | "accept4" | "dup" | "dup2" | "epoll_create1"
+    );
+    creates
+        && matches!(
+            got,
+            Err(Errno::EAGAIN | Errno::ENOMEM | Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS)
+        )
+        && !(call.starts_with("accept") && *got == Err(Errno::EAGAIN))
 }
 
 fn count(n: usize) -> i64 {

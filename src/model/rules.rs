@@ -137,6 +137,8 @@ rules! {
         "with SO_REUSEPORT the kernel spreads incoming connections over the group; how is not said";
     SETSOCKOPT = "setsockopt", "socket(7) Socket options, setsockopt(2)",
         "setting a known option on a socket succeeds";
+    RESOURCES = "resource-limit", "fork(2), socket(2), accept(2) ... ERRORS (EAGAIN, ENOMEM, EMFILE, ENFILE, ENOBUFS)",
+        "a call may fail when a process, memory or fd limit is hit; the model assumes none is, so such a failure is unspecified";
     PLANTED = "planted-wrong-rule", "(a deliberately wrong rule planted by a test)",
         "textbook EPOLLET: a second connection to a listener whose first is unaccepted is never reported";
 }

@@ -353,3 +353,16 @@ fn unknown_territory_is_unspecified_never_promised() {
         (U, rules::NOT_MODELLED.id)
     );
 }
+
+#[test]
+fn resource_exhaustion_is_unspecified_not_a_contradiction() {
+    // fork(2) may fail with EAGAIN at a process limit: not a contract the model checks.
+    let got = judge(Family::Unix, "fork() = w\n", &[errno(Errno::EAGAIN)]);
+    assert_eq!(got, [(U, rules::RESOURCES.id)]);
+    // But accept's EAGAIN on a non-empty queue still contradicts accept(2).
+    let tail = "socket(FAMILY, SOCK_STREAM, 0) = C\nconnect(C, ADDR) = 0\naccept4(L, ..., SOCK_NONBLOCK) = ?\n";
+    assert_eq!(
+        last(Family::Unix, tail, &[ok(4), ok(0), errno(Errno::EAGAIN)]),
+        (X, rules::ACCEPT_FIRST.id)
+    );
+}

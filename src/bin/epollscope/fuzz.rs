@@ -187,7 +187,12 @@ fn judge(
         ));
     }
     if !r.passed {
-        return Some((Check::RunFailed, r.summary()));
+        // The failure's own line, not the summary's first (which says only FAIL).
+        let detail = r.failure.as_ref().map_or_else(
+            || r.summary(),
+            |f| format!("line {}: {}: {}", f.line, f.script, f.message),
+        );
+        return Some((Check::RunFailed, detail));
     }
     None
 }
