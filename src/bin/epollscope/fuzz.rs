@@ -270,9 +270,11 @@ pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
     let gen_us = AtomicU64::new(0);
     let done = AtomicU64::new(0);
     let started = Instant::now();
-    std::thread::scope(|s| {
+    let spawned = std::thread::scope(|s| {
+        let mut spawned = 0;
         for _ in 0..jobs {
-            s.spawn(|| {
+            // At a process or thread limit run with the threads there are (none: an error).
+            let started = std::thread::Builder::new().spawn_scoped(s, || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let found = findings
@@ -315,9 +317,16 @@ pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
             });
+            if started.is_ok() {
+                spawned += 1;
+            }
         }
+        spawned
     });
     let _ = std::fs::remove_dir_all(&shim_dir);
+    if spawned == 0 {
+        anyhow::bail!("could not start any worker thread (a process or thread limit?)");
+    }
     let elapsed = started.elapsed().as_secs_f64();
     let mut findings = findings
         .into_inner()
