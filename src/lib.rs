@@ -28,6 +28,7 @@ pub mod cli;
 pub mod docs;
 pub mod epoll;
 pub mod fastpath;
+pub mod model;
 pub mod monitor;
 pub mod names;
 pub mod net;

@@ -33,7 +33,7 @@ pub use actor::actor_main;
 pub use ast::{Scenario, Span};
 pub use error::ScenarioError;
 pub use parser::parse;
-pub use report::{AggregateValue, Failure, ScenarioReport, is_flaky, junit};
+pub use report::{AggregateValue, Failure, ScenarioReport, StepResult, is_flaky, junit};
 pub use runner::{RunOptions, abort_all, aborted, run, run_with};
 
 /// Why a scenario file could not be loaded.

@@ -31,6 +31,16 @@ pub struct AggregateValue {
     pub value: i64,
 }
 
+/// What one step returned, as the runner recorded it (a background call when collected).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepResult {
+    pub span: super::ast::Span,
+    pub actor: String,
+    pub result: Result<i64, nix::errno::Errno>,
+    /// epoll_wait's events, (mask, data).
+    pub events: Vec<(u32, u64)>,
+}
+
 /// One run of one scenario for one family.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScenarioReport {
@@ -47,6 +57,9 @@ pub struct ScenarioReport {
     /// The aggregates evaluated, in order (for comparisons; the trace has them as notes).
     #[serde(skip)]
     pub aggregates: Vec<AggregateValue>,
+    /// Every step's outcome, in the order the runner recorded them (for `--explain`).
+    #[serde(skip)]
+    pub steps: Vec<StepResult>,
     /// The wire traffic, when the scenario or the runner asked for a capture.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<super::capture::CaptureReport>,
@@ -65,6 +78,7 @@ impl ScenarioReport {
             duration_ms: 0.0,
             trace: vec![],
             aggregates: vec![],
+            steps: vec![],
             capture: None,
         }
     }
@@ -203,6 +217,7 @@ mod tests {
             duration_ms: 1.0,
             trace: vec![event],
             aggregates: vec![],
+            steps: vec![],
             capture: None,
         }
     }

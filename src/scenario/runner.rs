@@ -94,6 +94,7 @@ pub fn run_with(scenario: &Scenario, family: Family, options: &RunOptions) -> Sc
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         trace: run.trace,
         aggregates: run.aggregates,
+        steps: run.steps,
         capture,
     }
 }
@@ -176,6 +177,7 @@ struct Run<'a> {
     dir: PathBuf,
     trace: Vec<Event>,
     aggregates: Vec<AggregateValue>,
+    steps: Vec<super::report::StepResult>,
     captures: HashMap<String, i64>,
     deadline: Instant,
     /// This run's key in [`ACTIVE`].
@@ -209,6 +211,7 @@ impl<'a> Run<'a> {
             dir,
             trace: vec![],
             aggregates: vec![],
+            steps: vec![],
             captures: HashMap::new(),
             deadline: Instant::now() + scenario.timeout,
             instance,
@@ -548,6 +551,12 @@ impl<'a> Run<'a> {
             .trace
             .last()
             .map(|e| e.render(crate::trace::Format::SYMBOLIC.with_actors(true)));
+        self.steps.push(super::report::StepResult {
+            span: step.span,
+            actor: step.actor.clone(),
+            result: outcome.result,
+            events: outcome.events.clone(),
+        });
         let names = &self.tables[self.actors[idx].table];
         if let Err(why) = check_step(step, &outcome, names) {
             return Err(fail(self.scenario, step.span, why, actual));

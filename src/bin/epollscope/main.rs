@@ -6,6 +6,10 @@ use clap::Subcommand;
 use epollscope::cli;
 use epollscope::scenario;
 
+mod explain;
+mod fuzz;
+mod fuzz_gen;
+mod fuzz_shrink;
 mod html;
 mod kernel;
 mod monitor;
@@ -36,6 +40,13 @@ result (did not boot, or was killed at its deadline); 2 also when qemu or virtme
     Run(run::RunArgs),
     /// List the kernels `run --kernel` can boot: the running one and the images in /boot.
     Kernels,
+    /// Generate random scenarios from a seed, run them, and check them against the model of
+    /// the documented contract (and the shims against native runs); shrink each finding.
+    #[command(
+        after_help = "Exit status: 0 when nothing was found, 1 when a finding was written, \
+2 on bad input."
+    )]
+    Fuzz(fuzz::FuzzArgs),
     /// (internal) A scenario actor started by exec, serving the runner on fd 3.
     #[command(name = "__actor", hide = true)]
     Actor,
@@ -56,6 +67,7 @@ fn main() -> ExitCode {
     cli::main("epollscope", |args: Args| match args.command {
         Cmd::Run(args) => run::run(args),
         Cmd::Kernels => kernel::list(),
+        Cmd::Fuzz(args) => fuzz::fuzz(args),
         Cmd::Actor => scenario::actor_main(),
         Cmd::Monitor(args) => monitor::run(args),
         Cmd::Trace(args) => trace::trace(args),

@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// Print each scenario's symbolic trace (role names; stable across runs).
     #[arg(long)]
     trace: bool,
+    /// Label each checked step against the man pages: promised, allowed, unspecified, or
+    /// CONTRADICTS (exit 1).
+    #[arg(long)]
+    explain: bool,
     /// Print each scenario's raw trace (fd numbers, pids, times).
     #[arg(long)]
     raw: bool,
@@ -287,6 +291,7 @@ fn report(
     runs: Vec<Vec<ScenarioReport>>,
 ) -> anyhow::Result<ExitCode> {
     let mut flaky = vec![];
+    let mut contradictions = 0;
     let mut reports = vec![];
     for (i, attempts) in runs.into_iter().enumerate() {
         if is_flaky(&attempts) {
@@ -333,6 +338,11 @@ fn report(
             if args.raw {
                 print_indented(&r.render_trace(Format::RAW));
             }
+            if args.explain {
+                let (text, n) = crate::explain::explain(r);
+                contradictions += n;
+                print_indented(&text);
+            }
         }
         let mut line = format!("{passed} passed, {failed} failed");
         if skipped > 0 {
@@ -352,7 +362,7 @@ fn report(
             .with_context(|| format!("writing the JUnit report {}", path.display()))?;
     }
     outputs.single(&reports)?;
-    let ok = failed == 0 && flaky.is_empty();
+    let ok = failed == 0 && flaky.is_empty() && contradictions == 0;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

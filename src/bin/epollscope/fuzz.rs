@@ -1,0 +1,384 @@
+//! `epollscope fuzz`: seeded random scenarios, run for real and checked against the model of
+//! the documented contract (and, under a shim, against the native run). Each finding is
+//! shrunk to a minimal scenario file.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::Context;
+
+use epollscope::cli;
+use epollscope::model::{self, Model, Plant};
+use epollscope::scenario::{RunOptions, Scenario, ScenarioReport, parse, run_with};
+use epollscope::trace::Format;
+
+use crate::fuzz_gen::{case_seed, generate};
+
+#[derive(clap::Args, Debug)]
+pub struct FuzzArgs {
+    /// The run's seed: the same seed generates byte-identical scenarios.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How many random scenarios to generate and run.
+    #[arg(long, default_value_t = 100, value_parser = cli::count(1..=100_000_000))]
+    count: u64,
+    /// Scenarios run at once [default: 2 per CPU].
+    #[arg(long, short = 'j', value_parser = cli::count_usize(1..=1024))]
+    jobs: Option<usize>,
+    /// Also run each scenario under the preload shim and compare with the native run.
+    #[arg(long, value_enum)]
+    under: Option<Shim>,
+    /// Write each finding, shrunk, to DIR/finding-<seed>.scn.
+    #[arg(long, value_name = "DIR", default_value = "fuzz-findings")]
+    out: PathBuf,
+    /// Write every generated scenario to DIR/case-<seed>.scn (to inspect or diff a seed).
+    #[arg(long, value_name = "DIR")]
+    emit: Option<PathBuf>,
+    /// Stop starting new cases once this many findings were made.
+    #[arg(long, value_name = "N", value_parser = cli::count_usize(1..=1_000_000))]
+    max_findings: Option<usize>,
+    /// (testing) Judge with a deliberately wrong rule planted in the model.
+    #[arg(long, value_enum, hide = true)]
+    plant: Option<PlantArg>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shim {
+    Trace,
+    Fastsocket,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlantArg {
+    TextbookEt,
+}
+
+/// What a finding is about; shrinking keeps a candidate only while the same check fails.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Check {
+    /// The kernel returned what the model excludes (rule id).
+    Model(String),
+    /// The run failed (a bound name's call failed, a step hung, an actor died).
+    RunFailed,
+    /// The trace-mode shim changed the symbolic trace.
+    ShimTrace,
+    /// Under fastsocket, a result the model excludes.
+    Fastsocket(String),
+    /// A result the model says is determined differed between two native runs.
+    Determinism,
+}
+
+impl Check {
+    fn text(&self) -> String {
+        match self {
+            Check::Model(rule) => {
+                format!("observed result outside the model's allowed set (rule {rule})")
+            }
+            Check::RunFailed => "the run failed".into(),
+            Check::ShimTrace => "the trace-mode shim changed the symbolic trace".into(),
+            Check::Fastsocket(rule) => {
+                format!("under fastsocket, a result outside the model's allowed set (rule {rule})")
+            }
+            Check::Determinism => "a determined result differed between two native runs".into(),
+        }
+    }
+}
+
+struct Ctx {
+    plant: Option<Plant>,
+    shim: Option<(Shim, RunOptions)>,
+    /// Where the time goes (µs, summed over threads): running scenarios, judging them.
+    run_us: AtomicU64,
+    model_us: AtomicU64,
+}
+
+fn timed<T>(counter: &AtomicU64, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let out = f();
+    counter.fetch_add(
+        u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    out
+}
+
+/// Runs one scenario text and returns the first failing check, with a detail line.
+fn check(ctx: &Ctx, text: &str) -> Option<(Check, String)> {
+    let scenario = parse(Path::new("fuzz.scn"), text).ok()?;
+    let family = scenario.families[0];
+    let native = timed(&ctx.run_us, || {
+        run_with(&scenario, family, &RunOptions::default())
+    });
+    if let Some(found) = judge(ctx, &scenario, &native, false) {
+        return Some(found);
+    }
+    match &ctx.shim {
+        None => {
+            // The same scenario again: every promised result must repeat.
+            let again = timed(&ctx.run_us, || {
+                run_with(&scenario, family, &RunOptions::default())
+            });
+            if let Some(found) = judge(ctx, &scenario, &again, false) {
+                return Some(found);
+            }
+            let promised = |r: &ScenarioReport| -> Vec<(usize, String)> {
+                model::explain(&scenario, family, &r.steps, &r.aggregates)
+                    .judgements
+                    .into_iter()
+                    .filter(|j| j.label == model::Label::Promised)
+                    .map(|j| (j.line, j.observed))
+                    .collect()
+            };
+            let (a, b) = (promised(&native), promised(&again));
+            if a != b {
+                return Some((Check::Determinism, format!("{a:?} vs {b:?}")));
+            }
+        }
+        Some((Shim::Trace, options)) => {
+            let shimmed = timed(&ctx.run_us, || run_with(&scenario, family, options));
+            let (x, y) = (
+                native.render_trace(Format::SYMBOLIC),
+                shimmed.render_trace(Format::SYMBOLIC),
+            );
+            if x != y || native.passed != shimmed.passed {
+                return Some((Check::ShimTrace, first_difference(&x, &y)));
+            }
+        }
+        Some((Shim::Fastsocket, options)) => {
+            let shimmed = timed(&ctx.run_us, || run_with(&scenario, family, options));
+            if let Some(found) = judge(ctx, &scenario, &shimmed, true) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+fn judge(
+    ctx: &Ctx,
+    scenario: &Scenario,
+    r: &ScenarioReport,
+    fast: bool,
+) -> Option<(Check, String)> {
+    let m = match ctx.plant {
+        Some(p) => Model::planted(r.family, p),
+        None => Model::new(r.family),
+    };
+    let ex = timed(&ctx.model_us, || {
+        model::explain_with(m, scenario, &r.steps, &r.aggregates)
+    });
+    if let Some(j) = ex.contradictions().next() {
+        let line = scenario.line(epollscope::scenario::Span {
+            line: j.line,
+            col: j.col,
+        });
+        let detail = format!("line {}: {line}: got {}, {}", j.line, j.actual, j.explain());
+        let id = j.rule.id.to_string();
+        return Some((
+            if fast {
+                Check::Fastsocket(id)
+            } else {
+                Check::Model(id)
+            },
+            detail,
+        ));
+    }
+    if !r.passed {
+        // The failure's own line, not the summary's first (which says only FAIL).
+        let detail = r.failure.as_ref().map_or_else(
+            || r.summary(),
+            |f| format!("line {}: {}: {}", f.line, f.script, f.message),
+        );
+        return Some((Check::RunFailed, detail));
+    }
+    None
+}
+
+fn first_difference(a: &str, b: &str) -> String {
+    for (x, y) in a.lines().zip(b.lines()) {
+        if x != y {
+            return format!("native: {x} | shim: {y}");
+        }
+    }
+    format!(
+        "native {} lines, shim {} lines",
+        a.lines().count(),
+        b.lines().count()
+    )
+}
+
+/// One finding, shrunk.
+struct Finding {
+    seed: u64,
+    check: Check,
+    detail: String,
+    original_lines: usize,
+    text: String,
+}
+
+pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating the findings directory {}", args.out.display()))?;
+    if let Some(dir) = &args.emit {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let shim_dir = std::env::temp_dir().join(format!("epollscope-fuzz-{}", std::process::id()));
+    let shim = match args.under {
+        None => None,
+        Some(which) => {
+            let mode = match which {
+                Shim::Trace => {
+                    std::fs::create_dir(&shim_dir)
+                        .with_context(|| format!("creating {}", shim_dir.display()))?;
+                    epollscope::shim::ShimMode {
+                        trace: Some(epollscope::shim::TraceTarget::Dir(shim_dir.clone())),
+                        ..Default::default()
+                    }
+                }
+                Shim::Fastsocket => epollscope::shim::ShimMode {
+                    fastpath: Some(epollscope::fastpath::Requested::Auto),
+                    ..Default::default()
+                },
+            };
+            let env = epollscope::shim::preload_env(&mode).map_err(anyhow::Error::msg)?;
+            let exe = std::env::current_exe().context("locating the epollscope binary")?;
+            Some((
+                which,
+                RunOptions {
+                    actor_exe: Some(exe),
+                    env,
+                    ..RunOptions::default()
+                },
+            ))
+        }
+    };
+    let ctx = Ctx {
+        plant: args.plant.map(|PlantArg::TextbookEt| Plant::TextbookEt),
+        shim,
+        run_us: AtomicU64::new(0),
+        model_us: AtomicU64::new(0),
+    };
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let next = AtomicU64::new(0);
+    let findings: Mutex<Vec<Finding>> = Mutex::new(vec![]);
+    let gen_us = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let started = Instant::now();
+    let spawned = std::thread::scope(|s| {
+        let mut spawned = 0;
+        for _ in 0..jobs {
+            // At a process or thread limit run with the threads there are (none: an error).
+            let started = std::thread::Builder::new().spawn_scoped(s, || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let found = findings
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .len();
+                    if i >= args.count
+                        || epollscope::scenario::aborted()
+                        || args.max_findings.is_some_and(|m| found >= m)
+                    {
+                        break;
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                    let seed = case_seed(args.seed, i);
+                    let t = Instant::now();
+                    let text = generate(seed);
+                    gen_us.fetch_add(
+                        u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
+                        Ordering::Relaxed,
+                    );
+                    if let Some(dir) = &args.emit {
+                        let _ = std::fs::write(dir.join(format!("case-{seed}.scn")), &text);
+                    }
+                    if let Some((check_kind, detail)) = check(&ctx, &text) {
+                        let (text, detail) = crate::fuzz_shrink::shrink(&text, &detail, |t| {
+                            check(&ctx, t)
+                                .filter(|(c, _)| *c == check_kind)
+                                .map(|(_, d)| d)
+                        });
+                        findings
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(Finding {
+                                seed,
+                                check: check_kind,
+                                detail,
+                                original_lines: generate(seed).lines().count(),
+                                text,
+                            });
+                    }
+                }
+            });
+            if started.is_ok() {
+                spawned += 1;
+            }
+        }
+        spawned
+    });
+    let _ = std::fs::remove_dir_all(&shim_dir);
+    if spawned == 0 {
+        anyhow::bail!("could not start any worker thread (a process or thread limit?)");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut findings = findings
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    findings.sort_by_key(|f| f.seed);
+    let ran = done.load(Ordering::Relaxed);
+    for f in &findings {
+        let path = args.out.join(format!("finding-{}.scn", f.seed));
+        let body: String = f
+            .text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let file = format!(
+            "# Found by `epollscope fuzz` (case seed {}), shrunk from {} to {} lines.\n# Check: {}\n# {}\n{body}",
+            f.seed,
+            f.original_lines,
+            f.text.lines().count(),
+            f.check.text(),
+            f.detail.lines().next().unwrap_or(""),
+        );
+        std::fs::write(&path, file).with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "finding: {} ({}): {}",
+            path.display(),
+            f.check.text(),
+            f.detail.lines().next().unwrap_or("")
+        );
+    }
+    let ms = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 / 1000.0;
+    println!(
+        "time (summed over {jobs} threads): running scenarios {:.0} ms, model {:.0} ms, generating {:.0} ms",
+        ms(&ctx.run_us),
+        ms(&ctx.model_us),
+        ms(&gen_us),
+    );
+    println!(
+        "fuzz: {ran} scenarios (seed {}, {}), {} findings, {:.1} s, {:.1} scenarios/s",
+        args.seed,
+        match args.under {
+            None => "native, each run twice".to_string(),
+            Some(Shim::Trace) => "native and under the trace shim".to_string(),
+            Some(Shim::Fastsocket) => "native and under fastsocket".to_string(),
+        },
+        findings.len(),
+        elapsed,
+        ran as f64 / elapsed.max(1e-9),
+    );
+    Ok(if findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,563 @@
+//! One arm per call of the scenario language: what the documentation allows it to return,
+//! and how the model's state changes with what it did return.
+
+use std::collections::VecDeque;
+
+use nix::errno::Errno;
+
+use super::epoll;
+use super::rules::{self, Rule};
+use super::verdict::{Allowed, Judgement, Label, Res, label, result_text};
+use super::world::{EXCLUSIVE, Fd, ObjId, Sock, SockState, World};
+use super::{Model, Plant};
+use crate::addr::Family;
+use crate::scenario::StepResult;
+use crate::scenario::ast::{Arg, Data, FdArg, Op, Script, Step};
+
+/// What an fd argument refers to.
+pub(super) enum Look {
+    Open(ObjId),
+    /// Closed: EBADF, unless the number may have been reused by an fd the model cannot see.
+    Closed {
+        maybe_reused: bool,
+    },
+    /// A literal number, or a name the model does not know.
+    Unknown,
+}
+
+pub(super) fn look(w: &World, actor: &str, fd: &FdArg) -> Look {
+    let FdArg::Name(name) = fd else {
+        return Look::Unknown;
+    };
+    match w
+        .actors
+        .get(actor)
+        .and_then(|a| a.fds.get(name).map(|f| (a, f)))
+    {
+        Some((_, Fd { obj, open: true })) => Look::Open(*obj),
+        Some((a, _)) => Look::Closed {
+            maybe_reused: a.forked,
+        },
+        None => Look::Unknown,
+    }
+}
+
+pub(super) fn judgement(
+    step: &Step,
+    got: &StepResult,
+    allowed: Allowed,
+    rule: &'static Rule,
+) -> Judgement {
+    // fd numbers and pids vary between runs: show the name the script gives them.
+    // So do values the script leaves open (`= ?`, `= 1..4`, `= $n`): show the pattern.
+    let observed = match (&step.expect, &got.result) {
+        (Some(crate::scenario::ast::Expect::Bind(name)), Ok(_)) => name.clone(),
+        (Some(e), _) if !e.is_exact() => format!("[{}]", e.text()),
+        _ => result_text(&got.result),
+    };
+    Judgement {
+        line: step.span.line,
+        col: step.span.col,
+        actor: step.actor.clone(),
+        label: label(&allowed, &got.result),
+        rule,
+        allowed,
+        observed,
+        actual: result_text(&got.result),
+        note: None,
+    }
+}
+
+fn err(e: Errno) -> Allowed {
+    Allowed::one(Res::Err(e))
+}
+
+fn val(v: i64) -> Allowed {
+    Allowed::one(Res::Val(v))
+}
+
+/// The (allowed, rule) for an fd that is not open, or the object it names.
+fn open_or(w: &World, actor: &str, fd: &FdArg) -> Result<ObjId, (Allowed, &'static Rule)> {
+    match look(w, actor, fd) {
+        Look::Open(o) => Ok(o),
+        Look::Closed {
+            maybe_reused: false,
+        } => Err((err(Errno::EBADF), &rules::BAD_FD)),
+        Look::Closed { maybe_reused: true } => Err((Allowed::Unspecified, &rules::FD_MAYBE_REUSED)),
+        Look::Unknown => Err((Allowed::Unspecified, &rules::NOT_MODELLED)),
+    }
+}
+
+/// Judges one (foreground) step against the documentation and applies its observed result.
+pub(super) fn judge(m: &mut Model, step: &Step, got: &StepResult) -> Option<Judgement> {
+    let op = &step.op;
+    let actor = step.actor.as_str();
+    let (allowed, rule) = match op.name() {
+        "socket" => (Allowed::one(Res::NewFd), &rules::SOCKET_NEW_FD),
+        "epoll_create1" => (Allowed::one(Res::NewFd), &rules::EPOLL_CREATE),
+        "fork" => (Allowed::one(Res::Pid), &rules::FORK),
+        "setsockopt" => setsockopt(m, actor, op),
+        "bind" => bind(m, actor, op),
+        "listen" => listen(m, actor, op),
+        "connect" => connect(m, actor, op),
+        "accept" | "accept4" => accept(m, actor, op),
+        "close" => match open_or(&m.w, actor, &op.fd(0)) {
+            Ok(_) => (val(0), &rules::CLOSE_OK),
+            Err(e) => e,
+        },
+        "shutdown" => shutdown(m, actor, op),
+        "dup" => match open_or(&m.w, actor, &op.fd(0)) {
+            Ok(_) => (Allowed::one(Res::NewFd), &rules::DUP_NEW_FD),
+            Err(e) => e,
+        },
+        "dup2" => match open_or(&m.w, actor, &op.fd(0)) {
+            Ok(_) => (Allowed::one(Res::NewFd), &rules::DUP2_TARGET),
+            Err(e) => e,
+        },
+        "read" => read(m, actor, op),
+        "write" => write(m, actor, op),
+        "epoll_ctl" => epoll_ctl(m, actor, op),
+        "epoll_wait" | "epoll_pwait" => epoll_wait(m, actor, op),
+        "drain" => match open_or(&m.w, actor, &op.fd(0)) {
+            Ok(o) => match m.w.sock(o).map(|s| &s.state) {
+                Some(SockState::Listening {
+                    queue,
+                    uncertain: false,
+                    ..
+                }) if !m.w.undocumented(o) => (val(count(queue.len())), &rules::DRAIN),
+                _ => (Allowed::Unspecified, &rules::READY_UNSPECIFIED),
+            },
+            Err(e) => e,
+        },
+        _ => {
+            taint(m, actor, op);
+            (Allowed::Unspecified, &rules::NOT_MODELLED)
+        }
+    };
+    let mut j = judgement(step, got, allowed, rule);
+    if j.label == Label::Contradicts && resource_error(op.name(), &got.result) {
+        j.label = Label::Unspecified;
+        j.rule = &rules::RESOURCES;
+    }
+    if let Some(note) = super::apply::apply(m, step, got) {
+        j.label = Label::Contradicts;
+        j.rule = &rules::WAIT_MASK;
+        j.note = Some(note);
+    }
+    Some(j)
+}
+
+/// Whether `got` is a documented failure for lack of resources (a process, memory or fd
+/// limit), which the model does not track.
+fn resource_error(call: &str, got: &Result<i64, Errno>) -> bool {
+    let creates = matches!(
+        call,
+        "fork" | "socket" | "accept" | "accept4" | "dup" | "dup2" | "epoll_create1"
+    );
+    creates
+        && matches!(
+            got,
+            Err(Errno::EAGAIN | Errno::ENOMEM | Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS)
+        )
+        && !(call.starts_with("accept") && *got == Err(Errno::EAGAIN))
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Marks every object the call names as unknown: the model does not follow it.
+pub(super) fn taint(m: &mut Model, actor: &str, op: &Op<Script>) {
+    for arg in &op.args {
+        if let Arg::Fd(fd) = arg
+            && let Look::Open(o) = look(&m.w, actor, fd)
+            && let Some(s) = m.w.sock_mut(o)
+        {
+            s.unknown = true;
+        }
+    }
+}
+
+fn sock_or(w: &World, o: ObjId) -> Result<&Sock, (Allowed, &'static Rule)> {
+    w.sock(o)
+        .ok_or((err(Errno::ENOTSOCK), &rules::NOT_A_SOCKET))
+}
+
+type Rules = (Allowed, &'static Rule);
+
+fn setsockopt(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
+    let o = match open_or(&m.w, actor, &op.fd(0)) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    if let Err(e) = sock_or(&m.w, o) {
+        return e;
+    }
+    let (level, opt): (i32, i32) = (op.int(1), op.int(2));
+    if level == libc::SOL_SOCKET && opt == libc::SO_REUSEPORT && m.family != Family::Unix {
+        (val(0), &rules::SETSOCKOPT)
+    } else {
+        (Allowed::Unspecified, &rules::NOT_MODELLED)
+    }
+}
+
+fn bind(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
+    let o = match open_or(&m.w, actor, &op.fd(0)) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let s = match sock_or(&m.w, o) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    if s.unknown {
+        return (Allowed::Unspecified, &rules::NOT_MODELLED);
+    }
+    if !matches!(s.state, SockState::Fresh) {
+        return (err(Errno::EINVAL), &rules::BIND_INVAL);
+    }
+    let addr = op.addr(1);
+    let holders = m.w.addrs.get(addr);
+    match holders {
+        None => (val(0), &rules::BIND_OK),
+        // A unix socket file outlives its socket; an IP port may linger (TIME_WAIT).
+        Some(h) if h.is_empty() => (Allowed::Unspecified, &rules::BIND_IN_USE),
+        Some(h) => {
+            let shared = s.reuseport
+                && m.family != Family::Unix
+                && h.iter().all(|&x| m.w.sock(x).is_some_and(|x| x.reuseport));
+            if shared {
+                (val(0), &rules::REUSEPORT)
+            } else {
+                (err(Errno::EADDRINUSE), &rules::BIND_IN_USE)
+            }
+        }
+    }
+}
+
+fn listen(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
+    let o = match open_or(&m.w, actor, &op.fd(0)) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    match sock_or(&m.w, o) {
+        Err(e) => e,
+        Ok(s) if s.unknown => (Allowed::Unspecified, &rules::NOT_MODELLED),
+        Ok(s) => match s.state {
+            SockState::Bound(_) => (val(0), &rules::LISTEN_OK),
+            _ => (Allowed::Unspecified, &rules::LISTEN_BACKLOG),
+        },
+    }
+}
+
+/// The listeners an address name leads to.
+pub(super) fn listeners(w: &World, addr: &str) -> Vec<ObjId> {
+    w.addrs
+        .get(addr)
+        .map(|h| {
+            h.iter()
+                .copied()
+                .filter(|&x| {
+                    matches!(
+                        w.sock(x).map(|s| &s.state),
+                        Some(SockState::Listening { .. })
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn connect(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
+    let o = match open_or(&m.w, actor, &op.fd(0)) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let s = match sock_or(&m.w, o) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    if s.unknown {
+        return (Allowed::Unspecified, &rules::NOT_MODELLED);
+    }
+    match s.state {
+        SockState::Connected => return (err(Errno::EISCONN), &rules::CONNECT_ISCONN),
+        SockState::Listening { .. } => return (Allowed::Unspecified, &rules::NOT_MODELLED),
+        _ => {}
+    }
+    let addr = op.addr(1);
+    let ls = listeners(&m.w, addr);
+    let ok = if s.nonblock && m.family != Family::Unix {
+        Allowed::Set(vec![Res::Val(0), Res::Err(Errno::EINPROGRESS)])
+    } else {
+        val(0)
+    };
+    let ok_rule = if s.nonblock && m.family != Family::Unix {
+        &rules::CONNECT_NONBLOCK_TCP
+    } else {
+        &rules::CONNECT_QUEUED
+    };
+    match ls.as_slice() {
+        [] => match (m.w.addrs.contains_key(addr), m.family) {
+            (false, Family::Unix) => (err(Errno::ENOENT), &rules::CONNECT_REFUSED),
+            _ => (err(Errno::ECONNREFUSED), &rules::CONNECT_REFUSED),
+        },
+        [l] => {
+            let ls = m.w.sock(*l).expect("listener");
+            let room = match &ls.state {
+                SockState::Listening {
+                    queue,
+                    backlog,
+                    uncertain: false,
+                    ..
+                } => count(queue.len() + m.handed.get(l).map_or(0, VecDeque::len)) < *backlog,
+                _ => false,
+            };
+            if ls.rd_shut || ls.wr_shut || ls.unknown {
+                (Allowed::Unspecified, &rules::READY_UNSPECIFIED)
+            } else if room {
+                (ok, ok_rule)
+            } else {
+                (Allowed::Unspecified, &rules::LISTEN_BACKLOG)
+            }
+        }
+        _ => (Allowed::Unspecified, &rules::REUSEPORT),
+    }
+}
+
+fn accept(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
+    let o = match open_or(&m.w, actor, &op.fd(0)) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let s = match sock_or(&m.w, o) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    if s.unknown || s.rd_shut || s.wr_shut {
+        return (Allowed::Unspecified, &rules::READY_UNSPECIFIED);
+    }
+    match &s.state {
+        SockState::Listening {
+            uncertain: true,
+            queue,
+            ..
+        } if queue.is_empty() => (Allowed::Unspecified, &rules::REUSEPORT),
+        SockState::Listening { queue, .. } if !queue.is_empty() => {
+            (Allowed::one(Res::NewFd), &rules::ACCEPT_FIRST)
+        }
+        SockState::Listening { .. } if s.nonblock => (err(Errno::EAGAIN), &rules::ACCEPT_EAGAIN),
+        SockState::Listening { .. } => (Allowed::Unspecified, &rules::ACCEPT_EAGAIN),
+        _ => (err(Errno::EINVAL), &rules::ACCEPT_INVAL),
+    }
+}
+
+fn shutdown(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
+    let o = match open_or(&m.w, actor, &op.fd(0)) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    match sock_or(&m.w, o) {
+        Err(e) => e,
+        Ok(s) if s.unknown || s.peer_lost => (Allowed::Unspecified, &rules::NOT_MODELLED),
+        Ok(s) => match s.state {
+            SockState::Connected => (val(0), &rules::SHUTDOWN_OK),
+            SockState::Fresh | SockState::Bound(_) => (err(Errno::ENOTCONN), &rules::SHUTDOWN_OK),
+            SockState::Listening { .. } => (Allowed::Unspecified, &rules::READY_UNSPECIFIED),
+        },
+    }
+}
+
+fn read(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
+    let o = match open_or(&m.w, actor, &op.fd(0)) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let want: i64 = op.int(2);
+    let Some(s) = m.w.sock(o) else {
+        return (Allowed::Unspecified, &rules::NOT_MODELLED);
+    };
+    if s.unknown || s.peer_lost || s.rd_shut {
+        return (Allowed::Unspecified, &rules::READY_UNSPECIFIED);
+    }
+    match s.state {
+        SockState::Connected if want == 0 => (val(0), &rules::READ_DATA),
+        SockState::Connected if s.rx > 0 => {
+            (Allowed::range(1, want.min(count(s.rx))), &rules::READ_DATA)
+        }
+        SockState::Connected if s.peer_eof => (val(0), &rules::READ_DATA),
+        SockState::Connected if s.nonblock => (err(Errno::EAGAIN), &rules::READ_EAGAIN),
+        SockState::Connected => (Allowed::Unspecified, &rules::READ_EAGAIN),
+        _ => (
+            Allowed::Set(vec![Res::Err(Errno::ENOTCONN), Res::Err(Errno::EINVAL)]),
+            &rules::READ_ENOTCONN,
+        ),
+    }
+}
+
+fn write(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
+    let o = match open_or(&m.w, actor, &op.fd(0)) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let len = count(op.bytes(1).len());
+    let Some(s) = m.w.sock(o) else {
+        return (Allowed::Unspecified, &rules::NOT_MODELLED);
+    };
+    if s.unknown || s.peer_lost || s.peer_eof {
+        return (Allowed::Unspecified, &rules::READY_UNSPECIFIED);
+    }
+    let peer_rx = s.peer.and_then(|p| m.w.sock(p)).map(|p| p.rx);
+    match (&s.state, peer_rx) {
+        (SockState::Connected, _) if s.wr_shut => (err(Errno::EPIPE), &rules::WRITE_EPIPE),
+        (SockState::Connected, Some(rx)) if rx + op.bytes(1).len() <= 65536 => {
+            (val(len), &rules::WRITE_DATA)
+        }
+        (SockState::Connected, _) => (Allowed::Unspecified, &rules::WRITE_DATA),
+        _ => (
+            Allowed::Set(vec![Res::Err(Errno::ENOTCONN), Res::Err(Errno::EPIPE)]),
+            &rules::WRITE_EPIPE,
+        ),
+    }
+}
+
+/// Whether epoll `outer` watches `inner`, directly or through nested epoll sets (ELOOP).
+fn contains(w: &World, outer: ObjId, inner: ObjId) -> bool {
+    let mut todo = vec![outer];
+    let mut seen = vec![];
+    while let Some(x) = todo.pop() {
+        if x == inner {
+            return true;
+        }
+        if seen.contains(&x) {
+            continue;
+        }
+        seen.push(x);
+        if let Some(ep) = w.epoll(x) {
+            todo.extend(ep.entries.iter().map(|e| e.obj));
+        }
+    }
+    false
+}
+
+/// The user data's value as the kernel will report it.
+pub(super) fn data_value(w: &World, actor: &str, data: &Data<Script>) -> Option<u64> {
+    match data {
+        Data::Num(n) => Some(*n),
+        Data::Fd(FdArg::Num(n)) => u64::try_from(*n).ok(),
+        Data::Fd(FdArg::Name(name)) => w
+            .actors
+            .get(actor)
+            .and_then(|a| a.nums.get(name))
+            .and_then(|&n| u64::try_from(n).ok()),
+    }
+}
+
+fn epoll_ctl(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
+    let (ep, fd) = (look(&m.w, actor, &op.fd(0)), look(&m.w, actor, &op.fd(2)));
+    let how: i32 = op.int(1);
+    let events = op.event(3).map(|e| e.events);
+    let mut errs = vec![];
+    let mut unknown = false;
+    for l in [&ep, &fd] {
+        match l {
+            Look::Closed {
+                maybe_reused: false,
+            } => errs.push(Errno::EBADF),
+            Look::Closed { maybe_reused: true } | Look::Unknown => unknown = true,
+            Look::Open(_) => {}
+        }
+    }
+    if let (Look::Open(e), Look::Open(f)) = (&ep, &fd) {
+        let target_is_epoll = m.w.epoll(*f).is_some();
+        match m.w.epoll(*e) {
+            None => errs.push(Errno::EINVAL),
+            Some(_) if e == f => errs.push(Errno::EINVAL),
+            Some(epoll) => {
+                let FdArg::Name(name) = op.fd(2) else {
+                    return (Allowed::Unspecified, &rules::NOT_MODELLED);
+                };
+                let existing = epoll.entries.iter().find(|x| x.obj == *f && x.fd == name);
+                let ev = events.unwrap_or(0);
+                match (how, existing) {
+                    (libc::EPOLL_CTL_ADD, Some(_)) => errs.push(Errno::EEXIST),
+                    (libc::EPOLL_CTL_ADD, None) if events.is_none() => unknown = true,
+                    (libc::EPOLL_CTL_ADD, None) => {
+                        let allowed_with_excl = libc::EPOLLIN as u32
+                            | libc::EPOLLOUT as u32
+                            | libc::EPOLLERR as u32
+                            | libc::EPOLLHUP as u32
+                            | libc::EPOLLWAKEUP as u32
+                            | libc::EPOLLET as u32
+                            | EXCLUSIVE;
+                        if ev & EXCLUSIVE != 0 && (ev & !allowed_with_excl != 0 || target_is_epoll)
+                        {
+                            errs.push(Errno::EINVAL);
+                        }
+                        if target_is_epoll && contains(&m.w, *f, *e) {
+                            errs.push(Errno::ELOOP);
+                        }
+                    }
+                    (libc::EPOLL_CTL_MOD | libc::EPOLL_CTL_DEL, None) => {
+                        errs.push(Errno::ENOENT);
+                        if how == libc::EPOLL_CTL_MOD && ev & EXCLUSIVE != 0 {
+                            errs.push(Errno::EINVAL);
+                        }
+                    }
+                    (libc::EPOLL_CTL_MOD, Some(x)) => {
+                        if ev & EXCLUSIVE != 0 || x.events & EXCLUSIVE != 0 {
+                            errs.push(Errno::EINVAL);
+                        }
+                        if events.is_none() {
+                            unknown = true;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    errs.dedup();
+    match (errs.len(), unknown) {
+        (_, true) => (Allowed::Unspecified, &rules::NOT_MODELLED),
+        (0, _) => (val(0), &rules::CTL_ADD),
+        (1, _) => {
+            let rule = match errs[0] {
+                Errno::EBADF => &rules::CTL_EBADF,
+                Errno::EEXIST => &rules::CTL_EEXIST,
+                Errno::ENOENT => &rules::CTL_ENOENT,
+                Errno::ELOOP => &rules::CTL_ELOOP,
+                _ => &rules::CTL_EINVAL,
+            };
+            (err(errs[0]), rule)
+        }
+        _ => (
+            Allowed::Set(errs.into_iter().map(Res::Err).collect()),
+            &rules::CTL_ERRORS_ANY,
+        ),
+    }
+}
+
+fn epoll_wait(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
+    let ep = match open_or(&m.w, actor, &op.fd(0)) {
+        Ok(o) => o,
+        Err((Allowed::Set(_), _)) => return (err(Errno::EBADF), &rules::WAIT_NOT_EPOLL),
+        Err(e) => return e,
+    };
+    let (max, timeout): (i64, i64) = (op.int(2), op.int(3));
+    if m.w.epoll(ep).is_none() {
+        return (err(Errno::EINVAL), &rules::WAIT_NOT_EPOLL);
+    }
+    if max <= 0 {
+        return (err(Errno::EINVAL), &rules::WAIT_MAXEVENTS);
+    }
+    let (allowed, rule) = epoll::wait_allowed(&m.w, ep, max, timeout < 0);
+    if m.plant == Some(Plant::TextbookEt)
+        && rule.id == rules::WAIT_ET_MORE.id
+        && let Allowed::Set(set) = &allowed
+        && let Some(Res::Range(lo, _)) = set.first()
+    {
+        return (Allowed::range(*lo, *lo), &rules::PLANTED);
+    }
+    (allowed, rule)
+}

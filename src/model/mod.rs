@@ -1,0 +1,254 @@
+//! An executable model of what the man pages promise for the calls of the scenario language.
+//!
+//! Run over a scenario (and the results one run observed), it says for every checked step
+//! which results the documentation allows and labels the observed one **promised** (the only
+//! documented outcome), **allowed** (one of several), **unspecified** (the documentation is
+//! silent, or the model does not cover the call) or **contradicts** (excluded by the
+//! documentation). Each judgement cites a rule from [`rules`].
+//!
+//! Where the documentation allows several outcomes, the model follows the one observed, so it
+//! stays exact for the next step. It depends only on the scenario's typed AST and the
+//! per-step results, never on the runner.
+//!
+//! Adding a call: one arm in `calls::judge` (what it returns, how the state changes), its
+//! rules in [`rules`], and readiness in `world::World::readiness` if it makes a new file type.
+
+mod apply;
+mod calls;
+mod epoll;
+pub mod rules;
+mod verdict;
+mod waiters;
+mod world;
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::addr::Family;
+use crate::scenario::ast::{Expect, Scenario, Stmt};
+use crate::scenario::{AggregateValue, StepResult};
+pub use verdict::{Allowed, Judgement, Label, Res};
+use world::{ObjId, World};
+
+/// A deliberately wrong rule, planted by tests to show the fuzzer finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plant {
+    /// Textbook EPOLLET: a listener already readable never reports a second connection.
+    TextbookEt,
+}
+
+/// A background call, waiting.
+#[derive(Clone, Debug)]
+struct Waiter {
+    actor: String,
+    kind: WaitKind,
+    span: crate::scenario::Span,
+    /// Whether what it waits for has been ready at some point since it started.
+    ever: world::Tri,
+}
+
+#[derive(Clone, Debug)]
+enum WaitKind {
+    Accept {
+        listener: ObjId,
+        name: Option<String>,
+    },
+    Epoll {
+        ep: ObjId,
+        max: i64,
+    },
+    /// A call the model does not follow in the background.
+    Other,
+}
+
+/// The model's state over one scenario instance.
+pub struct Model {
+    w: World,
+    family: Family,
+    waiters: Vec<Waiter>,
+    /// Connections handed to blocked accepts, per listener, not yet collected.
+    handed: HashMap<ObjId, VecDeque<ObjId>>,
+    /// What the documentation allowed for each captured value.
+    captures: HashMap<String, bool>,
+    plant: Option<Plant>,
+}
+
+/// The model's word on a whole run.
+#[derive(Clone, Debug)]
+pub struct Explanation {
+    pub judgements: Vec<Judgement>,
+    /// Steps the run did not reach (it failed first).
+    pub unreached: usize,
+}
+
+impl Explanation {
+    pub fn contradictions(&self) -> impl Iterator<Item = &Judgement> {
+        self.judgements
+            .iter()
+            .filter(|j| j.label == Label::Contradicts)
+    }
+}
+
+impl Model {
+    pub fn new(family: Family) -> Model {
+        let mut w = World::default();
+        w.actors.insert("main".into(), Default::default());
+        Model {
+            w,
+            family,
+            waiters: vec![],
+            handed: HashMap::new(),
+            captures: HashMap::new(),
+            plant: None,
+        }
+    }
+
+    /// The same model with a wrong rule planted (for tests of the fuzzer).
+    pub fn planted(family: Family, plant: Plant) -> Model {
+        Model {
+            plant: Some(plant),
+            ..Model::new(family)
+        }
+    }
+}
+
+/// Explains one run of `scenario` for `family`: `steps` and `aggregates` as the runner
+/// recorded them.
+pub fn explain(
+    scenario: &Scenario,
+    family: Family,
+    steps: &[StepResult],
+    aggregates: &[AggregateValue],
+) -> Explanation {
+    explain_with(Model::new(family), scenario, steps, aggregates)
+}
+
+/// [`explain`] with a given model (a planted one, in tests).
+pub fn explain_with(
+    mut m: Model,
+    scenario: &Scenario,
+    steps: &[StepResult],
+    aggregates: &[AggregateValue],
+) -> Explanation {
+    let mut results = steps.iter();
+    let mut aggs = aggregates.iter();
+    let mut out = vec![];
+    let mut reached = 0;
+    let total = scenario.body.len();
+    'body: for stmt in &scenario.body {
+        match stmt {
+            Stmt::Step(step) => {
+                if let Some(i) = m.waiting(&step.actor) {
+                    let Some(got) = results.next() else { break };
+                    out.push(m.collect(i, scenario, got));
+                }
+                if step.background {
+                    m.start(step);
+                } else if step.op.name() == "exit" {
+                    m.exit(&step.actor);
+                } else {
+                    let Some(got) = results.next() else { break };
+                    if got.span != step.span || got.actor != step.actor {
+                        break;
+                    }
+                    let j = calls::judge(&mut m, step, got);
+                    if let (Some(Expect::Capture(var)), Some(j)) = (&step.expect, &j) {
+                        m.captures.insert(var.clone(), j.label == Label::Promised);
+                    }
+                    out.extend(j);
+                    m.after_step();
+                }
+            }
+            Stmt::Await { actors, .. } => {
+                for actor in actors {
+                    let Some(i) = m.waiting(actor) else {
+                        break 'body;
+                    };
+                    let Some(got) = results.next() else {
+                        break 'body;
+                    };
+                    out.push(m.collect(i, scenario, got));
+                }
+            }
+            Stmt::Expect {
+                aggregate,
+                expect,
+                span,
+            } => {
+                let Some(value) = aggs.next() else { break };
+                out.push(m.aggregate(aggregate, expect, *span, value.value));
+            }
+        }
+        reached += 1;
+    }
+    Explanation {
+        judgements: out,
+        unreached: total - reached,
+    }
+}
+
+impl Model {
+    fn waiting(&self, actor: &str) -> Option<usize> {
+        self.waiters.iter().position(|w| w.actor == actor)
+    }
+
+    fn exit(&mut self, actor: &str) {
+        let fds: Vec<ObjId> = self
+            .w
+            .actors
+            .get_mut(actor)
+            .map(|a| {
+                a.exited = true;
+                a.fds
+                    .values_mut()
+                    .filter(|f| f.open)
+                    .map(|f| {
+                        f.open = false;
+                        f.obj
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for obj in fds {
+            self.w.release(obj);
+        }
+        self.after_step();
+    }
+}
+
+/// The explanation of one run as text: one line per checked step (its script line, what it
+/// returned, the label and the rule), then the steps the run did not reach.
+pub fn render(scenario: &Scenario, report: &crate::scenario::ScenarioReport) -> String {
+    use std::fmt::Write as _;
+    let ex = explain(scenario, report.family, &report.steps, &report.aggregates);
+    let mut out = String::new();
+    for j in &ex.judgements {
+        let line = scenario.line(crate::scenario::Span {
+            line: j.line,
+            col: j.col,
+        });
+        let _ = writeln!(
+            out,
+            "{:>3}: {line}\n     -> {} {}",
+            j.line,
+            j.observed,
+            j.explain()
+        );
+    }
+    if ex.unreached > 0 {
+        let _ = writeln!(
+            out,
+            "({} statements not reached: the run failed)",
+            ex.unreached
+        );
+    }
+    let n = ex.contradictions().count();
+    if n > 0 {
+        let _ = writeln!(
+            out,
+            "!!! {n} result(s) CONTRADICT the documentation: a kernel or documentation bug"
+        );
+    }
+    out
+}
+#[cfg(test)]
+mod tests;

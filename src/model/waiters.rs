@@ -1,0 +1,266 @@
+//! Background calls (blocked waiters) and the `expect` aggregates over them: who may have
+//! returned, and what a collected call may return.
+
+use std::collections::VecDeque;
+
+use super::apply::lose_connect;
+use super::calls::{Look, judgement, look, taint};
+use super::epoll;
+use super::rules::{self, Rule};
+use super::verdict::{Allowed, Judgement, Label, Res, label, result_text};
+use super::world::{EXCLUSIVE, Kind, ONESHOT, ObjId, SockState, Tri};
+use super::{Model, WaitKind, Waiter};
+use crate::scenario::StepResult;
+use crate::scenario::ast::{Aggregate, Scenario, Span, Step};
+
+type Rules = (Allowed, &'static Rule);
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn val(v: i64) -> Allowed {
+    Allowed::one(Res::Val(v))
+}
+
+impl Model {
+    /// A call started in the background.
+    pub(super) fn start(&mut self, step: &Step) {
+        let op = &step.op;
+        let actor = step.actor.as_str();
+        let kind = match (op.name(), look(&self.w, actor, &op.fd(0))) {
+            ("accept" | "accept4", Look::Open(l)) => {
+                let queued = match self.w.sock_mut(l).map(|s| &mut s.state) {
+                    Some(SockState::Listening { queue, .. }) => queue.pop_front(),
+                    _ => None,
+                };
+                if let Some(conn) = queued {
+                    self.handed.entry(l).or_default().push_back(conn);
+                }
+                WaitKind::Accept {
+                    listener: l,
+                    name: match &step.expect {
+                        Some(crate::scenario::ast::Expect::Bind(n)) => Some(n.clone()),
+                        _ => None,
+                    },
+                }
+            }
+            ("epoll_wait" | "epoll_pwait", Look::Open(ep)) if op.int::<i64>(3) < 0 => {
+                WaitKind::Epoll { ep, max: op.int(2) }
+            }
+            _ => {
+                if op.name() == "connect" {
+                    lose_connect(self, actor, op);
+                }
+                taint(self, actor, op);
+                WaitKind::Other
+            }
+        };
+        self.waiters.push(Waiter {
+            actor: actor.to_string(),
+            kind,
+            span: step.span,
+            ever: Tri::No,
+        });
+        self.after_step();
+    }
+
+    /// After each step: pending epoll waiters may have returned and consumed edges.
+    pub(super) fn after_step(&mut self) {
+        epoll::update_edges(&mut self.w);
+        for i in 0..self.waiters.len() {
+            let WaitKind::Epoll { ep, .. } = self.waiters[i].kind else {
+                continue;
+            };
+            let ready = self.w.readiness(ep);
+            let now = if ready.must != 0 {
+                Tri::Yes
+            } else if ready.may != 0 {
+                Tri::Maybe
+            } else {
+                Tri::No
+            };
+            self.waiters[i].ever = self.waiters[i].ever.max(now);
+            if now != Tri::No
+                && let Some(Kind::Epoll(epoll)) = self.w.objs.get_mut(ep).map(|o| &mut o.kind)
+            {
+                for e in &mut epoll.entries {
+                    if e.events & (super::world::ET | ONESHOT) != 0 {
+                        e.armed = e.armed.min(Tri::Maybe);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Collects background call `i`'s result (at `await` or the actor's next step).
+    pub(super) fn collect(&mut self, i: usize, scenario: &Scenario, got: &StepResult) -> Judgement {
+        let waiter = self.waiters.remove(i);
+        let step = find_step(scenario, waiter.span, &waiter.actor);
+        let (allowed, rule) = match (&waiter.kind, &step) {
+            (WaitKind::Accept { listener, name }, _) => {
+                let peers = self
+                    .waiters
+                    .iter()
+                    .filter(|w| matches!(w.kind, WaitKind::Accept { listener: l, .. } if l == *listener))
+                    .count();
+                let conn = self.handed.get_mut(listener).and_then(VecDeque::pop_front);
+                if let (Some(conn), Ok(v), Some(name)) = (conn, got.result, name) {
+                    self.w.bind_fd(&waiter.actor, name, conn);
+                    self.w.release(conn);
+                    if let Some(a) = self.w.actors.get_mut(&waiter.actor) {
+                        a.nums.insert(name.clone(), v);
+                    }
+                }
+                match (conn, peers) {
+                    (Some(_), 0) => (Allowed::one(Res::NewFd), &rules::ACCEPT_FIRST),
+                    (Some(_), _) => (Allowed::Unspecified, &rules::WAKE_WHICH),
+                    (None, _) => (Allowed::Unspecified, &rules::WAKE_WHICH),
+                }
+            }
+            (WaitKind::Epoll { ep, max }, Some(step)) => {
+                let entries = self.w.epoll(*ep).map_or(0, |e| e.entries.len());
+                let note = epoll::apply_wait(&mut self.w, *ep, *max, &got.events);
+                let allowed = Allowed::range(1, count(entries).min(*max));
+                let mut j = judgement(step, got, allowed, &rules::WAIT_BLOCKING);
+                if let Some(note) = note {
+                    j.label = Label::Contradicts;
+                    j.rule = &rules::WAIT_MASK;
+                    j.note = Some(note);
+                }
+                self.after_step();
+                return j;
+            }
+            _ => (Allowed::Unspecified, &rules::NOT_MODELLED),
+        };
+        self.after_step();
+        match step {
+            Some(step) => judgement(&step, got, allowed, rule),
+            None => Judgement {
+                line: waiter.span.line,
+                col: waiter.span.col,
+                actor: waiter.actor,
+                label: label(&allowed, &got.result),
+                rule,
+                allowed,
+                observed: result_text(&got.result),
+                actual: result_text(&got.result),
+                note: None,
+            },
+        }
+    }
+
+    /// Judges an `expect` aggregate.
+    pub(super) fn aggregate(
+        &mut self,
+        agg: &Aggregate,
+        expect: &crate::scenario::ast::Expect,
+        span: Span,
+        value: i64,
+    ) -> Judgement {
+        let (allowed, rule) = match agg {
+            Aggregate::Woken(names) => self.woken(names),
+            Aggregate::Sum(vars) | Aggregate::Min(vars) | Aggregate::Max(vars) => {
+                if vars.iter().all(|v| self.captures.get(v) == Some(&true)) {
+                    (val(value), &rules::AGGREGATE)
+                } else {
+                    (Allowed::Unspecified, &rules::AGGREGATE)
+                }
+            }
+            // How long a call took is measured, not a result the model derives.
+            Aggregate::Elapsed(_) => (Allowed::Unspecified, &rules::NOT_MODELLED),
+        };
+        Judgement {
+            line: span.line,
+            col: span.col,
+            actor: agg.text(),
+            label: label(&allowed, &Ok(value)),
+            rule,
+            allowed,
+            observed: if expect.is_exact() {
+                value.to_string()
+            } else {
+                format!("[{}]", expect.text())
+            },
+            actual: value.to_string(),
+            note: None,
+        }
+    }
+
+    fn woken(&self, names: &[String]) -> Rules {
+        let (mut lo, mut hi) = (0i64, 0i64);
+        let mut rule = &rules::WAKE_NONE;
+        let mut accept_pools: Vec<ObjId> = vec![];
+        let (mut ready, mut maybe) = (0i64, 0i64);
+        for name in names {
+            let Some(w) = self.waiters.iter().find(|w| &w.actor == name) else {
+                // Already collected: it returned.
+                lo += 1;
+                hi += 1;
+                continue;
+            };
+            match &w.kind {
+                WaitKind::Accept { listener, .. } => {
+                    if !accept_pools.contains(listener) {
+                        accept_pools.push(*listener);
+                    }
+                }
+                WaitKind::Epoll { ep, .. } => {
+                    if self.w.undocumented(*ep) && w.ever != Tri::No {
+                        return (Allowed::Unspecified, &rules::READY_UNSPECIFIED);
+                    }
+                    let now = self.w.readiness(*ep);
+                    match (now.must != 0, w.ever) {
+                        (true, _) => ready += 1,
+                        (false, Tri::Yes | Tri::Maybe) => maybe += 1,
+                        (false, Tri::No) => {}
+                    }
+                    let exclusive = self
+                        .w
+                        .epoll(*ep)
+                        .is_some_and(|e| e.entries.iter().any(|x| x.events & EXCLUSIVE != 0));
+                    if w.ever != Tri::No {
+                        rule = if exclusive {
+                            &rules::WAKE_EXCLUSIVE
+                        } else {
+                            &rules::WAKE_HERD
+                        };
+                    }
+                }
+                WaitKind::Other => return (Allowed::Unspecified, &rules::NOT_MODELLED),
+            }
+        }
+        if ready > 0 {
+            lo += 1;
+        }
+        hi += ready + maybe;
+        for l in accept_pools {
+            let pool: Vec<&Waiter> = self
+                .waiters
+                .iter()
+                .filter(|w| matches!(w.kind, WaitKind::Accept { listener, .. } if listener == l))
+                .collect();
+            let n_in = count(pool.iter().filter(|w| names.contains(&w.actor)).count());
+            let n_out = count(pool.len()) - n_in;
+            let handed = count(self.handed.get(&l).map_or(0, VecDeque::len));
+            if self.w.sock(l).is_none_or(|s| s.unknown) {
+                return (Allowed::Unspecified, &rules::NOT_MODELLED);
+            }
+            lo += (handed - n_out).max(0);
+            hi += handed.min(n_in);
+            if handed > 0 {
+                rule = &rules::WAKE_ONE_ACCEPT;
+            }
+        }
+        (Allowed::range(lo, hi), rule)
+    }
+}
+
+fn find_step(scenario: &Scenario, span: Span, actor: &str) -> Option<Step> {
+    scenario.body.iter().find_map(|s| match s {
+        crate::scenario::ast::Stmt::Step(step) if step.span == span && step.actor == actor => {
+            Some(step.clone())
+        }
+        _ => None,
+    })
+}
