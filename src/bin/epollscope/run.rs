@@ -65,7 +65,8 @@ pub enum Under {
     Both,
 }
 
-/// Expands directories into their `.scn` files, sorted.
+/// Expands directories into their `.scn` files, sorted, subdirectories included (the library
+/// keeps the kernel's and LTP's tests in `scenarios/kernel-selftests/` and `scenarios/ltp/`).
 fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = vec![];
     for path in paths {
@@ -75,10 +76,13 @@ fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
                 .with_context(|| format!("{}", path.display()))?
                 .flatten()
                 .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "scn"))
+                .filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "scn"))
                 .collect();
             found.sort();
-            files.extend(found);
+            let (dirs, scns): (Vec<PathBuf>, Vec<PathBuf>) =
+                found.into_iter().partition(|p| p.is_dir());
+            files.extend(scns);
+            files.extend(collect_files(&dirs)?);
         } else {
             files.push(path.clone());
         }
