@@ -26,6 +26,64 @@ pub const EPOLL_OPS: Table = &[
     ("EPOLL_CTL_MOD", libc::EPOLL_CTL_MOD),
 ];
 pub const EPOLL_CREATE_FLAGS: Table = &[("EPOLL_CLOEXEC", libc::EPOLL_CLOEXEC)];
+/// The flags of pipe2().
+pub const PIPE_FLAGS: Table = &[
+    ("O_NONBLOCK", libc::O_NONBLOCK),
+    ("O_CLOEXEC", libc::O_CLOEXEC),
+    ("O_DIRECT", libc::O_DIRECT),
+];
+/// The flags of eventfd2().
+pub const EFD_FLAGS: Table = &[
+    ("EFD_SEMAPHORE", libc::EFD_SEMAPHORE),
+    ("EFD_NONBLOCK", libc::EFD_NONBLOCK),
+    ("EFD_CLOEXEC", libc::EFD_CLOEXEC),
+];
+/// The clocks a timerfd can count on.
+pub const CLOCKS: Table = &[
+    ("CLOCK_REALTIME", libc::CLOCK_REALTIME),
+    ("CLOCK_MONOTONIC", libc::CLOCK_MONOTONIC),
+    ("CLOCK_BOOTTIME", libc::CLOCK_BOOTTIME),
+    ("CLOCK_REALTIME_ALARM", libc::CLOCK_REALTIME_ALARM),
+    ("CLOCK_BOOTTIME_ALARM", libc::CLOCK_BOOTTIME_ALARM),
+];
+/// The flags of timerfd_create().
+pub const TFD_FLAGS: Table = &[
+    ("TFD_NONBLOCK", libc::TFD_NONBLOCK),
+    ("TFD_CLOEXEC", libc::TFD_CLOEXEC),
+];
+/// The flags of timerfd_settime().
+pub const TFD_SETTIME_FLAGS: Table = &[
+    ("TFD_TIMER_ABSTIME", libc::TFD_TIMER_ABSTIME),
+    ("TFD_TIMER_CANCEL_ON_SET", 2),
+];
+/// The flags of sendto() and recvfrom().
+pub const MSG_FLAGS: Table = &[
+    ("MSG_OOB", libc::MSG_OOB),
+    ("MSG_PEEK", libc::MSG_PEEK),
+    ("MSG_DONTROUTE", libc::MSG_DONTROUTE),
+    ("MSG_TRUNC", libc::MSG_TRUNC),
+    ("MSG_DONTWAIT", libc::MSG_DONTWAIT),
+    ("MSG_WAITALL", libc::MSG_WAITALL),
+    ("MSG_NOSIGNAL", libc::MSG_NOSIGNAL),
+];
+/// The event bits of poll(), in the order strace prints them.
+pub const POLL_BITS: Table = &[
+    ("POLLIN", libc::POLLIN as i32),
+    ("POLLPRI", libc::POLLPRI as i32),
+    ("POLLOUT", libc::POLLOUT as i32),
+    ("POLLERR", libc::POLLERR as i32),
+    ("POLLHUP", libc::POLLHUP as i32),
+    ("POLLNVAL", libc::POLLNVAL as i32),
+    ("POLLRDNORM", libc::POLLRDNORM as i32),
+    ("POLLRDBAND", libc::POLLRDBAND as i32),
+    ("POLLWRNORM", libc::POLLWRNORM as i32),
+    ("POLLWRBAND", libc::POLLWRBAND as i32),
+    // libc has no POLLMSG for Linux; the kernel's value.
+    ("POLLMSG", 0x400),
+    ("POLLRDHUP", libc::POLLRDHUP as i32),
+];
+/// The signals a scenario may send.
+pub const SIGNALS: Table = &[("SIGUSR1", libc::SIGUSR1), ("SIGUSR2", libc::SIGUSR2)];
 /// Socket option levels; the first name of a value is the one printed.
 pub const SOCKOPT_LEVELS: Table = &[
     ("SOL_SOCKET", libc::SOL_SOCKET),
@@ -184,6 +242,14 @@ mod tests {
             EPOLL_OPS,
             EPOLL_CREATE_FLAGS,
             EPOLL_BITS,
+            PIPE_FLAGS,
+            EFD_FLAGS,
+            CLOCKS,
+            TFD_FLAGS,
+            TFD_SETTIME_FLAGS,
+            MSG_FLAGS,
+            POLL_BITS,
+            SIGNALS,
         ] {
             for &(name, value) in table {
                 assert_eq!(value_of(table, name), Some(value), "{name}");

@@ -17,6 +17,9 @@ use std::fmt::Write as _;
 use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
 
+mod parts;
+pub use parts::Part;
+
 use crate::addr::SockAddr;
 use crate::names::{
     EPOLL_CREATE_FLAGS, EPOLL_OPS, SHUT_HOW, SOCK_FLAGS, domain_name, name_of, socket_type_name,
@@ -133,6 +136,14 @@ pub enum Call {
     Builtin {
         name: String,
         args: Vec<FdRef>,
+    },
+    /// A call rendered from its parts: `name(args...)`, and on success ` = N (detail)` as
+    /// strace shows what poll wrote back.
+    Sys {
+        name: String,
+        args: Vec<Part>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<Part>,
     },
     /// A line the runner adds to a trace: a checked aggregate, a phase. Rendered `# text`.
     Note {
@@ -302,6 +313,18 @@ impl Event {
             (None, ret) => {
                 out.push_str(" = ");
                 r.ret(&mut out, ret);
+                if let (
+                    Call::Sys {
+                        detail: Some(detail),
+                        ..
+                    },
+                    Ret::Ok { .. },
+                ) = (&self.call, ret)
+                {
+                    out.push_str(" (");
+                    r.part(&mut out, detail);
+                    out.push(')');
+                }
             }
         }
         if format.rendering == Rendering::Raw && self.ret != Ret::Unfinished {
@@ -591,6 +614,12 @@ impl Renderer {
                 out.push_str(name);
                 out.push('(');
                 self.list(out, args, Self::fd);
+                out.push(')');
+            }
+            Call::Sys { name, args, .. } => {
+                out.push_str(name);
+                out.push('(');
+                self.list(out, args, Self::part);
                 out.push(')');
             }
             Call::Note { text } => {

@@ -6,6 +6,9 @@
 //! calls under its own actor name, and ships them back as JSON; the parent [`Tracer::absorb`]s
 //! them in the order it chooses, which is what makes multi-process traces deterministic.
 
+mod generic;
+pub use generic::Described;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};

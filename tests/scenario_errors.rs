@@ -20,7 +20,8 @@ fn unknown_call() {
         error(&format!("{LISTENER}frobnicate(L) = 0\n")),
         "t.scn:2:1: unknown call 'frobnicate' (known: socket, setsockopt, bind, listen, connect, \
          accept, accept4, close, shutdown, dup, dup2, read, write, epoll_create1, epoll_ctl, \
-         epoll_wait, epoll_pwait, fork, drain, exit)"
+         epoll_wait, epoll_pwait, epoll_pwait2, epoll_create, pipe, pipe2, socketpair, eventfd2, \
+         timerfd_create, timerfd_settime, sendto, recvfrom, poll, ppoll, fork, drain, exit)"
     );
 }
 
@@ -36,7 +37,7 @@ fn bad_flags() {
     assert_eq!(
         error("socket(FAMILY, SOCK_STREAM|SOCK_FAST, 0) = L\n"),
         "t.scn:1:28: unknown flag 'SOCK_FAST' for the type of socket() \
-         (known: SOCK_STREAM, SOCK_NONBLOCK, SOCK_CLOEXEC)"
+         (known: SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET, SOCK_NONBLOCK, SOCK_CLOEXEC)"
     );
     assert_eq!(
         error(&format!("{LISTENER}shutdown(L, SHUT_ALL) = 0\n")),
@@ -153,7 +154,7 @@ fn expectations_where_none_can_be() {
     assert_eq!(
         error(&format!("{LISTENER}listen(L, 1) = 0 &\n")),
         "t.scn:2:18: listen() cannot run in the background: only calls that can block \
-         (connect, accept, accept4, read, epoll_wait, epoll_pwait) can"
+         (connect, accept, accept4, read, epoll_wait, epoll_pwait, epoll_pwait2, recvfrom, poll, ppoll) can"
     );
 }
 

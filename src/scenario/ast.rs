@@ -149,6 +149,14 @@ pub enum Arg<S: Stage> {
     ExpectBytes(Option<Vec<u8>>),
     /// Events the call should produce (epoll_wait's array, any order), or `[...]`.
     ExpectEvents(Option<Vec<EventArg<S>>>),
+    /// Names for the fds the call makes and writes into an array (`pipe2([R, W], 0)`); a
+    /// name stays a name at both stages: the actor gives it to the new fd.
+    NewFds(Vec<String>),
+    /// poll's array: `[{fd=E, events=POLLIN}, ...]`.
+    PollFds(Vec<(S::Fd, u32)>),
+    /// Timespecs as (seconds, nanoseconds): one for a timeout, two (interval, value) for an
+    /// itimerspec; `None` for `NULL`.
+    Times(Option<Vec<(i64, i64)>>),
     /// An argument written for fidelity to strace and not used (`...`, a sigmask).
     Ignored,
 }
@@ -209,6 +217,28 @@ impl<S: Stage> Op<S> {
         }
     }
 
+    pub fn new_fds(&self, i: usize) -> &[String] {
+        match &self.args[i] {
+            Arg::NewFds(names) => names,
+            other => panic!("{}: argument {i} is {other:?}, not new fds", self.name()),
+        }
+    }
+
+    pub fn poll_fds(&self, i: usize) -> &[(S::Fd, u32)] {
+        match &self.args[i] {
+            Arg::PollFds(fds) => fds,
+            other => panic!("{}: argument {i} is {other:?}, not poll fds", self.name()),
+        }
+    }
+
+    /// The timespecs at `i`, `None` for NULL.
+    pub fn times(&self, i: usize) -> Option<&[(i64, i64)]> {
+        match &self.args[i] {
+            Arg::Times(t) => t.as_deref(),
+            other => panic!("{}: argument {i} is {other:?}, not a time", self.name()),
+        }
+    }
+
     pub fn event(&self, i: usize) -> Option<&EventArg<S>> {
         match &self.args[i] {
             Arg::Event(e) => e.as_ref(),
@@ -254,6 +284,9 @@ pub enum Expect {
     Any,
     /// `= $n`: success; remember the value as `$n`.
     Capture(String),
+    /// `>= 10ms` (in microseconds): only for `expect elapsed(...)`, where a lower bound is
+    /// what the kernel guarantees and an upper bound would be timing luck.
+    AtLeast(u64),
 }
 
 impl Expect {
@@ -271,7 +304,18 @@ impl Expect {
             Expect::Range(lo, hi) => format!("{lo}..{hi}"),
             Expect::Any => "?".into(),
             Expect::Capture(name) => format!("${name}"),
+            Expect::AtLeast(us) => format!(">= {}", duration_text(*us)),
         }
+    }
+}
+
+/// `10ms`, `1s`, `250us`: the largest unit that says it exactly.
+pub fn duration_text(us: u64) -> String {
+    match us {
+        0 => "0ms".into(),
+        _ if us.is_multiple_of(1_000_000) => format!("{}s", us / 1_000_000),
+        _ if us.is_multiple_of(1000) => format!("{}ms", us / 1000),
+        _ => format!("{us}us"),
     }
 }
 
@@ -284,6 +328,9 @@ pub enum Aggregate {
     Sum(Vec<String>),
     Min(Vec<String>),
     Max(Vec<String>),
+    /// How long this actor's latest call took, as the actor measured it around the system call
+    /// (on the monotonic clock); checked only against a lower bound.
+    Elapsed(String),
 }
 
 impl Aggregate {
@@ -293,6 +340,7 @@ impl Aggregate {
             Aggregate::Sum(v) => ("sum", v, "$"),
             Aggregate::Min(v) => ("min", v, "$"),
             Aggregate::Max(v) => ("max", v, "$"),
+            Aggregate::Elapsed(a) => return format!("elapsed({a})"),
         };
         let list: Vec<String> = items.iter().map(|i| format!("{prefix}{i}")).collect();
         format!("{name}({})", list.join(", "))

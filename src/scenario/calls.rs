@@ -20,6 +20,8 @@ use crate::sys;
 use crate::trace::{AddrRef, Call, Event, FdRef, Ret};
 use crate::tracer::Tracer;
 
+mod fds;
+
 /// Most events one epoll_wait may ask for: the actor allocates that many.
 pub const MAX_EVENTS: i64 = 1024;
 
@@ -65,12 +67,9 @@ pub static CALLS: &[CallSpec] = &[
             Param::Family,
             Param::Flags {
                 what: "the type",
-                // SOCK_STREAM is the one type the runner supports.
                 table: || {
-                    let stream = names::SOCK_TYPES
-                        .iter()
-                        .filter(|(n, _)| *n == "SOCK_STREAM");
-                    stream.chain(names::SOCK_FLAGS).copied().collect()
+                    let types = names::SOCK_TYPES.iter();
+                    types.chain(names::SOCK_FLAGS).copied().collect()
                 },
             },
             Param::Int {
@@ -342,6 +341,18 @@ pub static CALLS: &[CallSpec] = &[
         blocking: Some(EPOLL_BLOCKING),
         action: Action::Call(|t, _, op| epoll_wait(t, op, true)),
     },
+    fds::EPOLL_PWAIT2,
+    fds::EPOLL_CREATE,
+    fds::PIPE,
+    fds::PIPE2,
+    fds::SOCKETPAIR,
+    fds::EVENTFD2,
+    fds::TIMERFD_CREATE,
+    fds::TIMERFD_SETTIME,
+    fds::SENDTO,
+    fds::RECVFROM,
+    fds::POLL,
+    fds::PPOLL,
     CallSpec {
         name: "fork",
         params: &[],
@@ -581,7 +592,48 @@ fn default_arg(param: Param) -> Arg<Script> {
     match param {
         Param::Int { .. } | Param::BoxedInt { .. } => Arg::Int(0),
         Param::ExpectBytes => Arg::ExpectBytes(None),
-        Param::ExpectEvents => Arg::ExpectEvents(None),
+        Param::ExpectEvents | Param::ExpectRevents => Arg::ExpectEvents(None),
+        Param::Timespec => Arg::Times(None),
         _ => Arg::Ignored,
     }
+}
+
+/// Parses what a call wrote back, written after its result as strace shows it
+/// (`= 1 ([{fd=E, revents=POLLIN}])`), into the argument of kind [`Param::ExpectRevents`].
+pub fn returned_detail(
+    op: &mut Op<Script>,
+    cur: &mut Cursor,
+    scope: &Scope,
+    actor: &str,
+) -> Result<(), ParseError> {
+    let open = cur.span();
+    cur.expect('(', "before what the call wrote back")?;
+    let spec = op.call.spec();
+    let Some(index) = spec
+        .params
+        .iter()
+        .position(|p| matches!(p, Param::ExpectRevents))
+    else {
+        return Err(ParseError::new(
+            open,
+            format!(
+                "{}() shows nothing after its result: only poll() and ppoll() do",
+                spec.name
+            ),
+        ));
+    };
+    let (val, span) = parse_val(cur)?;
+    cur.expect(')', "after what the call wrote back")?;
+    let ctx = Ctx {
+        call: spec.name,
+        scope,
+        actor,
+    };
+    // strace's `= 0 (Timeout)`: nothing was ready.
+    op.args[index] = if val.name() == Some("Timeout") {
+        Arg::ExpectEvents(Some(vec![]))
+    } else {
+        ctx.type_arg(index, Param::ExpectRevents, &val, span, &op.args)?
+    };
+    Ok(())
 }

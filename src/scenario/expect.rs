@@ -85,6 +85,7 @@ fn check_result(expect: &Expect, result: &Result<i64, Errno>) -> Result<(), Stri
         (Expect::Errno(e), Err(got)) => e == got,
         (Expect::Bind(_) | Expect::Capture(_), Ok(_)) => true,
         (Expect::Range(lo, hi), Ok(got)) => (lo..=hi).contains(&got),
+        (Expect::AtLeast(us), Ok(got)) => u64::try_from(*got).is_ok_and(|got| got >= *us),
         _ => false,
     };
     if ok {

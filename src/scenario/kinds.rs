@@ -4,7 +4,7 @@
 
 use super::ast::{Arg, Data, DomainArg, EventArg, FdArg, Script, Span};
 use super::error::ParseError;
-use super::scope::Scope;
+use super::scope::{Kind, Scope};
 use super::value::{FlagPart, Val};
 use crate::addr::Family;
 use crate::names;
@@ -49,6 +49,18 @@ pub enum Param {
     ExpectBytes,
     /// Expected epoll events `[{...}, ...]`, or `...` / `[...]`.
     ExpectEvents,
+    /// `[R, W]`: names for the `n` fds the call makes.
+    NewFds(usize),
+    /// poll's array `[{fd=E, events=POLLIN}, ...]`.
+    PollFds,
+    /// A count that must equal the length of the list at this index (poll's nfds).
+    CountOf(usize),
+    /// `{tv_sec=S, tv_nsec=N}` or `NULL`.
+    Timespec,
+    /// `{it_interval={tv_sec=S, tv_nsec=N}, it_value={tv_sec=S, tv_nsec=N}}`.
+    Itimerspec,
+    /// What poll wrote back, written after the result: `= 1 ([{fd=E, revents=POLLIN}])`.
+    ExpectRevents,
     /// Must be `...`; `what` says why.
     Ellipsis { what: &'static str },
     /// Anything (written for fidelity to strace, not used).
@@ -238,8 +250,156 @@ impl Ctx<'_> {
                 Val::Ellipsis => Arg::Ignored,
                 _ => return Err(self.mismatch(i, what, val, span)),
             },
+            Param::NewFds(n) => match val {
+                Val::Array(items) if items.len() == n => {
+                    let mut names: Vec<String> = Vec::with_capacity(n);
+                    for (item, item_span) in items {
+                        let Some(name) = item.name() else {
+                            return Err(self.mismatch(i, "a name for a new fd", item, *item_span));
+                        };
+                        if names.iter().any(|m| m == name) {
+                            return Err(ParseError::new(
+                                *item_span,
+                                format!("'{name}' names two fds of {}()", self.call),
+                            ));
+                        }
+                        self.scope.check_bindable(name, Kind::Fd, *item_span)?;
+                        names.push(name.to_string());
+                    }
+                    Arg::NewFds(names)
+                }
+                _ => {
+                    let wanted = format!("a list of {n} names for the new fds, such as [R, W]");
+                    return Err(self.mismatch(i, &wanted, val, span));
+                }
+            },
+            Param::PollFds => match val {
+                Val::Array(items) => Arg::PollFds(
+                    items
+                        .iter()
+                        .map(|(v, s)| self.pollfd(i, v, *s, "events"))
+                        .collect::<Result<_, _>>()?,
+                ),
+                _ => return Err(self.mismatch(i, "a list of {fd=FD, events=POLLIN}", val, span)),
+            },
+            Param::CountOf(of) => match val {
+                Val::Int(n) => {
+                    let len = match before.get(of) {
+                        Some(Arg::PollFds(fds)) => fds.len(),
+                        _ => 0,
+                    };
+                    if usize::try_from(*n).ok() != Some(len) {
+                        return Err(ParseError::new(
+                            span,
+                            format!("the list has {len} entries, not {n}"),
+                        ));
+                    }
+                    Arg::Int(*n)
+                }
+                _ => return Err(self.mismatch(i, "the number of entries", val, span)),
+            },
+            Param::Timespec => match val.name() {
+                Some("NULL") => Arg::Times(None),
+                _ => Arg::Times(Some(vec![self.timespec(i, val, span)?])),
+            },
+            Param::Itimerspec => {
+                let fields = struct_fields(val, &["it_interval", "it_value"], span)
+                    .map_err(|e| e.unwrap_or_else(|| self.mismatch(i, ITIMERSPEC, val, span)))?;
+                let interval = self.timespec(i, fields[0].0, fields[0].1)?;
+                let value = self.timespec(i, fields[1].0, fields[1].1)?;
+                Arg::Times(Some(vec![interval, value]))
+            }
+            Param::ExpectRevents => match val {
+                Val::Array(items) => Arg::ExpectEvents(Some(
+                    items
+                        .iter()
+                        .map(|(v, s)| {
+                            self.pollfd(i, v, *s, "revents")
+                                .map(|(fd, events)| EventArg {
+                                    events,
+                                    data: Data::Fd(fd),
+                                })
+                        })
+                        .collect::<Result<_, _>>()?,
+                )),
+                _ => return Err(self.mismatch(i, "a list of {fd=FD, revents=POLLIN}", val, span)),
+            },
             Param::Any => Arg::Ignored,
         })
+    }
+
+    /// `{tv_sec=S, tv_nsec=N}`: any numbers (the kernel judges them: EINVAL).
+    fn timespec(&self, i: usize, val: &Val, span: Span) -> Result<(i64, i64), ParseError> {
+        let fields = struct_fields(val, &["tv_sec", "tv_nsec"], span)
+            .map_err(|e| e.unwrap_or_else(|| self.mismatch(i, TIMESPEC, val, span)))?;
+        let mut out = [0i64; 2];
+        for (slot, (v, s)) in out.iter_mut().zip(fields) {
+            match v {
+                Val::Int(n) => *slot = *n,
+                other => return Err(self.mismatch(i, "a number in a timespec", other, s)),
+            }
+        }
+        Ok((out[0], out[1]))
+    }
+
+    /// `{fd=FD, events=POLLIN}` (or `revents=`): the fd and the u16 of poll bits.
+    fn pollfd(
+        &self,
+        i: usize,
+        val: &Val,
+        span: Span,
+        key: &str,
+    ) -> Result<(FdArg, u32), ParseError> {
+        let fields = struct_fields(val, &["fd", key], span).map_err(|e| {
+            e.unwrap_or_else(|| {
+                ParseError::new(
+                    span,
+                    format!(
+                        "type mismatch: a pollfd is {{fd=FD, {key}=FLAGS}}, not {}",
+                        val.describe()
+                    ),
+                )
+            })
+        })?;
+        let (fd_val, fd_span) = fields[0];
+        let fd = match fd_val {
+            Val::Int(n) => FdArg::Num(i32::try_from(*n).map_err(|_| {
+                ParseError::new(
+                    fd_span,
+                    format!("out of range: an fd must be an int, not {n}"),
+                )
+            })?),
+            other => match other.name() {
+                Some(name) => self.fd_name(name, fd_span)?,
+                None => {
+                    return Err(ParseError::new(
+                        fd_span,
+                        format!("type mismatch: fd= must be an fd, not {}", other.describe()),
+                    ));
+                }
+            },
+        };
+        let (bits_val, bits_span) = fields[1];
+        let bits = match bits_val {
+            Val::Int(n) => *n,
+            Val::Names(parts) => self.flags(i, parts, "poll events", names::POLL_BITS)?,
+            other => {
+                return Err(ParseError::new(
+                    bits_span,
+                    format!(
+                        "type mismatch: {key}= must be flags, not {}",
+                        other.describe()
+                    ),
+                ));
+            }
+        };
+        let bits = u16::try_from(bits).map_err(|_| {
+            ParseError::new(
+                bits_span,
+                format!("out of range: {key} must be 0..65535, not {bits}"),
+            )
+        })?;
+        Ok((fd, u32::from(bits)))
     }
 
     fn bytes(&self, b: &[u8], span: Span) -> Result<Vec<u8>, ParseError> {
@@ -348,6 +508,39 @@ impl Ctx<'_> {
             )),
         }
     }
+}
+
+const TIMESPEC: &str = "a timespec {tv_sec=S, tv_nsec=N}";
+const ITIMERSPEC: &str =
+    "an itimerspec {it_interval={tv_sec=S, tv_nsec=N}, it_value={tv_sec=S, tv_nsec=N}}";
+
+/// The values of a struct with exactly the fields `keys`, in that order, with their places.
+/// `Err(None)`: not a struct at all (the caller says what was wanted).
+fn struct_fields<'v>(
+    val: &'v Val,
+    keys: &[&str],
+    span: Span,
+) -> Result<Vec<(&'v Val, Span)>, Option<ParseError>> {
+    let Val::Struct(fields) = val else {
+        return Err(None);
+    };
+    for (key, _, key_span) in fields {
+        if !keys.contains(&key.as_str()) {
+            return Err(Some(ParseError::new(
+                *key_span,
+                format!("unknown field '{key}' (expected {})", keys.join(", ")),
+            )));
+        }
+    }
+    keys.iter()
+        .map(|k| {
+            fields
+                .iter()
+                .find(|(key, _, _)| key == k)
+                .map(|(_, v, s)| (v, *s))
+                .ok_or_else(|| Some(ParseError::new(span, format!("the struct needs {k}=..."))))
+        })
+        .collect()
 }
 
 /// `events=EPOLLIN|EPOLLET` or a number: the u32 of struct epoll_event.

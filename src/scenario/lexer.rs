@@ -113,7 +113,7 @@ pub fn lex_line(text: &str, line_no: usize) -> Result<Vec<Token>, ParseError> {
                 i += 1;
             }
             Tok::Ident(chars[start..i].iter().collect())
-        } else if "()[]{},=|&:?".contains(c) {
+        } else if "()[]{},=|&:?>".contains(c) {
             i += 1;
             Tok::Punct(c)
         } else {
@@ -223,7 +223,24 @@ fn lex_string(chars: &[char], start: usize, span: Span) -> Result<(Vec<u8>, usiz
                     'n' => bytes.push(b'\n'),
                     'r' => bytes.push(b'\r'),
                     't' => bytes.push(b'\t'),
-                    '0' => bytes.push(0),
+                    // Octal, as strace prints bytes: `\0`, `\1`, `\377`.
+                    '0'..='7' => {
+                        let mut value = u32::from(e) - u32::from('0');
+                        let mut digits = 1;
+                        while digits < 3 && chars.get(i).is_some_and(|c| ('0'..='7').contains(c)) {
+                            value = value * 8 + (u32::from(chars[i]) - u32::from('0'));
+                            i += 1;
+                            digits += 1;
+                        }
+                        let byte = u8::try_from(value).map_err(|_| {
+                            let at = Span {
+                                line: span.line,
+                                col: i - digits,
+                            };
+                            ParseError::new(at, format!("octal escape \\{value:o} is over \\377"))
+                        })?;
+                        bytes.push(byte);
+                    }
                     '\\' => bytes.push(b'\\'),
                     '"' => bytes.push(b'"'),
                     'x' => {

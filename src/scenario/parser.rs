@@ -14,8 +14,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::ast::{Aggregate, Expect, Op, Returns, Scenario, Script, Span, Step, Stmt};
-use super::calls::{blocking_names, build_op};
+use super::ast::{Aggregate, Arg, Expect, Op, Returns, Scenario, Script, Span, Step, Stmt};
+use super::calls::{blocking_names, build_op, returned_detail};
 use super::error::{ParseError, ScenarioError};
 use super::lexer::{Cursor, Tok, Token, lex_line};
 use super::scope::{Kind, Scope};
@@ -332,6 +332,8 @@ impl StatementParser {
         let (func, func_span) = cur.ident("woken, sum, min or max")?;
         let aggregate = if func == "woken" {
             Aggregate::Woken(self.actors_list(cur)?)
+        } else if func == "elapsed" {
+            return self.elapsed_stmt(cur, span);
         } else {
             cur.expect('(', "after the function name")?;
             let mut vars = Vec::new();
@@ -388,6 +390,34 @@ impl StatementParser {
         Ok(())
     }
 
+    /// `expect elapsed(ACTOR) >= 10ms`: the actor's latest call took at least that long.
+    fn elapsed_stmt(&mut self, cur: &mut Cursor, span: Span) -> Result<(), ParseError> {
+        let list_span = cur.span();
+        let actors = self.actors_list(cur)?;
+        let [actor] = <[String; 1]>::try_from(actors).map_err(|_| {
+            at(
+                list_span,
+                "elapsed() takes one process: expect elapsed(w1) >= 10ms",
+            )
+        })?;
+        let op_span = cur.span();
+        if !(cur.eat('>') && cur.eat('=')) {
+            return Err(at(
+                op_span,
+                "elapsed() takes only a lower bound: expect elapsed(w1) >= 10ms \
+                 (a timed wait never ends early; how late it ends is the scheduler's luck)",
+            ));
+        }
+        let rest: Vec<Token> = std::iter::from_fn(|| cur.next().cloned()).collect();
+        let us = parse_duration_us(&rest, op_span)?;
+        self.body.push(Stmt::Expect {
+            aggregate: Aggregate::Elapsed(actor),
+            expect: Expect::AtLeast(us),
+            span,
+        });
+        Ok(())
+    }
+
     fn step(&mut self, cur: &mut Cursor) -> Result<(), ParseError> {
         let span = cur.span();
         let mut actor = "main".to_string();
@@ -400,11 +430,15 @@ impl StatementParser {
         let (call, call_span) = cur.ident("a call such as socket(...) or epoll_wait(...)")?;
         let op = build_op(&call, call_span, cur, &self.scope, &actor)?;
 
+        let mut op = op;
         let mut expect = None;
         if cur.eat('=') {
             let expect_span = cur.span();
             let e = parse_result(cur)?;
             self.check_result(&op, &e, expect_span)?;
+            if cur.peek().is_some_and(|t| t.tok == Tok::Punct('(')) {
+                returned_detail(&mut op, cur, &self.scope, &actor)?;
+            }
             expect = Some(e);
         }
         let background_span = cur.span();
@@ -429,6 +463,15 @@ impl StatementParser {
             return Err(at(span, "fork() must name the new process: fork() = w1"));
         }
         self.scope.apply(&actor, op.returns(), expect.as_ref());
+        if !matches!(expect, Some(Expect::Errno(_))) {
+            for arg in &op.args {
+                if let Arg::NewFds(names) = arg {
+                    for name in names {
+                        self.scope.bind_fd(&actor, name);
+                    }
+                }
+            }
+        }
         self.body.push(Stmt::Step(Step {
             span,
             actor,
@@ -501,6 +544,41 @@ fn parse_result(cur: &mut Cursor) -> Result<Expect, ParseError> {
             "expected a result: a number, -1 ERRNO, a name, LO..HI, ? or $var",
         )),
     }
+}
+
+/// `10ms`, `2s`, `500us`, and nothing after it: a duration in microseconds.
+fn parse_duration_us(rest: &[Token], span: Span) -> Result<u64, ParseError> {
+    let wanted = "expected a duration such as 10ms, 2s or 500us";
+    let (n, n_span) = match rest.first() {
+        Some(Token {
+            tok: Tok::Int(n),
+            span,
+        }) if *n >= 0 => (u64::try_from(*n).unwrap_or(u64::MAX), *span),
+        Some(t) => return Err(at(t.span, wanted)),
+        None => return Err(at(span, wanted)),
+    };
+    let scale = match rest.get(1).map(|t| &t.tok) {
+        Some(Tok::Ident(u)) if u == "us" => 1,
+        Some(Tok::Ident(u)) if u == "ms" => 1000,
+        Some(Tok::Ident(u)) if u == "s" => 1_000_000,
+        _ => {
+            return Err(at(
+                rest.get(1).map_or(n_span, |t| t.span),
+                "expected a unit: us, ms or s",
+            ));
+        }
+    };
+    if let Some(extra) = rest.get(2) {
+        return Err(at(extra.span, "unexpected text after the duration"));
+    }
+    n.checked_mul(scale)
+        .filter(|&us| u128::from(us) <= MAX_TIMEOUT.as_micros())
+        .ok_or_else(|| {
+            at(
+                n_span,
+                &format!("a duration must be at most {}s", MAX_TIMEOUT.as_secs()),
+            )
+        })
 }
 
 fn parse_duration(rest: &[Token], span: Span) -> Result<Duration, ParseError> {

@@ -31,6 +31,9 @@ pub struct Outcome {
     pub data: Vec<u8>,
     /// After a bind: the address the kernel really bound (the port chosen for port 0).
     pub bound: Option<SockAddr>,
+    /// The fds a call wrote into an array (pipe2, socketpair), in order.
+    #[serde(default)]
+    pub fds: Vec<i32>,
 }
 
 impl Outcome {
@@ -40,6 +43,7 @@ impl Outcome {
             events: vec![],
             data: vec![],
             bound: None,
+            fds: vec![],
         }
     }
 }

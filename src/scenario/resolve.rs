@@ -63,6 +63,13 @@ pub fn resolve(
             // Expectations are the runner's to check; the actor only makes the call.
             Arg::ExpectBytes(_) => Arg::ExpectBytes(None),
             Arg::ExpectEvents(_) => Arg::ExpectEvents(None),
+            Arg::NewFds(names) => Arg::NewFds(names.clone()),
+            Arg::PollFds(fds) => Arg::PollFds(
+                fds.iter()
+                    .map(|(f, events)| Ok((fd(f)?, *events)))
+                    .collect::<Result<_, Unbound>>()?,
+            ),
+            Arg::Times(t) => Arg::Times(t.clone()),
             Arg::Ignored => Arg::Ignored,
         });
     }

@@ -156,6 +156,8 @@ struct Actor {
     pending: Option<Pending>,
     /// Whether its latest background call has returned (for `woken`).
     background_done: Option<bool>,
+    /// How long its latest finished call took, in microseconds (for `elapsed`).
+    last_dur_us: Option<u64>,
     exited: bool,
 }
 
@@ -218,6 +220,7 @@ impl<'a> Run<'a> {
             names,
             pending: None,
             background_done: None,
+            last_dur_us: None,
             exited: false,
         });
     }
@@ -507,6 +510,13 @@ impl<'a> Run<'a> {
             (Stability::Stable, Some(e)) if !e.is_exact() => Stability::Pattern(e.text()),
             _ => stability,
         };
+        if let Some(call) = events
+            .iter()
+            .rev()
+            .find(|e| !matches!(e.call, Call::Note { .. }))
+        {
+            self.actors[idx].last_dur_us = Some(call.dur_us);
+        }
         for mut event in events {
             event.resumed = resumed;
             event.stability = stability.clone();
@@ -530,6 +540,13 @@ impl<'a> Run<'a> {
             for arg in &step.op.args {
                 if let Arg::Addr(name) = arg {
                     self.addrs.insert(name.clone(), bound.clone());
+                }
+            }
+        }
+        for arg in &step.op.args {
+            if let Arg::NewFds(names) = arg {
+                for (name, &fd) in names.iter().zip(&outcome.fds) {
+                    self.actors[idx].names.insert(name.clone(), fd);
                 }
             }
         }

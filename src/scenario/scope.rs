@@ -97,6 +97,15 @@ impl Scope {
         }
     }
 
+    /// Records a name for an fd the actor made (a pipe's or a socketpair's ends).
+    pub fn bind_fd(&mut self, actor: &str, name: &str) {
+        self.kinds.insert(name.to_string(), Kind::Fd);
+        self.visible
+            .entry(actor.to_string())
+            .or_default()
+            .insert(name.to_string());
+    }
+
     /// Records the names a step binds; `returns` is what its call returns.
     pub fn apply(&mut self, actor: &str, returns: Returns, expect: Option<&Expect>) {
         match (returns, expect) {

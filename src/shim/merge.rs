@@ -37,7 +37,7 @@ pub fn read_dir(dir: &Path) -> anyhow::Result<(Vec<Event>, usize)> {
 /// The name a call is counted under (`accept4`, `listen_spawn`...).
 pub fn call_name(call: &Call) -> String {
     match call {
-        Call::Builtin { name, .. } => name.clone(),
+        Call::Builtin { name, .. } | Call::Sys { name, .. } => name.clone(),
         other => serde_json::to_value(other)
             .ok()
             .and_then(|v| v.get("call").and_then(|c| c.as_str()).map(String::from))

@@ -12,6 +12,7 @@
 
 pub mod channel;
 pub mod fastsocket_abi;
+pub mod fds;
 pub mod process;
 pub mod procfs;
 pub mod signal;

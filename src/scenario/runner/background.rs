@@ -152,6 +152,37 @@ impl Run<'_> {
                 self.wait_blocked(&idxs, span)?;
                 idxs.iter().filter(|&&i| self.returned(i)).count() as i64
             }
+            Aggregate::Elapsed(name) => {
+                let idx = self.actor_index(name, span)?;
+                if self.actors[idx].pending.is_some() {
+                    return Err(fail(
+                        self.scenario,
+                        span,
+                        format!("elapsed({name}): {name}'s background call has not been awaited"),
+                        None,
+                    ));
+                }
+                let Some(us) = self.actors[idx].last_dur_us else {
+                    return Err(fail(
+                        self.scenario,
+                        span,
+                        format!("elapsed({name}): {name} has made no call yet"),
+                        None,
+                    ));
+                };
+                // Not an aggregate to compare between runs: only its lower bound is exact.
+                let text = format!("{} {}", aggregate.text(), expect.text());
+                self.trace.push(note(&text));
+                let actual = i64::try_from(us).unwrap_or(i64::MAX);
+                return check_aggregate(expect, actual).map_err(|_| {
+                    fail(
+                        self.scenario,
+                        span,
+                        format!("expected {text}, took {us}us"),
+                        Some(format!("{} = {us}us", aggregate.text())),
+                    )
+                });
+            }
             Aggregate::Sum(vars) | Aggregate::Min(vars) | Aggregate::Max(vars) => {
                 let values: Vec<i64> = vars
                     .iter()
