@@ -32,6 +32,14 @@ pub const PIPE_FLAGS: Table = &[
     ("O_CLOEXEC", libc::O_CLOEXEC),
     ("O_DIRECT", libc::O_DIRECT),
 ];
+/// The directory fds of openat().
+pub const AT_DIRS: Table = &[("AT_FDCWD", libc::AT_FDCWD)];
+/// The flags a scenario may open a file with: read-only ones.
+pub const OPEN_FLAGS: Table = &[
+    ("O_RDONLY", libc::O_RDONLY),
+    ("O_NONBLOCK", libc::O_NONBLOCK),
+    ("O_CLOEXEC", libc::O_CLOEXEC),
+];
 /// The flags of eventfd2().
 pub const EFD_FLAGS: Table = &[
     ("EFD_SEMAPHORE", libc::EFD_SEMAPHORE),

@@ -11,6 +11,7 @@ pub use generic::Described;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -74,15 +75,28 @@ fn now_us() -> u64 {
 /// A live rendering of the trace: the format, and where each rendered line goes.
 pub type Echo = (Format, fn(&str));
 
-/// Records the calls of one process (one actor).
-#[derive(Clone, Debug)]
+/// Records the calls of one process (one actor), or of one thread of it.
+#[derive(Debug)]
 pub struct Tracer {
     actor: String,
     pid: i32,
-    names: Names,
+    /// Shared by the threads of a process, as its fd table is; a clone or a fork copies it.
+    names: Arc<Mutex<Names>>,
     events: Vec<Event>,
     /// Where each event goes as it is recorded, rendered (the library itself never prints).
     echo: Option<Echo>,
+}
+
+impl Clone for Tracer {
+    fn clone(&self) -> Tracer {
+        Tracer {
+            actor: self.actor.clone(),
+            pid: self.pid,
+            names: Arc::new(Mutex::new(self.names().clone())),
+            events: self.events.clone(),
+            echo: self.echo,
+        }
+    }
 }
 
 impl Tracer {
@@ -90,10 +104,28 @@ impl Tracer {
         Tracer {
             actor: actor.into(),
             pid: std::process::id() as i32,
-            names: Names::default(),
+            names: Arc::default(),
             events: Vec::new(),
             echo: None,
         }
+    }
+
+    /// The tracer of a new thread `actor` (task `tid`) of this process: its own events, the
+    /// same names (the threads share one fd table).
+    pub fn thread(&self, actor: impl Into<String>, tid: i32) -> Tracer {
+        Tracer {
+            actor: actor.into(),
+            pid: tid,
+            names: Arc::clone(&self.names),
+            events: Vec::new(),
+            echo: self.echo,
+        }
+    }
+
+    fn names(&self) -> MutexGuard<'_, Names> {
+        // A thread that panicked holding the lock left the names whole: each change is one
+        // insert or remove.
+        self.names.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Also hand each event, rendered in `format`, to `sink` as it is recorded (or absorbed).
@@ -103,6 +135,11 @@ impl Tracer {
 
     pub fn actor(&self) -> &str {
         &self.actor
+    }
+
+    /// The id its events carry: the process's, or the thread's for a thread's tracer.
+    pub fn pid(&self) -> i32 {
+        self.pid
     }
 
     pub fn events(&self) -> &[Event] {
@@ -119,25 +156,25 @@ impl Tracer {
     }
 
     /// The role name of an fd number, if it has one.
-    pub fn name_of(&self, fd: RawFd) -> Option<&str> {
-        self.names.fds.get(&fd).map(String::as_str)
+    pub fn name_of(&self, fd: RawFd) -> Option<String> {
+        self.names().fds.get(&fd).cloned()
     }
 
     /// Gives an fd a role name (for fds made outside the tracer, such as inherited ones).
     pub fn name_fd(&mut self, fd: RawFd, name: impl Into<String>) {
-        self.names.fds.insert(fd, name.into());
+        self.names().fds.insert(fd, name.into());
     }
 
     /// The alias an address has (or now gets) in symbolic traces: `PATH`, `PORT2`...
     pub fn alias(&mut self, addr: &SockAddr) -> Option<String> {
-        self.names.alias(addr)
+        self.names().alias(addr)
     }
 
     /// The alias an address already has, without assigning one.
     pub fn alias_of(&self, addr: &SockAddr) -> Option<String> {
         match addr {
-            SockAddr::Unix { path } => self.names.paths.get(path).cloned(),
-            SockAddr::Inet { addr } => self.names.ports.get(&addr.port()).cloned(),
+            SockAddr::Unix { path } => self.names().paths.get(path).cloned(),
+            SockAddr::Inet { addr } => self.names().ports.get(&addr.port()).cloned(),
         }
     }
 
@@ -146,10 +183,10 @@ impl Tracer {
     pub fn set_alias(&mut self, addr: &SockAddr, alias: &str) {
         match addr {
             SockAddr::Unix { path } => {
-                self.names.paths.insert(path.clone(), alias.to_string());
+                self.names().paths.insert(path.clone(), alias.to_string());
             }
             SockAddr::Inet { addr } if addr.port() != 0 => {
-                self.names.ports.insert(addr.port(), alias.to_string());
+                self.names().ports.insert(addr.port(), alias.to_string());
             }
             SockAddr::Inet { .. } => {}
         }
@@ -158,7 +195,7 @@ impl Tracer {
     fn fd_ref(&self, fd: RawFd) -> FdRef {
         FdRef {
             num: fd,
-            name: self.names.fds.get(&fd).cloned(),
+            name: self.names().fds.get(&fd).cloned(),
         }
     }
 
@@ -166,7 +203,7 @@ impl Tracer {
         AddrRef {
             addr: addr.clone(),
             len: raw.len(),
-            alias: self.names.alias(addr),
+            alias: self.names().alias(addr),
         }
     }
 
@@ -207,11 +244,11 @@ impl Tracer {
     fn new_fd_ret(&mut self, result: &Result<RawFd, Errno>, name: &str) -> Ret {
         match result {
             Ok(fd) if name.is_empty() => {
-                self.names.fds.remove(fd);
+                self.names().fds.remove(fd);
                 Ret::value(i64::from(*fd))
             }
             Ok(fd) => {
-                self.names.fds.insert(*fd, name.to_string());
+                self.names().fds.insert(*fd, name.to_string());
                 Ret::Ok {
                     value: i64::from(*fd),
                     name: Some(name.to_string()),
@@ -467,9 +504,9 @@ impl Tracer {
                 let event = event.map(|(events, data)| {
                     let data_name = i32::try_from(data)
                         .ok()
-                        .and_then(|n| t.names.fds.get(&n).cloned());
+                        .and_then(|n| t.names().fds.get(&n).cloned());
                     if let Some(name) = &data_name {
-                        t.names.data.insert(data, name.clone());
+                        t.names().data.insert(data, name.clone());
                     }
                     EpollEv {
                         events,
@@ -542,7 +579,7 @@ impl Tracer {
                             .map(|&(events, data)| EpollEv {
                                 events,
                                 data,
-                                data_name: t.names.data.get(&data).cloned(),
+                                data_name: t.names().data.get(&data).cloned(),
                             })
                             .collect()
                     })
@@ -573,13 +610,17 @@ impl Tracer {
         let _ = std::io::stderr().flush();
         let time_us = now_us();
         let started = Instant::now();
-        // Callers fork from single-threaded processes (the tools and the scenario runner's
-        // actors), so the child cannot inherit a lock held by another thread.
+        // Callers fork from single-threaded processes (the tools), or from an actor whose
+        // other threads are idle or asleep in a system call: none holds a lock the child
+        // could inherit.
         let result = crate::sys::process::fork();
         let ret = match result {
             // The child's calls are its own: it starts a fresh list and records no fork.
             Ok(ForkResult::Child) => {
                 self.events.clear();
+                // The child's names are its own from now on (its fd table is a copy).
+                let own = self.names().clone();
+                self.names = Arc::new(Mutex::new(own));
                 self.actor = child_name.to_string();
                 self.pid = std::process::id() as i32;
                 return result;

@@ -139,6 +139,65 @@ const MISUSES: &[(&str, &str)] = &[
         "epoll_create(1) = E\nepoll_pwait2(E, [], 16, {tv_sec=\"x\", tv_nsec=0}, NULL, 8) = 0\n",
         "t.scn:2:26: type mismatch: argument 4 of epoll_pwait2() must be a number in a timespec, not a string",
     ),
+    // Signals go to processes, and only the ones every actor handles.
+    (
+        "pipe([R, W]) = 0\nkill(R, SIGUSR1) = 0\n",
+        "t.scn:2:6: type mismatch: 'R' is an fd, not a process",
+    ),
+    (
+        "kill(w, SIGUSR1) = 0\n",
+        "t.scn:1:6: undefined name 'w': processes are main and those made by fork() = NAME or thread() = NAME",
+    ),
+    (
+        "fork() = w\nkill(w, SIGKILL) = 0\n",
+        "t.scn:2:9: unknown flag 'SIGKILL' for the signal of kill() (known: SIGUSR1, SIGUSR2)",
+    ),
+    (
+        "fork() = w\nkill(w) = 0\n",
+        "t.scn:2:7: kill() takes 2 arguments, got 1: kill(w1, SIGUSR1)",
+    ),
+    (
+        "kill(3, SIGUSR1) = 0\n",
+        "t.scn:1:6: type mismatch: argument 1 of kill() must be a process (a name), not a number",
+    ),
+    // Threads are named, are not fds, and see their process's fds (and only those).
+    (
+        "thread()\n",
+        "t.scn:1:1: thread() must name the new thread: thread() = t1",
+    ),
+    (
+        "thread() = 3\n",
+        "t.scn:1:12: thread() must name the new thread: thread() = t1",
+    ),
+    (
+        "pipe([R, W]) = 0\nthread() = R\n",
+        "t.scn:2:12: type mismatch: 'R' is already an fd, it cannot also name a process",
+    ),
+    (
+        "thread() = t1\nclose(t1) = 0\n",
+        "t.scn:2:7: type mismatch: 't1' is a process, not an fd",
+    ),
+    (
+        "thread() = t1\nthread() = t1\n",
+        "t.scn:2:12: process 't1' already exists",
+    ),
+    (
+        "thread() = t1\nfork() = w\n[w] pipe([R, W]) = 0\n[t1] close(R) = 0\n",
+        "t.scn:4:12: undefined name 'R' in process t1 (another process made it after t1 was forked)",
+    ),
+    // Files are opened read-only, and only so.
+    (
+        "openat(AT_FDCWD, \"/tmp/x\", O_RDWR) = F\n",
+        "t.scn:1:28: unknown flag 'O_RDWR' for read-only flags of openat() (known: O_RDONLY, O_NONBLOCK, O_CLOEXEC)",
+    ),
+    (
+        "openat(AT_FDCWD, \"/tmp/x\", 0x41) = F\n",
+        "t.scn:1:28: argument 3 of openat() must be read-only flags, not 0x41",
+    ),
+    (
+        "openat(AT_FDCWD, 3, O_RDONLY) = F\n",
+        "t.scn:1:18: type mismatch: argument 2 of openat() must be a string, not a number",
+    ),
     // A timed wait is checked by a lower bound only: an upper bound would be timing luck.
     (
         "epoll_create(1) = E\nexpect elapsed(main) = 10ms\n",
@@ -167,7 +226,7 @@ const MISUSES: &[(&str, &str)] = &[
     ),
     (
         "expect elapsed(L) >= 1ms\n",
-        "t.scn:1:16: undefined name 'L': processes are main and those made by fork() = NAME",
+        "t.scn:1:16: undefined name 'L': processes are main and those made by fork() = NAME or thread() = NAME",
     ),
     // Names bound by an array are fds of the actor that made them, and only if it succeeded.
     (
@@ -200,6 +259,9 @@ fn names_from_arrays_bind_like_results() {
         format!("{PIPE}poll([{{fd=R, events=POLLIN}}], 1, 0) = 0 (Timeout)\n"),
         "epoll_create(1) = E\nepoll_pwait2(E, [], 16, NULL, NULL, 8) = 0 &\n".into(),
         "write(1, \"\\1\\0\\377\") = 3\n".into(),
+        // An fd one thread makes is every thread's; a forked thread's process inherits them.
+        "thread() = t1\n[t1] pipe([R, W]) = 0\nclose(R) = 0\n[t1] fork() = w\n[w] close(W) = 0\n".into(),
+        "fork() = w\n[w] thread() = t\n[t] pipe([R, W]) = 0\n[w] close(R) = 0\n".into(),
     ];
     for source in ok {
         if let Err(e) = parse(Path::new("t.scn"), &source) {

@@ -98,6 +98,10 @@ pub fn become_actor(name: &str, chan: ActorEnd) -> ! {
     // As servers do: a write to a reset connection fails with EPIPE instead of killing the
     // process, which is the behaviour scenarios want to show.
     crate::sys::signal::ignore_sigpipe();
+    // A scenario's kill(w, SIGUSR1) interrupts w's blocked call, and does nothing else.
+    if crate::sys::signal::interrupt_on_user_signals().is_err() {
+        std::process::exit(121);
+    }
     if chan.send(&Reply::Ready).is_err() {
         std::process::exit(0);
     }
@@ -130,6 +134,12 @@ fn serve(tracer: &mut Tracer, mut chan: ActorEnd) -> ! {
             Action::Exit => std::process::exit(command.op.int(0)),
             Action::Fork => {
                 chan = fork_actor(tracer, chan, &command.name);
+                continue;
+            }
+            Action::Thread => {
+                if start_thread(tracer, &chan, &command.name).is_err() {
+                    std::process::exit(0);
+                }
                 continue;
             }
             Action::Call(run) => run(tracer, &command.name, &command.op),
@@ -184,11 +194,68 @@ fn fork_actor(tracer: &mut Tracer, chan: ActorEnd, child_name: &str) -> ActorEnd
     }
 }
 
+/// Starts a thread of this process that serves as the actor `name`, and replies with its
+/// task id and the runner's end of its channel (or the errno).
+fn start_thread(
+    tracer: &mut Tracer,
+    chan: &ActorEnd,
+    name: &str,
+) -> Result<(), crate::channel::ChannelError> {
+    let started = || -> Result<(ActorEnd, Channel<Command, Reply>), Errno> {
+        let (ours, theirs): (ActorEnd, Channel<Command, Reply>) = channel::pair()?;
+        // Parked high, as every actor channel: the scenario's fd numbers stay its own.
+        Ok((ours.park(CHANNEL_FD_MIN)?, theirs))
+    };
+    let (ours, theirs) = match started() {
+        Ok(pair) => pair,
+        Err(errno) => {
+            return chan.send(&Reply::Done {
+                events: tracer.take_events(),
+                outcome: Outcome::of(Err(errno)),
+            });
+        }
+    };
+    let shared = tracer.thread(name, 0);
+    let name_owned = name.to_string();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let spawn = || -> Result<i32, Errno> {
+        std::thread::Builder::new()
+            .name(name_owned.clone())
+            .spawn(move || {
+                let tid = nix::unistd::gettid().as_raw();
+                let _ = tid_tx.send(tid);
+                let mut own = shared.thread(name_owned, tid);
+                serve(&mut own, ours)
+            })
+            .map_err(|e| e.raw_os_error().map_or(Errno::EAGAIN, Errno::from_raw))?;
+        tid_rx.recv().map_err(|_| Errno::ECHILD)
+    };
+    let result = tracer.sys("thread", spawn, |_, r| crate::tracer::Described {
+        args: vec![],
+        ret: match r {
+            Ok(tid) => Ret::Ok {
+                value: i64::from(*tid),
+                name: Some(name.to_string()),
+            },
+            Err(e) => Ret::Err { errno: *e },
+        },
+        detail: None,
+    });
+    let reply = Reply::Done {
+        events: tracer.take_events(),
+        outcome: Outcome::of(result.map(i64::from)),
+    };
+    match result {
+        Ok(_) => chan.send_with_fd(&reply, theirs.as_fd()),
+        Err(_) => chan.send(&reply),
+    }
+}
+
 /// The event for a background call that has not returned yet.
 fn unfinished(tracer: &Tracer, call: crate::trace::Call) -> Event {
     Event {
         actor: tracer.actor().to_string(),
-        pid: i32::try_from(std::process::id()).unwrap_or(0),
+        pid: tracer.pid(),
         time_us: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),

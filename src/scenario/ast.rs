@@ -80,6 +80,15 @@ pub trait Stage: Clone + std::fmt::Debug {
     type Fd: Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned;
     type Addr: Clone + std::fmt::Debug + Serialize + DeserializeOwned;
     type Family: Clone + Copy + std::fmt::Debug + Serialize + DeserializeOwned;
+    type Task: Clone + std::fmt::Debug + Serialize + DeserializeOwned;
+}
+
+/// A process (or thread) a signal goes to, once resolved: its name for traces and its ids.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRef {
+    pub name: String,
+    pub tgid: i32,
+    pub tid: i32,
 }
 
 /// As written in the script.
@@ -90,6 +99,7 @@ impl Stage for Script {
     type Fd = FdArg;
     type Addr = String;
     type Family = DomainArg;
+    type Task = String;
 }
 
 /// As an actor makes the call: fd numbers, socket addresses, a concrete family.
@@ -100,6 +110,7 @@ impl Stage for Live {
     type Fd = i32;
     type Addr = SockAddr;
     type Family = Family;
+    type Task = TaskRef;
 }
 
 /// An fd argument: a name bound earlier, or a literal number.
@@ -157,6 +168,8 @@ pub enum Arg<S: Stage> {
     /// Timespecs as (seconds, nanoseconds): one for a timeout, two (interval, value) for an
     /// itimerspec; `None` for `NULL`.
     Times(Option<Vec<(i64, i64)>>),
+    /// A process (or thread) by name: where a signal goes.
+    Task(S::Task),
     /// An argument written for fidelity to strace and not used (`...`, a sigmask).
     Ignored,
 }
@@ -217,6 +230,13 @@ impl<S: Stage> Op<S> {
         }
     }
 
+    pub fn task(&self, i: usize) -> &S::Task {
+        match &self.args[i] {
+            Arg::Task(t) => t,
+            other => panic!("{}: argument {i} is {other:?}, not a task", self.name()),
+        }
+    }
+
     pub fn new_fds(&self, i: usize) -> &[String] {
         match &self.args[i] {
             Arg::NewFds(names) => names,
@@ -264,7 +284,10 @@ impl<S: Stage> Op<S> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Returns {
     Fd,
+    /// A new process (fork).
     Actor,
+    /// A new thread of the calling process.
+    Thread,
     Number,
     Nothing,
 }

@@ -32,6 +32,8 @@ pub enum Action {
     Call(fn(&mut Tracer, name: &str, &Op<Live>) -> Outcome),
     /// The actor forks; the child becomes a new actor.
     Fork,
+    /// The actor starts a thread in its process; the thread becomes a new actor.
+    Thread,
     /// The actor exits with the code in argument 0.
     Exit,
 }
@@ -353,6 +355,8 @@ pub static CALLS: &[CallSpec] = &[
     fds::RECVFROM,
     fds::POLL,
     fds::PPOLL,
+    fds::KILL,
+    fds::OPENAT,
     CallSpec {
         name: "fork",
         params: &[],
@@ -361,6 +365,15 @@ pub static CALLS: &[CallSpec] = &[
         returns: Returns::Actor,
         blocking: None,
         action: Action::Fork,
+    },
+    CallSpec {
+        name: "thread",
+        params: &[],
+        forms: &[&[]],
+        usage: "thread() = NAME",
+        returns: Returns::Thread,
+        blocking: None,
+        action: Action::Thread,
     },
     CallSpec {
         name: "drain",
@@ -449,7 +462,7 @@ fn unit(r: Result<(), Errno>) -> Outcome {
 fn fd_ref(t: &Tracer, fd: i32) -> FdRef {
     FdRef {
         num: fd,
-        name: t.name_of(fd).map(str::to_string),
+        name: t.name_of(fd),
     }
 }
 

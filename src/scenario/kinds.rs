@@ -35,6 +35,12 @@ pub enum Param {
         what: &'static str,
         table: fn() -> Vec<(&'static str, i32)>,
     },
+    /// Like `Flags`, but a number may only have bits of the table: for calls a scenario may
+    /// make only with some flags (read-only opens).
+    OnlyFlags {
+        what: &'static str,
+        table: fn() -> Vec<(&'static str, i32)>,
+    },
     /// `ADDR`, `ADDR2`, ...: an address the runner allocates per family.
     Addr,
     /// `FAMILY` (the matrix) or `AF_UNIX`, `AF_INET`, `AF_INET6`.
@@ -49,6 +55,8 @@ pub enum Param {
     ExpectBytes,
     /// Expected epoll events `[{...}, ...]`, or `...` / `[...]`.
     ExpectEvents,
+    /// A process by name (`main`, `w1`): where a signal goes.
+    Task,
     /// `[R, W]`: names for the `n` fds the call makes.
     NewFds(usize),
     /// poll's array `[{fd=E, events=POLLIN}, ...]`.
@@ -176,6 +184,28 @@ impl Ctx<'_> {
                 Val::Names(parts) => Arg::Int(self.flags(i, parts, what, &table())?),
                 _ => return Err(self.mismatch(i, what, val, span)),
             },
+            Param::OnlyFlags { what, table } => {
+                let table = table();
+                let value = match val {
+                    Val::Int(n) => in_range(*n, I32)?,
+                    Val::Names(parts) => self.flags(i, parts, what, &table)?,
+                    _ => return Err(self.mismatch(i, what, val, span)),
+                };
+                let allowed = table
+                    .iter()
+                    .fold(0i64, |all, (_, bit)| all | i64::from(*bit));
+                if value & !allowed != 0 {
+                    return Err(ParseError::new(
+                        span,
+                        format!(
+                            "argument {} of {}() must be {what}, not {value:#x}",
+                            i + 1,
+                            self.call
+                        ),
+                    ));
+                }
+                Arg::Int(value)
+            }
             Param::Addr => match val.name() {
                 Some(name)
                     if name.starts_with("ADDR")
@@ -249,6 +279,13 @@ impl Ctx<'_> {
             Param::Ellipsis { what } => match val {
                 Val::Ellipsis => Arg::Ignored,
                 _ => return Err(self.mismatch(i, what, val, span)),
+            },
+            Param::Task => match val.name() {
+                Some(name) => {
+                    self.scope.check_actor(name, span)?;
+                    Arg::Task(name.to_string())
+                }
+                None => return Err(self.mismatch(i, "a process (a name)", val, span)),
             },
             Param::NewFds(n) => match val {
                 Val::Array(items) if items.len() == n => {

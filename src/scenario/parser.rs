@@ -459,8 +459,16 @@ impl StatementParser {
                 &format!("unexpected {} after the step", t.tok.describe()),
             ));
         }
-        if op.returns() == Returns::Actor && !matches!(expect, Some(Expect::Bind(_))) {
-            return Err(at(span, "fork() must name the new process: fork() = w1"));
+        if !matches!(expect, Some(Expect::Bind(_))) {
+            match op.returns() {
+                Returns::Actor => {
+                    return Err(at(span, "fork() must name the new process: fork() = w1"));
+                }
+                Returns::Thread => {
+                    return Err(at(span, "thread() must name the new thread: thread() = t1"));
+                }
+                _ => {}
+            }
         }
         self.scope.apply(&actor, op.returns(), expect.as_ref());
         if !matches!(expect, Some(Expect::Errno(_))) {
@@ -496,15 +504,18 @@ impl StatementParser {
                      so its result cannot be named '{bound}'"
                 ),
             )),
-            (Returns::Fd | Returns::Actor, Expect::Bind(bound)) => {
-                let wanted = if op.returns() == Returns::Actor {
-                    Kind::Actor
-                } else {
+            (Returns::Fd | Returns::Actor | Returns::Thread, Expect::Bind(bound)) => {
+                let wanted = if op.returns() == Returns::Fd {
                     Kind::Fd
+                } else {
+                    Kind::Actor
                 };
                 self.scope.check_bindable(bound, wanted, span)
             }
             (Returns::Actor, _) => Err(at(span, "fork() must name the new process: fork() = w1")),
+            (Returns::Thread, _) => {
+                Err(at(span, "thread() must name the new thread: thread() = t1"))
+            }
             _ => Ok(()),
         }
     }

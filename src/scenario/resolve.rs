@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::ast::{Arg, Data, DomainArg, EventArg, FdArg, Live, Op, Script};
+use super::ast::{Arg, Data, DomainArg, EventArg, FdArg, Live, Op, Script, TaskRef};
 use crate::addr::{Family, SockAddr};
 
 /// A name with no value: the step that should have bound it did not succeed.
@@ -26,6 +26,7 @@ pub fn resolve(
     names: &HashMap<String, i32>,
     family: Family,
     mut addr: impl FnMut(&str) -> SockAddr,
+    task: impl Fn(&str) -> Option<TaskRef>,
 ) -> Result<Resolved, Unbound> {
     let fd = |arg: &FdArg| -> Result<i32, Unbound> {
         match arg {
@@ -64,6 +65,7 @@ pub fn resolve(
             Arg::ExpectBytes(_) => Arg::ExpectBytes(None),
             Arg::ExpectEvents(_) => Arg::ExpectEvents(None),
             Arg::NewFds(names) => Arg::NewFds(names.clone()),
+            Arg::Task(name) => Arg::Task(task(name).ok_or_else(|| Unbound(name.clone()))?),
             Arg::PollFds(fds) => Arg::PollFds(
                 fds.iter()
                     .map(|(f, events)| Ok((fd(f)?, *events)))

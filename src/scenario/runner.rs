@@ -17,7 +17,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::actor;
-use super::ast::{Arg, Expect, Returns, Scenario, Span, Step, Stmt};
+use super::ast::{Arg, Expect, Returns, Scenario, Span, Step, Stmt, TaskRef};
 use super::calls::Action;
 use super::expect::check_step;
 use super::protocol::{Command, Outcome, Reply, RunnerEnd};
@@ -151,8 +151,11 @@ struct Actor {
     name: String,
     pid: Pid,
     chan: RunnerEnd,
-    /// Script names of fds → numbers in this process.
-    names: HashMap<String, i32>,
+    /// The thread (task) that makes its calls: `pid` itself for a process.
+    tid: Pid,
+    /// Its process's table of script names of fds → numbers, in [`Run::tables`]: the
+    /// threads of a process share it, as they share the fd table.
+    table: usize,
     pending: Option<Pending>,
     /// Whether its latest background call has returned (for `woken`).
     background_done: Option<bool>,
@@ -166,6 +169,8 @@ struct Run<'a> {
     options: &'a RunOptions,
     family: Family,
     actors: Vec<Actor>,
+    /// Per process: script names of fds → numbers.
+    tables: Vec<HashMap<String, i32>>,
     addrs: HashMap<String, SockAddr>,
     dir: PathBuf,
     trace: Vec<Event>,
@@ -198,6 +203,7 @@ impl<'a> Run<'a> {
             options,
             family,
             actors: vec![],
+            tables: vec![],
             addrs: HashMap::new(),
             dir,
             trace: vec![],
@@ -209,15 +215,17 @@ impl<'a> Run<'a> {
     }
 
     /// Adds an actor, and registers its pid for [`abort_all`].
-    fn add_actor(&mut self, name: String, pid: Pid, chan: RunnerEnd, names: HashMap<String, i32>) {
+    /// Adds an actor: a thread `tid` of process `pid` whose names are in table `table`.
+    fn add_actor(&mut self, name: String, (pid, tid): (Pid, Pid), chan: RunnerEnd, table: usize) {
         if let Some((pids, _)) = active().get_mut(&self.instance) {
             pids.push(pid);
         }
         self.actors.push(Actor {
             name,
             pid,
+            tid,
             chan,
-            names,
+            table,
             pending: None,
             background_done: None,
             last_dur_us: None,
@@ -273,7 +281,8 @@ impl<'a> Run<'a> {
             }
             ForkResult::Parent { child } => {
                 drop(theirs);
-                self.add_actor("main".into(), child, ours, HashMap::new());
+                self.tables.push(HashMap::new());
+                self.add_actor("main".into(), (child, child), ours, 0);
                 self.wait_ready()
             }
         }
@@ -396,7 +405,18 @@ impl<'a> Run<'a> {
                 })
                 .clone()
         };
-        super::resolve::resolve(&step.op, &self.actors[idx].names, family, addr)
+        let actors = &self.actors;
+        // A process that has exited has no pid to signal: its name has no value any more.
+        let task = |name: &str| {
+            let actor = actors.iter().find(|a| a.name == name && !a.exited)?;
+            Some(TaskRef {
+                name: name.to_string(),
+                tgid: actor.pid.as_raw(),
+                tid: actor.tid.as_raw(),
+            })
+        };
+        let names = &self.tables[actors[idx].table];
+        super::resolve::resolve(&step.op, names, family, addr, task)
             .map_err(|why| fail(self.scenario, step.span, why.to_string(), None))
     }
 
@@ -476,7 +496,8 @@ impl<'a> Run<'a> {
 
     fn hung(&self, idx: usize, step: &Step) -> Failure {
         let actor = &self.actors[idx];
-        let state = procfs::state(actor.pid).map_or_else(|| "gone".into(), String::from);
+        let state =
+            procfs::task_state(actor.pid, actor.tid).map_or_else(|| "gone".into(), String::from);
         fail(
             self.scenario,
             step.span,
@@ -526,7 +547,7 @@ impl<'a> Run<'a> {
             .trace
             .last()
             .map(|e| e.render(crate::trace::Format::SYMBOLIC.with_actors(true)));
-        let names = &self.actors[idx].names;
+        let names = &self.tables[self.actors[idx].table];
         if let Err(why) = check_step(step, &outcome, names) {
             return Err(fail(self.scenario, step.span, why, actual));
         }
@@ -543,10 +564,11 @@ impl<'a> Run<'a> {
                 }
             }
         }
+        let table = self.actors[idx].table;
         for arg in &step.op.args {
             if let Arg::NewFds(names) = arg {
                 for (name, &fd) in names.iter().zip(&outcome.fds) {
-                    self.actors[idx].names.insert(name.clone(), fd);
+                    self.tables[table].insert(name.clone(), fd);
                 }
             }
         }
@@ -555,13 +577,22 @@ impl<'a> Run<'a> {
         match (&step.expect, step.op.returns()) {
             (Some(Expect::Bind(child)), Returns::Actor) => {
                 if let Some(chan) = fd {
-                    let names = self.actors[idx].names.clone();
+                    // The child's fd table is a copy of its parent's.
+                    self.tables.push(self.tables[table].clone());
                     let pid = Pid::from_raw(number);
-                    self.add_actor(child.clone(), pid, channel::Channel::from_fd(chan), names);
+                    let chan = channel::Channel::from_fd(chan);
+                    self.add_actor(child.clone(), (pid, pid), chan, self.tables.len() - 1);
+                }
+            }
+            (Some(Expect::Bind(thread)), Returns::Thread) => {
+                if let Some(chan) = fd {
+                    let ids = (self.actors[idx].pid, Pid::from_raw(number));
+                    let chan = channel::Channel::from_fd(chan);
+                    self.add_actor(thread.clone(), ids, chan, table);
                 }
             }
             (Some(Expect::Bind(name)), _) => {
-                self.actors[idx].names.insert(name.clone(), number);
+                self.tables[table].insert(name.clone(), number);
             }
             (Some(Expect::Capture(var)), _) => {
                 self.captures.insert(var.clone(), value);
@@ -582,7 +613,12 @@ impl<'a> Run<'a> {
             // The channel reaches EOF as the process exits; until then re-check every ms.
             readable(&self.actors[idx].chan, Duration::from_millis(1));
         }
-        self.actors[idx].exited = true;
+        // Every thread of the process is gone with it.
+        for actor in &mut self.actors {
+            if actor.pid == pid {
+                actor.exited = true;
+            }
+        }
         let actor = &self.actors[idx];
         let mut event = note(&format!("{} exited", actor.name));
         event.actor = actor.name.clone();

@@ -27,9 +27,12 @@ impl Kind {
     }
 }
 
-/// Names known so far: their kind, which fds each actor can see, and captured values.
+/// Names known so far: their kind, which fds each process can see, and captured values.
 pub struct Scope {
     kinds: HashMap<String, Kind>,
+    /// The process each actor is a thread of (named by its first actor).
+    process: HashMap<String, String>,
+    /// The fds each process can see: all its threads see the same.
     visible: HashMap<String, HashSet<String>>,
     pub captures: HashSet<String>,
 }
@@ -40,8 +43,11 @@ impl Scope {
         kinds.insert("main".to_string(), Kind::Actor);
         let mut visible = HashMap::new();
         visible.insert("main".to_string(), HashSet::new());
+        let mut process = HashMap::new();
+        process.insert("main".to_string(), "main".to_string());
         Scope {
             kinds,
+            process,
             visible,
             captures: HashSet::new(),
         }
@@ -57,7 +63,8 @@ impl Scope {
             None => Err(err(
                 span,
                 format!(
-                    "undefined name '{name}': processes are main and those made by fork() = NAME"
+                    "undefined name '{name}': processes are main and those made by fork() = NAME \
+                     or thread() = NAME"
                 ),
             )),
         }
@@ -78,8 +85,13 @@ impl Scope {
         }
     }
 
+    fn process_of<'a>(&'a self, actor: &'a str) -> &'a str {
+        self.process.get(actor).map_or(actor, String::as_str)
+    }
+
     pub fn check_fd(&self, name: &str, actor: &str, span: Span) -> Result<(), ParseError> {
-        if self.visible.get(actor).is_some_and(|v| v.contains(name)) {
+        let process = self.process_of(actor);
+        if self.visible.get(process).is_some_and(|v| v.contains(name)) {
             return Ok(());
         }
         match self.kinds.get(name) {
@@ -100,8 +112,9 @@ impl Scope {
     /// Records a name for an fd the actor made (a pipe's or a socketpair's ends).
     pub fn bind_fd(&mut self, actor: &str, name: &str) {
         self.kinds.insert(name.to_string(), Kind::Fd);
+        let process = self.process_of(actor).to_string();
         self.visible
-            .entry(actor.to_string())
+            .entry(process)
             .or_default()
             .insert(name.to_string());
     }
@@ -110,17 +123,21 @@ impl Scope {
     pub fn apply(&mut self, actor: &str, returns: Returns, expect: Option<&Expect>) {
         match (returns, expect) {
             (Returns::Actor, Some(Expect::Bind(child))) => {
-                let inherited = self.visible.get(actor).cloned().unwrap_or_default();
+                let inherited = self
+                    .visible
+                    .get(self.process_of(actor))
+                    .cloned()
+                    .unwrap_or_default();
                 self.visible.insert(child.clone(), inherited);
+                self.process.insert(child.clone(), child.clone());
                 self.kinds.insert(child.clone(), Kind::Actor);
             }
-            (_, Some(Expect::Bind(name))) => {
-                self.kinds.insert(name.clone(), Kind::Fd);
-                self.visible
-                    .entry(actor.to_string())
-                    .or_default()
-                    .insert(name.clone());
+            (Returns::Thread, Some(Expect::Bind(thread))) => {
+                let process = self.process_of(actor).to_string();
+                self.process.insert(thread.clone(), process);
+                self.kinds.insert(thread.clone(), Kind::Actor);
             }
+            (_, Some(Expect::Bind(name))) => self.bind_fd(actor, name),
             (_, Some(Expect::Capture(var))) => {
                 self.captures.insert(var.clone());
             }

@@ -157,6 +157,15 @@ pub fn epoll_pwait2(
     Ok(buf[..n].iter().map(|e| (e.events, e.u64)).collect())
 }
 
+/// openat with the caller's flags, which the scenario language keeps read-only: nothing on
+/// disk changes. The path ends at its first NUL byte, as a C string does.
+pub fn openat(dir: RawFd, path: &[u8], flags: i32) -> Result<RawFd, Errno> {
+    let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+    let path = std::ffi::CString::new(&path[..end]).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: path is NUL-terminated and outlives the call; no mode is read without O_CREAT.
+    check(unsafe { libc::openat(dir, path.as_ptr(), flags) })
+}
+
 /// tgkill: a signal to one thread of one process (a process is its main thread).
 pub fn tgkill(tgid: i32, tid: i32, signal: i32) -> Result<(), Errno> {
     // SAFETY: plain syscall with integer arguments.

@@ -9,7 +9,23 @@ use nix::unistd::Pid;
 
 /// The one-letter state of a process (R, S, D, Z, ...), `None` if it is gone.
 pub fn state(pid: Pid) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    state_at(&format!("/proc/{pid}"))
+}
+
+/// The state of thread `tid` of process `pid` (`/proc/PID/task/TID`).
+pub fn task_state(pid: Pid, tid: Pid) -> Option<char> {
+    state_at(&format!("/proc/{pid}/task/{tid}"))
+}
+
+/// Whether thread `tid` of process `pid` is asleep waiting for an event inside one of
+/// `syscalls` (for a process, `tid` is `pid`: its main thread).
+pub fn task_asleep_in(pid: Pid, tid: Pid, syscalls: &[i64]) -> bool {
+    let dir = format!("/proc/{pid}/task/{tid}");
+    state_at(&dir) == Some('S') && syscall_at(&dir).is_some_and(|nr| syscalls.contains(&nr))
+}
+
+fn state_at(dir: &str) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
     // The command name in parentheses may contain anything, so split after its last ')'.
     let (_, rest) = stat.rsplit_once(')')?;
     rest.split_whitespace().next()?.chars().next()
@@ -23,7 +39,11 @@ pub fn exited(pid: Pid) -> bool {
 /// The number of the system call `pid` is in, `None` when it runs in user space, is gone, or
 /// the kernel does not say.
 pub fn syscall(pid: Pid) -> Option<i64> {
-    std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+    syscall_at(&format!("/proc/{pid}"))
+}
+
+fn syscall_at(dir: &str) -> Option<i64> {
+    std::fs::read_to_string(format!("{dir}/syscall"))
         .ok()?
         .split_whitespace()
         .next()?

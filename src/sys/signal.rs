@@ -25,6 +25,25 @@ pub fn ignore_sigpipe() {
     set_disposition(Signal::SIGPIPE, SigHandler::SigIgn);
 }
 
+extern "C" fn interrupt(_: libc::c_int) {}
+
+/// SIGUSR1 and SIGUSR2 get a handler that does nothing, installed without SA_RESTART: the
+/// signal interrupts a blocked call (`-1 EINTR`) and changes nothing else, as in the kernel's
+/// and LTP's epoll tests.
+pub fn interrupt_on_user_signals() -> Result<(), Errno> {
+    use nix::sys::signal::{SaFlags, SigAction, sigaction};
+    let action = SigAction::new(
+        SigHandler::Handler(interrupt),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGUSR1, Signal::SIGUSR2] {
+        // SAFETY: the handler does nothing at all, so it is async-signal-safe.
+        unsafe { sigaction(signal, &action) }?;
+    }
+    Ok(())
+}
+
 /// Gives a forked child the signal state of a freshly exec'd program: nothing blocked and
 /// default dispositions for `signals` (without it the child would inherit a blocked
 /// SIGTERM/SIGINT, unkillable by Ctrl-C).

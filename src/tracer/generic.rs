@@ -49,7 +49,7 @@ impl Tracer {
         Part::Addr(AddrRef {
             addr: addr.clone(),
             len: raw.len(),
-            alias: self.names.alias(addr),
+            alias: self.names().alias(addr),
         })
     }
 
@@ -65,7 +65,7 @@ impl Tracer {
                 Part::Struct(vec![(
                     "u64".into(),
                     Part::Named {
-                        name: self.names.data.get(&data).cloned(),
+                        name: self.names().data.get(&data).cloned(),
                         raw: data.to_string(),
                     },
                 )]),
@@ -76,7 +76,7 @@ impl Tracer {
     /// Names the fds a call made (`pipe2`'s two ends) and returns them as parts.
     pub fn name_new_fds(&mut self, fds: &[RawFd], names: &[String]) -> Vec<Part> {
         for (&fd, name) in fds.iter().zip(names) {
-            self.names.fds.insert(fd, name.clone());
+            self.names().fds.insert(fd, name.clone());
         }
         fds.iter().map(|&fd| self.fd_part(fd)).collect()
     }

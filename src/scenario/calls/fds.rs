@@ -7,7 +7,7 @@ use nix::errno::Errno;
 
 use super::{Action, Blocking, CallSpec, MAXEVENTS, READ_RANGE, count, number};
 use crate::names::{self, flags_name, name_of};
-use crate::scenario::ast::{Live, Op, Returns};
+use crate::scenario::ast::{Live, Op, Returns, TaskRef};
 use crate::scenario::kinds::{MAX_BYTES, Param};
 use crate::scenario::protocol::Outcome;
 use crate::sys::{self, fds};
@@ -290,6 +290,76 @@ pub const RECVFROM: CallSpec = CallSpec {
     }),
 };
 
+pub const OPENAT: CallSpec = CallSpec {
+    name: "openat",
+    params: &[
+        flags("the directory", || names::AT_DIRS.to_vec()),
+        Param::Bytes,
+        // Read-only flags only: a scenario reads files (a regular file for epoll_ctl's EPERM),
+        // it never creates or changes one.
+        Param::OnlyFlags {
+            what: "read-only flags",
+            table: || names::OPEN_FLAGS.to_vec(),
+        },
+    ],
+    forms: &[&[0, 1, 2]],
+    usage: "openat(AT_FDCWD, \"/etc/passwd\", O_RDONLY)",
+    returns: Returns::Fd,
+    blocking: None,
+    action: Action::Call(|t, name, op| {
+        let (dir, path, flags): (i32, &[u8], i32) = (op.int(0), op.bytes(1), op.int(2));
+        number(t.sys(
+            "openat",
+            || fds::openat(dir, path, flags),
+            |t, r| Described {
+                args: vec![
+                    Part::text(name_of(names::AT_DIRS, dir)),
+                    Part::text(quote_bytes(path)),
+                    Part::text(open_flags_name(flags)),
+                ],
+                ret: t.fd_ret(r, name),
+                detail: None,
+            },
+        ))
+    }),
+};
+
+pub const KILL: CallSpec = CallSpec {
+    name: "kill",
+    params: &[Param::Task, flags("the signal", || names::SIGNALS.to_vec())],
+    forms: &[&[0, 1]],
+    usage: "kill(w1, SIGUSR1)",
+    returns: Returns::Number,
+    blocking: None,
+    action: Action::Call(|t, _, op| {
+        let (task, signal): (&TaskRef, i32) = (op.task(0), op.int(1));
+        // A process is its main thread: tgkill reaches exactly the task named.
+        let whom = if task.tgid == task.tid {
+            task.tid.to_string()
+        } else {
+            format!("{}/{}", task.tgid, task.tid)
+        };
+        Outcome::of(
+            t.sys(
+                "kill",
+                || fds::tgkill(task.tgid, task.tid, signal),
+                |_, r| Described {
+                    args: vec![
+                        Part::Named {
+                            name: Some(task.name.clone()),
+                            raw: whom,
+                        },
+                        Part::text(name_of(names::SIGNALS, signal)),
+                    ],
+                    ret: ret(r, |()| 0),
+                    detail: None,
+                },
+            )
+            .map(|()| 0),
+        )
+    }),
+};
+
 /// The syscalls poll() and ppoll() can sleep in (glibc may make one through the other).
 #[cfg(target_arch = "x86_64")]
 const POLL_SYSCALLS: &[i64] = &[libc::SYS_poll, libc::SYS_ppoll];
@@ -391,6 +461,14 @@ pub const EPOLL_PWAIT2: CallSpec = CallSpec {
         }
     }),
 };
+
+/// `O_RDONLY|O_NONBLOCK`, as strace names open flags: the access mode first.
+fn open_flags_name(flags: i32) -> String {
+    match flags_name(flags, names::OPEN_FLAGS) {
+        rest if rest == "0" => "O_RDONLY".into(),
+        rest => format!("O_RDONLY|{rest}"),
+    }
+}
 
 fn timespec((sec, nsec): (i64, i64)) -> Part {
     Part::text(format!("{{tv_sec={sec}, tv_nsec={nsec}}}"))

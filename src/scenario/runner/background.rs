@@ -69,7 +69,7 @@ impl Run<'_> {
                     .spec()
                     .blocking
                     .map_or(&[][..], |b| b.syscalls);
-                let asleep = procfs::asleep_in(actor.pid, syscalls);
+                let asleep = procfs::task_asleep_in(actor.pid, actor.tid, syscalls);
                 pending.confirmations = if asleep { pending.confirmations + 1 } else { 0 };
                 if pending.confirmations < BLOCKED_CONFIRMATIONS {
                     settled = false;
