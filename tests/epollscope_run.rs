@@ -213,8 +213,12 @@ fn a_directory_includes_its_subdirectories() {
     std::fs::remove_dir(&sub).expect("rmdir");
     assert_eq!(out.status.code(), Some(0));
     let listed = stdout(&out);
-    let top = listed.find("/nested.scn").expect("the top-level file is listed");
-    let deep = listed.find("sub/deeper.scn").expect("the nested file is listed");
+    let top = listed
+        .find("/nested.scn")
+        .expect("the top-level file is listed");
+    let deep = listed
+        .find("sub/deeper.scn")
+        .expect("the nested file is listed");
     assert!(top < deep, "{listed}");
 }
 

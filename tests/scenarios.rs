@@ -78,10 +78,7 @@ fn every_scenario_file_at_any_depth_has_a_snapshot() {
     let root = std::path::Path::new("scenarios");
     let mut files = vec![];
     scn_files(root, &mut files);
-    let nested = files
-        .iter()
-        .filter(|p| p.parent() != Some(root))
-        .count();
+    let nested = files.iter().filter(|p| p.parent() != Some(root)).count();
     assert!(nested > 0, "no scenario in a subdirectory of scenarios/");
     for path in &files {
         let relative = path.strip_prefix(root).expect("under scenarios/");
