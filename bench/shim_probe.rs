@@ -12,6 +12,13 @@
 //!   the master makes N connections, each
 //!   answered by a worker, then stops the workers cleanly (they exit, so traces are complete).
 //!   Workers accept non-blocking after every wake, so a woken loser sees EAGAIN: the herd.
+//!   `prefork-spawn W N`: the same, with a CLONE_VM child (as vfork makes) that closes every
+//!   fd, the listener included, and execs /bin/true between the listen and the forks.
+//! * `sweep`, `spawn DIR`, `pending-sigpipe`, `signals N`, `killable N`: the shim must be
+//!   invisible to its host; see shim_probe_host.rs.
+
+#[path = "shim_probe_host.rs"]
+mod host;
 
 use std::io::{BufRead, Write};
 use std::net::TcpStream;
@@ -26,7 +33,7 @@ fn set_errno(v: i32) {
 }
 
 /// A loopback listener on an ephemeral port: (fd, port).
-fn listener() -> (i32, u16) {
+pub fn listener() -> (i32, u16) {
     // SAFETY: plain libc calls on our own fd and a stack sockaddr.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
@@ -186,8 +193,12 @@ fn worker(fd: i32) -> ! {
     }
 }
 
-fn prefork(workers: usize, connections: usize) {
+fn prefork(workers: usize, connections: usize, spawn: bool) {
     let (fd, port) = listener();
+    if spawn {
+        // A child sharing our memory closes every fd, the listener included, and execs.
+        host::spawn_shared_vm();
+    }
     // SAFETY: fcntl on our own listener.
     unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
     let mut quit = [0i32; 2];
@@ -271,9 +282,18 @@ fn main() {
         Some("threads") => threads(num(1), num(2)),
         Some("errno") => errno_checks(),
         Some("serve-fork") => serve_fork(num(1)),
-        Some("prefork") => prefork(num(1), num(2)),
+        Some("prefork") => prefork(num(1), num(2), false),
+        Some("prefork-spawn") => prefork(num(1), num(2), true),
+        Some("sweep") => host::sweep(),
+        Some("spawn") => host::spawn(args.get(1).map_or("/tmp", String::as_str)),
+        Some("pending-sigpipe") => host::pending_sigpipe(),
+        Some("signals") => host::signals(num(1)),
+        Some("killable") => host::killable(num(1)),
         _ => {
-            eprintln!("usage: shim_probe threads N M | errno | serve-fork W | prefork W N");
+            eprintln!(
+                "usage: shim_probe threads N M | errno | serve-fork W | prefork W N | \
+                 prefork-spawn W N | sweep | spawn DIR | pending-sigpipe | signals N | killable N"
+            );
             std::process::exit(2);
         }
     }

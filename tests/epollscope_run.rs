@@ -292,6 +292,22 @@ fn under_both_shows_the_herd_disappear() {
     );
 }
 
+/// The shim says which fast path it chose once per run, not once per scenario instance.
+#[test]
+fn under_fastsocket_the_fast_path_is_announced_once() {
+    let lib = shim_support::preload_lib();
+    let out = run_clean(
+        tool("epollscope")
+            .args(["run", "--under", "both", "-j", "2"])
+            .args(["scenarios/call-pipe2.scn", "scenarios/call-udp.scn"])
+            .args(["scenarios/herd-epoll-shared-listener.scn"])
+            .env("EPOLLSCOPE_PRELOAD", &lib),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = stderr(&out).matches("fast path: ").count();
+    assert_eq!(said, 1, "{}", stderr(&out));
+}
+
 #[test]
 fn under_fastsocket_without_the_shim_library_is_bad_input() {
     let out = run_clean(

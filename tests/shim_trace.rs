@@ -129,10 +129,7 @@ fn raw_format_is_the_strace_like_rendering() {
     .output()
     .unwrap();
     assert!(out.status.success());
-    let mut text = String::new();
-    for e in std::fs::read_dir(&dir).unwrap().flatten() {
-        text.push_str(&std::fs::read_to_string(e.path()).unwrap());
-    }
+    let text = trace_text(&dir);
     assert!(
         text.contains("listen(") && text.contains(", 128) = 0 <0."),
         "{text}"

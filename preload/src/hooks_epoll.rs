@@ -24,7 +24,7 @@ pub unsafe extern "C" fn epoll_create(size: c_int) -> c_int {
     };
     let start = now_us();
     // SAFETY: as above.
-    let value = unsafe { real(size) } as i64;
+    let value = e.plain(|| unsafe { real(size) }) as i64;
     // epoll_create's size is a number, not an fd; the formatter prints an FdRef as its number.
     finish(&e, start, value, || Call::Builtin {
         name: "epoll_create".into(),
@@ -43,7 +43,7 @@ pub unsafe extern "C" fn epoll_create1(flags: c_int) -> c_int {
     };
     let start = now_us();
     // SAFETY: as above.
-    let value = unsafe { real(flags) } as i64;
+    let value = e.plain(|| unsafe { real(flags) }) as i64;
     finish(&e, start, value, || Call::EpollCreate1 { flags }) as c_int
 }
 
@@ -67,13 +67,13 @@ pub unsafe extern "C" fn epoll_ctl(
     let Some(real) = real::epoll_ctl() else {
         return enosys();
     };
-    let Some(e) = enter() else {
+    let Some(mut e) = enter() else {
         // SAFETY: the caller's arguments, passed through unchanged.
         return unsafe { real(epfd, op, target, event) };
     };
     let mut value = None;
-    if let Some(fp) = &e.shim.fastpath
-        && op == libc::EPOLL_CTL_ADD
+    if op == libc::EPOLL_CTL_ADD
+        && let Some(fp) = e.fastpath()
         && fp.table().is_listen(target)
     {
         let start = now_us();
@@ -89,6 +89,7 @@ pub unsafe extern "C" fn epoll_ctl(
                     _ => (0, 0),
                 };
                 e.shim.record(
+                    e.pid,
                     start,
                     || Call::Builtin {
                         name: "listen_spawn".into(),
@@ -110,7 +111,8 @@ pub unsafe extern "C" fn epoll_ctl(
     }
     let start = now_us();
     // SAFETY: the caller's arguments, passed through unchanged.
-    let value = value.unwrap_or_else(|| unsafe { real(epfd, op, target, event) } as i64);
+    let value =
+        value.unwrap_or_else(|| e.plain(|| unsafe { real(epfd, op, target, event) }) as i64);
     let readable = !(value < 0 && errno() == libc::EFAULT);
     finish(&e, start, value, || Call::EpollCtl {
         epfd: fd(epfd),
@@ -151,7 +153,7 @@ pub unsafe extern "C" fn epoll_wait(
     };
     let start = now_us();
     // SAFETY: as above.
-    let value = unsafe { real(epfd, events, maxevents, timeout) } as i64;
+    let value = e.plain(|| unsafe { real(epfd, events, maxevents, timeout) }) as i64;
     finish(&e, start, value, || Call::EpollWait {
         epfd: fd(epfd),
         events: returned(events, value),
@@ -178,7 +180,7 @@ pub unsafe extern "C" fn epoll_pwait(
     };
     let start = now_us();
     // SAFETY: as above.
-    let value = unsafe { real(epfd, events, maxevents, timeout, sigmask) } as i64;
+    let value = e.plain(|| unsafe { real(epfd, events, maxevents, timeout, sigmask) }) as i64;
     finish(&e, start, value, || Call::EpollWait {
         epfd: fd(epfd),
         events: returned(events, value),
@@ -205,7 +207,7 @@ pub unsafe extern "C" fn epoll_pwait2(
     };
     let start = now_us();
     // SAFETY: as above.
-    let value = unsafe { real(epfd, events, maxevents, timeout, sigmask) } as i64;
+    let value = e.plain(|| unsafe { real(epfd, events, maxevents, timeout, sigmask) }) as i64;
     let readable = !(value < 0 && errno() == libc::EFAULT);
     // SAFETY: the kernel read the timeout without EFAULT during the call.
     let timeout = if readable {

@@ -21,7 +21,7 @@ pub fn enosys() -> c_int {
 /// Traces a finished call, keeping errno as the call left it; returns `value`.
 pub fn finish(e: &Entered, start: u64, value: i64, call: impl FnOnce() -> Call) -> i64 {
     let errno = errno();
-    e.shim.record(start, call, value, errno);
+    e.shim.record(e.pid, start, call, value, errno);
     set_errno(errno);
     value
 }
@@ -86,7 +86,7 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_
         .filter(|fp| fp.backend() == Backend::Module)
         .and_then(|fp| fast(|| fp.socket(domain, ty, protocol)))
         // SAFETY: the caller's arguments, passed through unchanged.
-        .unwrap_or_else(|| unsafe { real(domain, ty, protocol) } as i64);
+        .unwrap_or_else(|| e.plain(|| unsafe { real(domain, ty, protocol) }) as i64);
     finish(&e, start, value, || Call::Socket {
         domain,
         ty,
@@ -99,18 +99,18 @@ pub unsafe extern "C" fn bind(sock: c_int, addr: *const sockaddr, len: socklen_t
     let Some(real) = real::bind() else {
         return enosys();
     };
-    let Some(e) = enter() else {
+    let Some(mut e) = enter() else {
         // SAFETY: the caller's arguments, passed through unchanged.
         return unsafe { real(sock, addr, len) };
     };
-    if let Some(fp) = &e.shim.fastpath {
+    if let Some(fp) = e.fastpath() {
         let saved = errno();
         let _ = guarded(|| fp.before_bind(sock));
         set_errno(saved);
     }
     let start = now_us();
     // SAFETY: the caller's arguments, passed through unchanged.
-    let value = unsafe { real(sock, addr, len) } as i64;
+    let value = e.plain(|| unsafe { real(sock, addr, len) }) as i64;
     let efault = value < 0 && errno() == libc::EFAULT;
     finish(&e, start, value, || {
         addr_call("bind", sock, addr_ref(addr, len, efault))
@@ -128,7 +128,7 @@ pub unsafe extern "C" fn connect(sock: c_int, addr: *const sockaddr, len: sockle
     };
     let start = now_us();
     // SAFETY: the caller's arguments, passed through unchanged.
-    let value = unsafe { real(sock, addr, len) } as i64;
+    let value = e.plain(|| unsafe { real(sock, addr, len) }) as i64;
     let efault = value < 0 && errno() == libc::EFAULT;
     finish(&e, start, value, || {
         addr_call("connect", sock, addr_ref(addr, len, efault))
@@ -140,18 +140,16 @@ pub unsafe extern "C" fn listen(sock: c_int, backlog: c_int) -> c_int {
     let Some(real) = real::listen() else {
         return enosys();
     };
-    let Some(e) = enter() else {
+    let Some(mut e) = enter() else {
         // SAFETY: the caller's arguments, passed through unchanged.
         return unsafe { real(sock, backlog) };
     };
     let start = now_us();
     let value = e
-        .shim
-        .fastpath
-        .as_ref()
+        .fastpath()
         .and_then(|fp| fast(|| fp.listen(sock, backlog).map(|()| 0)))
         // SAFETY: the caller's arguments, passed through unchanged.
-        .unwrap_or_else(|| unsafe { real(sock, backlog) } as i64);
+        .unwrap_or_else(|| e.plain(|| unsafe { real(sock, backlog) }) as i64);
     finish(&e, start, value, || Call::Listen {
         fd: fd(sock),
         backlog,
@@ -202,7 +200,7 @@ pub unsafe extern "C" fn accept(sock: c_int, addr: *mut sockaddr, len: *mut sock
         .as_ref()
         .and_then(|fp| fast_accept(fp.as_ref(), sock, addr, len, 0))
         // SAFETY: the caller's arguments, passed through unchanged.
-        .unwrap_or_else(|| unsafe { real(sock, addr, len) } as i64);
+        .unwrap_or_else(|| e.plain(|| unsafe { real(sock, addr, len) }) as i64);
     finish(&e, start, value, || Call::Accept { fd: fd(sock) }) as c_int
 }
 
@@ -227,7 +225,7 @@ pub unsafe extern "C" fn accept4(
         .as_ref()
         .and_then(|fp| fast_accept(fp.as_ref(), sock, addr, len, flags))
         // SAFETY: the caller's arguments, passed through unchanged.
-        .unwrap_or_else(|| unsafe { real(sock, addr, len, flags) } as i64);
+        .unwrap_or_else(|| e.plain(|| unsafe { real(sock, addr, len, flags) }) as i64);
     finish(&e, start, value, || Call::Accept4 {
         fd: fd(sock),
         flags,
@@ -239,22 +237,22 @@ pub unsafe extern "C" fn close(target: c_int) -> c_int {
     let Some(real) = real::close() else {
         return enosys();
     };
-    let Some(e) = enter() else {
+    let Some(mut e) = enter() else {
         // SAFETY: the caller's arguments, passed through unchanged.
         return unsafe { real(target) };
     };
-    if let Some(sink) = &e.shim.sink {
+    let fastpath = e.fastpath();
+    if let Some(sink) = &e.shim.sink
+        && !e.vm_child
+    {
         sink.protect(target);
     }
     let start = now_us();
-    let value = e
-        .shim
-        .fastpath
-        .as_ref()
+    let value = fastpath
         .filter(|fp| fp.backend() == Backend::Module || fp.table().is_listen(target))
         .and_then(|fp| fast(|| fp.close(target).map(|()| 0)))
         // SAFETY: the caller's arguments, passed through unchanged.
-        .unwrap_or_else(|| unsafe { real(target) } as i64);
+        .unwrap_or_else(|| e.plain(|| unsafe { real(target) }) as i64);
     finish(&e, start, value, || Call::Close { fd: fd(target) }) as c_int
 }
 
@@ -263,18 +261,16 @@ pub unsafe extern "C" fn shutdown(sock: c_int, how: c_int) -> c_int {
     let Some(real) = real::shutdown() else {
         return enosys();
     };
-    let Some(e) = enter() else {
+    let Some(mut e) = enter() else {
         // SAFETY: the caller's arguments, passed through unchanged.
         return unsafe { real(sock, how) };
     };
     let start = now_us();
     let value = e
-        .shim
-        .fastpath
-        .as_ref()
+        .fastpath()
         .filter(|fp| fp.table().is_listen(sock))
         .and_then(|fp| fast(|| fp.shutdown(sock, how).map(|()| 0)))
         // SAFETY: the caller's arguments, passed through unchanged.
-        .unwrap_or_else(|| unsafe { real(sock, how) } as i64);
+        .unwrap_or_else(|| e.plain(|| unsafe { real(sock, how) }) as i64);
     finish(&e, start, value, || Call::Shutdown { fd: fd(sock), how }) as c_int
 }

@@ -1,23 +1,33 @@
-//! Calls that change the fd table or the process: dup, dup2, dup3, fork, the exec family and
-//! _exit. Exec and _exit flush the trace first (the buffer would be lost with the image);
-//! fork flushes in its prepare handler (see the crate root), so a line is written once.
+//! Calls that change the fd table or the process: dup, dup2, dup3, close_range, closefrom,
+//! fork and the exec family. Exec flushes a stream's buffer first (it would be lost with the
+//! image); fork flushes in its prepare handler (see the crate root), so a line is written once.
+//! A vfork child, which shares its parent's memory, changes none of the parent's state here.
 #![allow(clippy::missing_safety_doc)] // C entry points: the contract is the C function's.
 
-use libc::{c_char, c_int, c_uint, pid_t};
+use libc::{c_char, c_int, c_uint, c_void, pid_t};
 
 use epollscope::trace::Call;
 
 use crate::hooks_net::{enosys, finish};
 use crate::record::{fd, now_us};
-use crate::{Entered, enter, flush, real};
+use crate::{Entered, enter, real};
 
-/// Keeps the listen table in step with the fd table, and the sink out of the way.
-fn note_dup(e: &Entered, old: c_int, new: i64) {
+/// Keeps the listen table in step with the fd table.
+fn note_dup(e: &mut Entered, old: c_int, new: i64) {
     if new < 0 {
         return;
     }
-    if let Some(fp) = &e.shim.fastpath {
+    if let Some(fp) = e.fastpath() {
         let _ = crate::guarded(|| fp.table().duplicate(old, new as c_int));
+    }
+}
+
+/// Moves a stream sink's fd out of the way of the host's dup2/dup3 onto `new`.
+fn protect(e: &mut Entered, new: c_int) {
+    if !e.shared_vm_child()
+        && let Some(sink) = &e.shim.sink
+    {
+        sink.protect(new);
     }
 }
 
@@ -26,14 +36,14 @@ pub unsafe extern "C" fn dup(old: c_int) -> c_int {
     let Some(real) = real::dup() else {
         return enosys();
     };
-    let Some(e) = enter() else {
+    let Some(mut e) = enter() else {
         // SAFETY: the caller's arguments, passed through unchanged.
         return unsafe { real(old) };
     };
     let start = now_us();
     // SAFETY: as above.
-    let value = unsafe { real(old) } as i64;
-    note_dup(&e, old, value);
+    let value = e.plain(|| unsafe { real(old) }) as i64;
+    note_dup(&mut e, old, value);
     finish(&e, start, value, || Call::Dup { fd: fd(old) }) as c_int
 }
 
@@ -42,17 +52,15 @@ pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
     let Some(real) = real::dup2() else {
         return enosys();
     };
-    let Some(e) = enter() else {
+    let Some(mut e) = enter() else {
         // SAFETY: the caller's arguments, passed through unchanged.
         return unsafe { real(old, new) };
     };
-    if let Some(sink) = &e.shim.sink {
-        sink.protect(new);
-    }
+    protect(&mut e, new);
     let start = now_us();
     // SAFETY: as above.
-    let value = unsafe { real(old, new) } as i64;
-    note_dup(&e, old, value);
+    let value = e.plain(|| unsafe { real(old, new) }) as i64;
+    note_dup(&mut e, old, value);
     finish(&e, start, value, || Call::Dup2 {
         fd: fd(old),
         target: fd(new),
@@ -64,17 +72,15 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
     let Some(real) = real::dup3() else {
         return enosys();
     };
-    let Some(e) = enter() else {
+    let Some(mut e) = enter() else {
         // SAFETY: the caller's arguments, passed through unchanged.
         return unsafe { real(old, new, flags) };
     };
-    if let Some(sink) = &e.shim.sink {
-        sink.protect(new);
-    }
+    protect(&mut e, new);
     let start = now_us();
     // SAFETY: as above.
-    let value = unsafe { real(old, new, flags) } as i64;
-    note_dup(&e, old, value);
+    let value = e.plain(|| unsafe { real(old, new, flags) }) as i64;
+    note_dup(&mut e, old, value);
     // No Dup3 in the shared formatter: shown as dup3(old, new, flags) with flags as a number.
     finish(&e, start, value, || Call::Builtin {
         name: "dup3".into(),
@@ -86,7 +92,8 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
 /// and exec): the sink's fd must not be closed under it, nor its number reused by the host.
 fn release_sink(first: c_uint, last: c_uint) {
     let saved = crate::errno();
-    if let Some(e) = enter()
+    if let Some(mut e) = enter()
+        && !e.shared_vm_child()
         && let Some(sink) = &e.shim.sink
     {
         sink.release_if_in(first, last);
@@ -125,13 +132,63 @@ pub unsafe extern "C" fn fork() -> pid_t {
     };
     let start = now_us();
     // SAFETY: as above. The atfork handlers flush the buffer and give the child its own file.
-    let value = unsafe { real() } as i64;
+    let value = e.plain(|| unsafe { real() }) as i64;
     if value != 0 {
         // The parent's line (with the child's pid, or the error); the child's fork returns 0
         // and is not a call of its own, as in strace -f.
         finish(&e, start, value, || Call::Fork);
     }
     value as pid_t
+}
+
+/// vfork, wrapped without a stack frame of its own: the child returns straight to the caller
+/// on the caller's stack, so the hook only notes the coming child and jumps to the C
+/// library's vfork, with the stack exactly as the caller left it.
+#[cfg(target_arch = "x86_64")]
+#[unsafe(naked)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vfork() -> pid_t {
+    core::arch::naked_asm!(
+        // Keep the stack 16-byte aligned for the call, and the caller's return address
+        // where the real vfork expects it.
+        "sub rsp, 8",
+        "call {begin}",
+        "add rsp, 8",
+        "jmp rax",
+        begin = sym vfork_begin,
+    )
+}
+
+/// Notes the coming shared-memory child; returns the function to jump to.
+#[cfg(target_arch = "x86_64")]
+extern "C" fn vfork_begin() -> usize {
+    crate::note_shared_vm(libc::CLONE_VM | libc::CLONE_VFORK);
+    real::vfork().map_or(vfork_unavailable as *const () as usize, |f| f as usize)
+}
+
+#[cfg(target_arch = "x86_64")]
+extern "C" fn vfork_unavailable() -> pid_t {
+    enosys()
+}
+
+/// clone, variadic in C: the three optional arguments are passed through as they came (the
+/// C library reads them only when `flags` says they were given).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn clone(
+    f: Option<unsafe extern "C" fn(*mut c_void) -> c_int>,
+    stack: *mut c_void,
+    flags: c_int,
+    arg: *mut c_void,
+    parent_tid: *mut pid_t,
+    tls: *mut c_void,
+    child_tid: *mut pid_t,
+) -> c_int {
+    let Some(real) = real::clone() else {
+        return enosys();
+    };
+    crate::note_shared_vm(flags);
+    // SAFETY: the caller's arguments, passed through unchanged.
+    unsafe { real(f, stack, flags, arg, parent_tid, tls, child_tid) }
 }
 
 /// Flushes before an exec replaces the image, then execs.
@@ -142,7 +199,7 @@ macro_rules! exec_hook {
             let Some(real) = real::$name() else {
                 return enosys();
             };
-            flush();
+            crate::hooks_exit::flush_own();
             // SAFETY: the caller's arguments, passed through unchanged.
             unsafe { real($($arg),*) }
         }
@@ -153,32 +210,3 @@ exec_hook!(execve(path: *const c_char, argv: *const *const c_char, envp: *const 
 exec_hook!(execv(path: *const c_char, argv: *const *const c_char));
 exec_hook!(execvp(file: *const c_char, argv: *const *const c_char));
 exec_hook!(execvpe(file: *const c_char, argv: *const *const c_char, envp: *const *const c_char));
-
-/// Ends the process without exit's handlers: flush first, or the buffer dies with it.
-fn exit_now(status: c_int, real: Option<unsafe extern "C" fn(c_int)>) -> ! {
-    flush();
-    if let Some(real) = real {
-        // SAFETY: passing the caller's status on.
-        unsafe { real(status) };
-    }
-    // SAFETY: exit_group ends the process; it does not return.
-    unsafe { libc::syscall(libc::SYS_exit_group, status) };
-    unreachable_exit()
-}
-
-fn unreachable_exit() -> ! {
-    loop {
-        std::hint::spin_loop();
-    }
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn _exit(status: c_int) -> ! {
-    exit_now(status, real::_exit())
-}
-
-#[unsafe(no_mangle)]
-#[allow(non_snake_case)] // the C name
-pub unsafe extern "C" fn _Exit(status: c_int) -> ! {
-    exit_now(status, real::_Exit())
-}

@@ -9,12 +9,23 @@
 //!   line and leaves the program untouched;
 //! * never change what it sees: errno is restored exactly as the real call left it, and no
 //!   lock is held across a real call;
-//! * never trace ourselves: a thread-local guard sends the shim's own calls (writing the
-//!   trace, listen_spawn's sockets) straight to the C library.
+//! * never trace ourselves: a thread-local guard sends the shim's own calls (listen_spawn's
+//!   sockets, the fast path's bookkeeping) straight to the C library. The guard is down while
+//!   the host's own call runs, so a signal handler that interrupts a blocking accept or
+//!   epoll_wait has its calls traced;
+//! * hold no fd and never write to one that is not the shim's (see [`sink`]), never raise
+//!   SIGPIPE (see [`os::write_quietly`]);
+//! * never let a vfork or CLONE_VM child, which shares the parent's memory, change the
+//!   parent's state: the calls that change state ask the kernel who is calling
+//!   ([`Entered::shared_vm_child`]).
 
 mod hooks_epoll;
+mod hooks_exit;
+mod hooks_fds;
 mod hooks_net;
 mod hooks_proc;
+mod mapped;
+mod os;
 mod real;
 mod record;
 mod sink;
@@ -22,7 +33,7 @@ mod sink;
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use epollscope::fastpath::{self, EmulationOptions, FastPath};
 use epollscope::shim::{LineFormat, Settings};
@@ -38,33 +49,45 @@ pub struct Shim {
 
 static SHIM: OnceLock<Shim> = OnceLock::new();
 /// This process's pid, kept current across fork (getpid is a real system call nowadays).
+/// Set by the constructor, before any vfork child could share it.
 static PID: AtomicI32 = AtomicI32::new(0);
 
+/// Set once the program made a child that shares its memory but not this thread's TLS (clone
+/// with CLONE_VM and CLONE_SETTLS): from then on every state-changing call asks the kernel.
+static SHARED_VM_ANYWHERE: AtomicBool = AtomicBool::new(!cfg!(target_arch = "x86_64"));
+
+/// [`SHARED_VM`] values.
+const NO_CHILD: u8 = 0;
+/// A vfork-like child (CLONE_VFORK): this thread waits until it execs or exits.
+const VFORK_CHILD: u8 = 1;
+/// A child that runs alongside this thread with its TLS: ask the kernel from now on.
+const SHARED_CHILD: u8 = 2;
+
 thread_local! {
+    /// Whether this thread made a child that shares its memory and its TLS (vfork, clone with
+    /// CLONE_VM): that child sees this flag too, as it runs on this thread's TLS.
+    static SHARED_VM: Cell<u8> = const { Cell::new(NO_CHILD) };
     /// Set while the shim itself is at work on this thread.
     static IN_SHIM: Cell<bool> = const { Cell::new(false) };
     /// IN_SHIM as it was when this thread entered fork's prepare handler.
     static BEFORE_FORK: Cell<bool> = const { Cell::new(false) };
 }
 
+/// The pid of the process that owns the shim's state (in a vfork child: its parent's).
 pub fn pid() -> i32 {
     match PID.load(Ordering::Relaxed) {
-        0 => {
-            // SAFETY: getpid cannot fail.
-            let p = unsafe { libc::getpid() };
-            PID.store(p, Ordering::Relaxed);
-            p
-        }
+        0 => os::getpid(),
         p => p,
     }
 }
 
-/// One line on stderr, prefixed with who says it. Written with write(2): no std locks, no
-/// panic if stderr is closed.
+/// One line on stderr, prefixed with who says it: no std locks, no panic if stderr is
+/// closed, and no SIGPIPE if it is a pipe nobody reads.
 pub fn say(text: &str) {
-    let line = format!("epollscope-preload[{}]: {text}\n", pid());
-    // SAFETY: line is a live buffer of line.len() bytes.
-    unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+    let line = format!("epollscope-preload[{}]: {text}\n", os::getpid());
+    let saved = errno();
+    os::write_quietly(2, line.as_bytes());
+    set_errno(saved);
 }
 
 fn build() -> Shim {
@@ -97,11 +120,13 @@ fn build() -> Shim {
             };
             match fastpath::choose(requested, &settings.device, options) {
                 Ok(choice) => {
-                    say(&format!(
-                        "fast path: {} ({})",
-                        choice.fastpath.backend().name(),
-                        choice.reason
-                    ));
+                    if settings.announce {
+                        say(&format!(
+                            "fast path: {} ({})",
+                            choice.fastpath.backend().name(),
+                            choice.reason
+                        ));
+                    }
                     Some(choice.fastpath)
                 }
                 Err(why) => {
@@ -135,6 +160,54 @@ fn shim() -> &'static Shim {
 /// The shim at work on this thread; dropping it ends the shim's turn.
 pub struct Entered {
     pub shim: &'static Shim,
+    /// Whose call this is (a vfork child's own pid once [`Entered::shared_vm_child`] found one).
+    pub pid: i32,
+    /// Set when the caller is a vfork or CLONE_VM child: it must not touch the shim's state.
+    pub vm_child: bool,
+}
+
+impl Entered {
+    /// Makes the host's own call with the guard down, so a signal handler that runs during it
+    /// (a blocking accept, an epoll_wait) has its calls traced, and a handler that jumps out
+    /// of it leaves no guard up behind it.
+    pub fn plain<T>(&self, call: impl FnOnce() -> T) -> T {
+        IN_SHIM.with(|g| g.set(false));
+        let result = call();
+        IN_SHIM.with(|g| g.set(true));
+        result
+    }
+
+    /// Whether the caller is a child that shares this process's memory (vfork, clone with
+    /// CLONE_VM): its pid, from the kernel, is not the one the shim's state belongs to.
+    /// Asked only by the calls that change the shim's state (close, dup, listen...), and only
+    /// after this thread made such a child (the vfork and clone hooks say so), so the usual
+    /// cost is one thread-local read; then one getpid system call.
+    pub fn shared_vm_child(&mut self) -> bool {
+        let made = SHARED_VM.with(Cell::get);
+        if made == NO_CHILD && !SHARED_VM_ANYWHERE.load(Ordering::Relaxed) {
+            return self.vm_child;
+        }
+        let real = os::getpid();
+        if real != self.pid {
+            self.pid = real;
+            self.vm_child = true;
+        } else if made == VFORK_CHILD {
+            // The parent, running again: its vfork child has exec'd or exited.
+            SHARED_VM.with(|c| c.set(NO_CHILD));
+        }
+        self.vm_child
+    }
+
+    /// The fast path, unless the caller is a vfork child (which gets the plain calls: its fd
+    /// table is its own, the listen table in the shared memory is its parent's).
+    /// Checks who is calling first, so the trace line names the right process too.
+    pub fn fastpath(&mut self) -> Option<&'static dyn FastPath> {
+        if self.shared_vm_child() {
+            None
+        } else {
+            self.shim.fastpath.as_deref()
+        }
+    }
 }
 
 impl Drop for Entered {
@@ -150,11 +223,33 @@ pub fn enter() -> Option<Entered> {
         return None;
     }
     match catch_unwind(shim) {
-        Ok(shim) if shim.sink.is_some() || shim.fastpath.is_some() => Some(Entered { shim }),
+        Ok(shim) if shim.sink.is_some() || shim.fastpath.is_some() => Some(Entered {
+            shim,
+            pid: pid(),
+            vm_child: false,
+        }),
         _ => {
             IN_SHIM.with(|g| g.set(false));
             None
         }
+    }
+}
+
+/// The program is about to make a child that shares its memory: `flags` as clone's.
+pub fn note_shared_vm(flags: i32) {
+    if flags & libc::CLONE_VM == 0 {
+        return;
+    }
+    if flags & libc::CLONE_SETTLS != 0 {
+        SHARED_VM_ANYWHERE.store(true, Ordering::Relaxed);
+    } else if flags & libc::CLONE_VFORK != 0 {
+        SHARED_VM.with(|c| {
+            if c.get() == NO_CHILD {
+                c.set(VFORK_CHILD)
+            }
+        });
+    } else {
+        SHARED_VM.with(|c| c.set(SHARED_CHILD));
     }
 }
 
@@ -196,8 +291,7 @@ extern "C" fn parent_after_fork() {
 }
 
 extern "C" fn child_after_fork() {
-    // SAFETY: getpid cannot fail.
-    PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    PID.store(os::getpid(), Ordering::Relaxed);
     if let Some(Some(sink)) = SHIM.get().map(|s| s.sink.as_ref()) {
         sink.after_fork_child();
     }
@@ -219,10 +313,17 @@ fn register_atfork() {
 }
 
 extern "C" fn constructor() {
+    PID.store(os::getpid(), Ordering::Relaxed);
     if IN_SHIM.with(|g| g.replace(true)) {
         return;
     }
-    let _ = catch_unwind(shim);
+    if let Ok(shim) = catch_unwind(shim)
+        && let Some(sink) = &shim.sink
+    {
+        // The trace file is made now, while the program has not started threads or fds of
+        // its own: its short-lived fd cannot take a number the program is about to get.
+        let _ = guarded(|| sink.start(pid()));
+    }
     IN_SHIM.with(|g| g.set(false));
 }
 

@@ -23,9 +23,16 @@ macro_rules! real_fns {
             #[allow(dead_code, non_snake_case)]
             pub fn $name() -> Option<unsafe extern "C" fn($($arg),*) -> $ret> {
                 static CACHE: AtomicUsize = AtomicUsize::new(0);
-                let cname = concat!(stringify!($name), "\0");
-                let name = std::ffi::CStr::from_bytes_with_nul(cname.as_bytes()).ok()?;
-                match resolve(&CACHE, name) {
+                // The cached address first: this runs on every intercepted call.
+                let addr = match CACHE.load(Ordering::Relaxed) {
+                    0 => {
+                        let cname = concat!(stringify!($name), "\0");
+                        let name = std::ffi::CStr::from_bytes_with_nul(cname.as_bytes()).ok()?;
+                        resolve(&CACHE, name)
+                    }
+                    cached => cached,
+                };
+                match addr {
                     0 => None,
                     // SAFETY: the symbol of that name in the C library has this C signature.
                     addr => Some(unsafe {
@@ -37,7 +44,11 @@ macro_rules! real_fns {
     };
 }
 
-use libc::{c_char, c_int, c_uint, epoll_event, pid_t, sigset_t, sockaddr, socklen_t, timespec};
+use libc::{
+    c_char, c_int, c_uint, c_void, epoll_event, pid_t, sigset_t, sockaddr, socklen_t, timespec,
+};
+
+use crate::hooks_exit::Main;
 
 real_fns! {
     socket: fn(c_int, c_int, c_int) -> c_int;
@@ -54,6 +65,16 @@ real_fns! {
     close_range: fn(c_uint, c_uint, c_int) -> c_int;
     closefrom: fn(c_int) -> ();
     fork: fn() -> pid_t;
+    vfork: fn() -> pid_t;
+    clone: fn(Option<unsafe extern "C" fn(*mut c_void) -> c_int>, *mut c_void, c_int, *mut c_void, *mut pid_t, *mut c_void, *mut pid_t) -> c_int;
+    pipe: fn(*mut c_int) -> c_int;
+    pipe2: fn(*mut c_int, c_int) -> c_int;
+    socketpair: fn(c_int, c_int, c_int, *mut c_int) -> c_int;
+    eventfd: fn(c_uint, c_int) -> c_int;
+    timerfd_create: fn(c_int, c_int) -> c_int;
+    timerfd_settime: fn(c_int, c_int, *const libc::itimerspec, *mut libc::itimerspec) -> c_int;
+    poll: fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int;
+    ppoll: fn(*mut libc::pollfd, libc::nfds_t, *const timespec, *const sigset_t) -> c_int;
     epoll_create: fn(c_int) -> c_int;
     epoll_create1: fn(c_int) -> c_int;
     epoll_ctl: fn(c_int, c_int, c_int, *mut epoll_event) -> c_int;
@@ -64,6 +85,11 @@ real_fns! {
     execv: fn(*const c_char, *const *const c_char) -> c_int;
     execvp: fn(*const c_char, *const *const c_char) -> c_int;
     execvpe: fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
+    exit: fn(c_int) -> ();
     _exit: fn(c_int) -> ();
     _Exit: fn(c_int) -> ();
+    waitpid: fn(pid_t, *mut c_int, c_int) -> pid_t;
+    wait4: fn(pid_t, *mut c_int, c_int, *mut libc::rusage) -> pid_t;
+    wait: fn(*mut c_int) -> pid_t;
+    __libc_start_main: fn(Main, c_int, *mut *mut c_char, *mut c_void, *mut c_void, *mut c_void, *mut c_void) -> c_int;
 }

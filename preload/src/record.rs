@@ -7,6 +7,11 @@ use nix::errno::Errno;
 use crate::Shim;
 use epollscope::shim::LineFormat;
 
+thread_local! {
+    /// A reused buffer for formatting one line: no allocation per traced call.
+    static LINE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// Wall-clock microseconds (clock_gettime through the vDSO: no system call).
 pub fn now_us() -> u64 {
     let mut ts = libc::timespec {
@@ -36,12 +41,19 @@ pub fn ret(value: i64, errno: i32) -> Ret {
 impl Shim {
     /// Records a finished call that started at `start` (from [`now_us`]).
     /// `call` is only built when tracing, so an untraced fast path pays nothing for it.
-    pub fn record(&self, start: u64, call: impl FnOnce() -> Call, value: i64, errno: i32) {
+    pub fn record(
+        &self,
+        pid: i32,
+        start: u64,
+        call: impl FnOnce() -> Call,
+        value: i64,
+        errno: i32,
+    ) {
         let Some(sink) = &self.sink else { return };
         let _ = crate::guarded(|| {
             let event = Event {
                 actor: String::new(),
-                pid: crate::pid(),
+                pid,
                 time_us: start,
                 dur_us: now_us().saturating_sub(start),
                 call: call(),
@@ -49,17 +61,23 @@ impl Shim {
                 resumed: false,
                 stability: Stability::Stable,
             };
-            let mut line = match self.format {
+            // This thread's line buffer, taken out while in use: a signal handler that records
+            // meanwhile finds none and makes its own.
+            let mut line = LINE.take();
+            line.clear();
+            match self.format {
                 LineFormat::Json => {
-                    // One allocation of the usual size instead of a few regrowths.
-                    let mut v = Vec::with_capacity(256);
-                    let _ = serde_json::to_writer(&mut v, &event);
-                    v
+                    let _ = serde_json::to_writer(&mut line, &event);
                 }
-                LineFormat::Raw => event.render(Format::RAW.with_actors(true)).into_bytes(),
-            };
+                LineFormat::Raw => {
+                    line.extend_from_slice(event.render(Format::RAW.with_actors(true)).as_bytes())
+                }
+            }
             line.push(b'\n');
             sink.append(&line);
+            if line.capacity() <= 64 << 10 {
+                LINE.set(line);
+            }
         });
     }
 }

@@ -1,24 +1,181 @@
-//! Where trace lines go: a per-process buffer, appended to under a spin lock held only for the
-//! copy of one pre-formatted line, and written out (outside the lock) when full, at exit,
-//! before exec and before fork.
+//! Where trace lines go. To a directory (what `epollscope trace` uses): each process image's
+//! own mapped file ([`crate::mapped`]), which survives any death and holds no fd. To stderr or
+//! a unix socket: a [`Stream`], a per-process buffer described below.
+//!
+//! A stream's buffer is appended to under a spin lock held only for the copy of one
+//! pre-formatted line, and written out (outside the lock) when full, at exit, before exec and
+//! before fork. Lines still buffered when the process is killed are lost: that is why the
+//! directory target does not buffer.
 //!
 //! A spin lock rather than a mutex because of fork: the prepare handler takes it and the
 //! parent and child handlers release it, which a `std::sync::Mutex` cannot express. The child
-//! starts with an empty buffer and writes to its own `trace.<pid>`, opened on first flush.
-//! Writes use O_APPEND, so lines of concurrent flushes never interleave within a line.
+//! starts with an empty buffer and its own connection. The stream's fd is checked (device and
+//! inode) before every write: if the program closed it or put something else at its number,
+//! tracing stops with one notice rather than write into a descriptor that is not the shim's.
 
 use std::cell::UnsafeCell;
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use epollscope::shim::TraceTarget;
+
+use crate::mapped::MappedLog;
+use crate::os;
 
 /// The sink's fd is kept above the numbers programs use, out of the way of dup2 and closefrom.
 const SINK_MIN_FD: i32 = 700;
 
-pub struct Sink {
+pub enum Sink {
+    Dir(DirSink),
+    Stream(Stream),
+}
+
+impl Sink {
+    pub fn new(target: TraceTarget, limit: usize) -> Sink {
+        match target {
+            TraceTarget::Dir(dir) => Sink::Dir(DirSink::new(dir)),
+            other => Sink::Stream(Stream::new(other, limit)),
+        }
+    }
+
+    /// Makes this process's trace file now (a directory target), so that no fd is opened
+    /// later while the program runs.
+    pub fn start(&self, pid: i32) {
+        if let Sink::Dir(d) = self {
+            d.open(pid);
+        }
+    }
+
+    pub fn append(&self, line: &[u8]) {
+        match self {
+            Sink::Dir(d) => d.append(line),
+            Sink::Stream(s) => s.append(line),
+        }
+    }
+
+    pub fn flush(&self) {
+        if let Sink::Stream(s) = self {
+            s.flush();
+        }
+    }
+
+    pub fn unbuffer(&self) {
+        if let Sink::Stream(s) = self {
+            s.unbuffer();
+        }
+    }
+
+    pub fn before_fork(&self) {
+        if let Sink::Stream(s) = self {
+            s.before_fork();
+        }
+    }
+
+    pub fn after_fork_parent(&self) {
+        if let Sink::Stream(s) = self {
+            s.after_fork_parent();
+        }
+    }
+
+    pub fn after_fork_child(&self) {
+        match self {
+            Sink::Dir(d) => d.after_fork_child(),
+            Sink::Stream(s) => s.after_fork_child(),
+        }
+    }
+
+    pub fn protect(&self, fd: i32) {
+        if let Sink::Stream(s) = self {
+            s.protect(fd);
+        }
+    }
+
+    pub fn release_if_in(&self, first: u32, last: u32) {
+        if let Sink::Stream(s) = self {
+            s.release_if_in(first, last);
+        }
+    }
+}
+
+/// One mapped file per process image, created when the image starts (the constructor) or is
+/// forked, so no fd is opened while the program runs.
+pub struct DirSink {
+    dir: PathBuf,
+    log: AtomicPtr<MappedLog>,
+    /// Set once creating the file failed and was reported.
+    broken: AtomicBool,
+}
+
+impl DirSink {
+    fn new(dir: PathBuf) -> DirSink {
+        // Absolute, because servers chdir (php-fpm to /) before the first line is written.
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        DirSink {
+            dir,
+            log: AtomicPtr::new(std::ptr::null_mut()),
+            broken: AtomicBool::new(false),
+        }
+    }
+
+    /// Creates this process's file now (the constructor, a forked child).
+    pub fn open(&self, pid: i32) {
+        if !self.log.load(Ordering::Acquire).is_null() || self.broken.load(Ordering::Relaxed) {
+            return;
+        }
+        match MappedLog::create(&self.dir, pid) {
+            Ok(log) => {
+                let log = Box::into_raw(Box::new(log));
+                if self
+                    .log
+                    .compare_exchange(
+                        std::ptr::null_mut(),
+                        log,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                    .is_err()
+                {
+                    // SAFETY: log came from Box::into_raw above and was never published.
+                    let log = unsafe { Box::from_raw(log) };
+                    log.forget();
+                }
+            }
+            Err(why) => {
+                if !self.broken.swap(true, Ordering::Relaxed) {
+                    crate::say(&format!(
+                        "cannot write the trace: {why}; tracing stops here"
+                    ));
+                }
+            }
+        }
+    }
+
+    fn append(&self, line: &[u8]) {
+        let mut log = self.log.load(Ordering::Acquire);
+        if log.is_null() {
+            self.open(crate::pid());
+            log = self.log.load(Ordering::Acquire);
+        }
+        // SAFETY: a published log is never freed (a forked child leaks its copy of the
+        // parent's object rather than free what a signal handler might be using).
+        if let Some(log) = unsafe { log.as_ref() } {
+            log.append(line);
+        }
+    }
+
+    /// The child gets its own file; the parent's mapping is unmapped in the child only.
+    fn after_fork_child(&self) {
+        let old = self.log.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: as in append: never freed, only forgotten.
+        if let Some(old) = unsafe { old.as_ref() } {
+            old.forget();
+        }
+        self.broken.store(false, Ordering::Relaxed);
+        self.open(crate::pid());
+    }
+}
+
+pub struct Stream {
     target: TraceTarget,
     locked: AtomicBool,
     buf: UnsafeCell<Vec<u8>>,
@@ -28,21 +185,26 @@ pub struct Sink {
     limit: AtomicUsize,
     /// Set once opening failed and was reported: lines are dropped, not retried each time.
     broken: AtomicBool,
+    /// Device and inode of `fd` when the stream opened it.
+    dev: AtomicU64,
+    ino: AtomicU64,
 }
 
 // SAFETY: `buf` is only touched while `locked` is held (acquire/release), which serialises
 // every access across threads.
-unsafe impl Sync for Sink {}
+unsafe impl Sync for Stream {}
 
-impl Sink {
-    pub fn new(target: TraceTarget, limit: usize) -> Sink {
-        Sink {
+impl Stream {
+    fn new(target: TraceTarget, limit: usize) -> Stream {
+        Stream {
             target,
             locked: AtomicBool::new(false),
             buf: UnsafeCell::new(Vec::with_capacity(limit.min(1 << 20))),
             fd: AtomicI32::new(-1),
             limit: AtomicUsize::new(limit),
             broken: AtomicBool::new(false),
+            dev: AtomicU64::new(0),
+            ino: AtomicU64::new(0),
         }
     }
 
@@ -112,23 +274,27 @@ impl Sink {
     /// (servers switch their workers to an unprivileged user, who could not create it).
     pub fn after_fork_child(&self) {
         let old = self.fd.swap(-1, Ordering::Relaxed);
-        if old >= 0 && !matches!(self.target, TraceTarget::Stderr) {
-            // SAFETY: closing the child's copy of the sink's own fd.
-            unsafe { libc::close(old) };
+        if old > 2 {
+            os::close(old);
         }
         self.broken.store(false, Ordering::Relaxed);
         self.open();
         self.unlock();
     }
 
-    /// Whether `fd` is the sink's; if so, moves the sink elsewhere so the host may have it.
+    /// Whether `fd` is the stream's; if so, moves the stream elsewhere and frees the number,
+    /// so the host's close or dup2 on it gets what it would get without the shim.
     pub fn protect(&self, fd: i32) {
-        if fd < 0 || self.fd.load(Ordering::Relaxed) != fd {
+        if fd <= 2 || self.fd.load(Ordering::Relaxed) != fd {
             return;
         }
-        // SAFETY: duplicating the sink's own fd; the old number is left to the host's call.
+        // SAFETY: duplicating the stream's own fd.
         let moved = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, fd + 1) };
         self.fd.store(moved, Ordering::Relaxed);
+        os::close(fd);
+        if moved < 0 {
+            self.broken.store(true, Ordering::Relaxed);
+        }
     }
 
     /// The host is closing fds `first..=last` (close_range, closefrom): if the sink's is
@@ -138,6 +304,7 @@ impl Sink {
         if fd > 2 && (first..=last).contains(&(fd as u32)) {
             self.flush();
             self.fd.store(-1, Ordering::Relaxed);
+            os::close(fd);
         }
     }
 
@@ -148,12 +315,15 @@ impl Sink {
         }
         let opened = match &self.target {
             TraceTarget::Stderr => Ok(2),
-            TraceTarget::Dir(dir) => open_file(&dir.join(format!("trace.{}", crate::pid()))),
+            TraceTarget::Dir(_) => Err("a directory is not a stream".to_string()),
             TraceTarget::Unix(path) => connect_unix(path),
         };
         match opened {
             Ok(fd) => {
                 let fd = if fd > 2 { move_high(fd) } else { fd };
+                let (dev, ino) = os::identity(fd).unwrap_or((0, 0));
+                self.dev.store(dev, Ordering::Relaxed);
+                self.ino.store(ino, Ordering::Relaxed);
                 // Another thread may have opened it meanwhile: keep the first, close ours.
                 match self
                     .fd
@@ -178,7 +348,7 @@ impl Sink {
         }
     }
 
-    fn write_out(&self, mut data: &[u8]) {
+    fn write_out(&self, data: &[u8]) {
         if data.is_empty() {
             return;
         }
@@ -186,19 +356,21 @@ impl Sink {
         if fd < 0 {
             return;
         }
-        while !data.is_empty() {
-            // SAFETY: data is a live slice of data.len() bytes.
-            let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-            if n > 0 {
-                data = &data[n as usize..];
-            } else if n < 0
-                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
-            {
-                continue;
-            } else {
-                return;
+        let ours = (
+            self.dev.load(Ordering::Relaxed),
+            self.ino.load(Ordering::Relaxed),
+        );
+        if os::identity(fd) != Some(ours) {
+            // Closed behind the shim's back (a raw close_range, say) or reused by the program.
+            self.fd.store(-1, Ordering::Relaxed);
+            if !self.broken.swap(true, Ordering::Relaxed) {
+                crate::say(&format!(
+                    "the trace stream (fd {fd}) is no longer the shim's; tracing stops here"
+                ));
             }
+            return;
         }
+        os::write_quietly(fd, data);
     }
 }
 
@@ -211,27 +383,6 @@ fn move_high(fd: i32) -> i32 {
         }
         libc::close(fd);
         high
-    }
-}
-
-fn open_file(path: &std::path::Path) -> Result<i32, String> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| "NUL in path".to_string())?;
-    // SAFETY: c is a valid NUL-terminated path for the duration of the call.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
-            0o644,
-        )
-    };
-    if fd < 0 {
-        Err(format!(
-            "{}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        ))
-    } else {
-        Ok(fd)
     }
 }
 

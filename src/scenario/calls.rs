@@ -21,6 +21,7 @@ use crate::trace::{AddrRef, Call, Event, FdRef, Ret};
 use crate::tracer::Tracer;
 
 mod fds;
+mod waits;
 
 /// Most events one epoll_wait may ask for: the actor allocates that many.
 pub const MAX_EVENTS: i64 = 1024;
@@ -343,7 +344,7 @@ pub static CALLS: &[CallSpec] = &[
         blocking: Some(EPOLL_BLOCKING),
         action: Action::Call(|t, _, op| epoll_wait(t, op, true)),
     },
-    fds::EPOLL_PWAIT2,
+    waits::EPOLL_PWAIT2,
     fds::EPOLL_CREATE,
     fds::PIPE,
     fds::PIPE2,
@@ -353,8 +354,8 @@ pub static CALLS: &[CallSpec] = &[
     fds::TIMERFD_SETTIME,
     fds::SENDTO,
     fds::RECVFROM,
-    fds::POLL,
-    fds::PPOLL,
+    waits::POLL,
+    waits::PPOLL,
     fds::KILL,
     fds::OPENAT,
     CallSpec {

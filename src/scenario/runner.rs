@@ -258,7 +258,7 @@ impl<'a> Run<'a> {
         // Everything exec needs is prepared before fork: the child only makes syscalls.
         let exec = match &self.options.actor_exe {
             Some(exe) => Some(
-                actor::ExecPlan::new(exe, &self.options.env)
+                actor::ExecPlan::new(exe, &exec_env(&self.options.env))
                     .map_err(|e| setup("preparing the actor program", &e))?,
             ),
             None => None,
@@ -636,6 +636,18 @@ impl<'a> Run<'a> {
         let _ = std::fs::remove_dir_all(&self.dir);
         active().remove(&self.instance);
     }
+}
+
+/// The environment of an exec'd main actor: the caller's, and after the first actor of this
+/// process, the shim told not to announce its fast path again (once per run, not once per
+/// scenario instance).
+fn exec_env(env: &[(String, String)]) -> Vec<(String, String)> {
+    static ANNOUNCED: AtomicBool = AtomicBool::new(false);
+    let mut env = env.to_vec();
+    if ANNOUNCED.swap(true, Ordering::SeqCst) {
+        env.push((crate::shim::ENV_FASTPATH_QUIET.into(), "1".into()));
+    }
+    env
 }
 
 fn note(text: &str) -> Event {

@@ -8,10 +8,12 @@ use std::path::Path;
 use anyhow::Context;
 use nix::errno::Errno;
 
+pub use super::ends::{End, Ended};
 use crate::trace::{Call, Event, Ret};
 
-/// Every event in `dir`'s `trace.<pid>` files, ordered by start time (then pid).
-/// Lines that do not parse (a process killed mid-write) are counted, not fatal.
+/// Every event in `dir`'s `trace.<pid>` (and `trace.<pid>.<n>`, a later image after exec)
+/// files, ordered by start time (then pid). Lines that do not parse (the last line of a
+/// process killed while writing it, cut short) are counted, not fatal.
 pub fn read_dir(dir: &Path) -> anyhow::Result<(Vec<Event>, usize)> {
     let mut events = vec![];
     let mut bad = 0;
@@ -21,10 +23,10 @@ pub fn read_dir(dir: &Path) -> anyhow::Result<(Vec<Event>, usize)> {
         if !name.starts_with("trace.") {
             continue;
         }
-        let text = std::fs::read_to_string(entry.path())
-            .with_context(|| format!("{}", entry.path().display()))?;
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            match serde_json::from_str::<Event>(line) {
+        let bytes =
+            read_written(&entry.path()).with_context(|| format!("{}", entry.path().display()))?;
+        for line in lines(&bytes) {
+            match serde_json::from_slice::<Event>(line) {
                 Ok(e) => events.push(e),
                 Err(_) => bad += 1,
             }
@@ -32,6 +34,45 @@ pub fn read_dir(dir: &Path) -> anyhow::Result<(Vec<Event>, usize)> {
     }
     events.sort_by_key(|e| (e.time_us, e.pid));
     Ok((events, bad))
+}
+
+/// The lines of a trace file: separated by newlines, and by the zero bytes the shim's mapped
+/// files hold where nothing was written (the unused tail, or a line a killed process had
+/// reserved and not yet copied).
+pub fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    bytes
+        .split(|b| *b == b'\n' || *b == 0)
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+}
+
+/// A trace file's data without its holes: the shim's files are sized far beyond what they hold
+/// and sparse, so only the extents with data are read (the whole file where the file system
+/// cannot tell holes apart).
+pub fn read_written(path: &Path) -> std::io::Result<Vec<u8>> {
+    use nix::unistd::{Whence, lseek};
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let mut out = vec![];
+    let mut at = 0i64;
+    loop {
+        let start = match lseek(&file, at, Whence::SeekData) {
+            Ok(s) => s,
+            Err(Errno::ENXIO) => break,
+            Err(Errno::EINVAL) if at == 0 => {
+                file.read_to_end(&mut out)?;
+                return Ok(out);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let end = lseek(&file, start, Whence::SeekHole)?;
+        file.seek(SeekFrom::Start(start as u64))?;
+        (&mut file)
+            .take((end - start) as u64)
+            .read_to_end(&mut out)?;
+        out.push(0);
+        at = end;
+    }
+    Ok(out)
 }
 
 /// The name a call is counted under (`accept4`, `listen_spawn`...).
@@ -55,6 +96,12 @@ pub struct Summary {
     pub listeners: BTreeMap<i32, usize>,
     pub errors: BTreeMap<String, usize>,
     pub processes: usize,
+    /// How each process ended, where the trace says (see [`End`]); the pids of the trace
+    /// missing here left no word: killed by a signal or crashed, and not reaped by a traced
+    /// parent (or still running).
+    pub ends: BTreeMap<i32, End>,
+    /// Every pid the trace has a line of.
+    pub pids: std::collections::BTreeSet<i32>,
 }
 
 impl Summary {
@@ -63,6 +110,7 @@ impl Summary {
         let mut pids = std::collections::BTreeSet::new();
         for e in events {
             pids.insert(e.pid);
+            s.note_end(e);
             let name = call_name(&e.call);
             *s.calls.entry(name.clone()).or_default() += 1;
             match &e.ret {
@@ -78,7 +126,80 @@ impl Summary {
             }
         }
         s.processes = pids.len();
+        s.pids = pids;
         s
+    }
+
+    /// Takes in an event that tells how a process ended: its own `exit(STATUS)`, or a
+    /// parent's wait that reaped it (`wait4(WHO, STATUS) = PID`). The kernel's word (a wait)
+    /// wins over the process's own.
+    fn note_end(&mut self, e: &Event) {
+        let Call::Builtin { name, args } = &e.call else {
+            return;
+        };
+        match (name.as_str(), &e.ret) {
+            ("exit", _) => {
+                if let Some(code) = args.first()
+                    && !matches!(
+                        self.ends.get(&e.pid),
+                        Some(End::Reaped { .. } | End::Waited(_))
+                    )
+                {
+                    self.ends.insert(e.pid, End::Exited(code.num & 0xff));
+                }
+            }
+            ("wait" | "waitpid" | "wait4", Ret::Ok { value, .. }) => {
+                let (Ok(pid), Some(status)) = (i32::try_from(*value), args.get(1)) else {
+                    return;
+                };
+                let how = Ended::from_wait_status(status.num);
+                if pid > 0 && how != Ended::NotEnded {
+                    self.ends.insert(pid, End::Reaped { by: e.pid, how });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Records how a process the trace cannot see the end of ended: the launcher's own child,
+    /// from the launcher's wait.
+    pub fn set_end(&mut self, pid: i32, end: End) {
+        self.pids.insert(pid);
+        self.ends.insert(pid, end);
+    }
+
+    /// One phrase per process: how it ended, or that nothing says.
+    fn ends_line(&self) -> String {
+        self.pids
+            .iter()
+            .map(|pid| match self.ends.get(pid) {
+                Some(end) => format!("{pid} {end}"),
+                None => format!(
+                    "{pid} no exit record (killed or crashed, not reaped by a traced process)"
+                ),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Ends counted by kind (`exit 0` x3, `killed by SIGKILL` x1...), comparable across runs.
+    pub fn ends_by_kind(&self) -> String {
+        let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+        for pid in &self.pids {
+            let kind = match self.ends.get(pid) {
+                Some(end) => end.how().to_string(),
+                None => "no record".into(),
+            };
+            *kinds.entry(kind).or_default() += 1;
+        }
+        if kinds.is_empty() {
+            return "-".into();
+        }
+        kinds
+            .iter()
+            .map(|(k, n)| format!("{n}x {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     pub fn eagain(&self) -> usize {
@@ -121,6 +242,9 @@ impl Summary {
             "# listeners per pid: {}\n",
             Summary::per_pid(&self.listeners)
         ));
+        if !self.pids.is_empty() {
+            out.push_str(&format!("# ended: {}\n", self.ends_line()));
+        }
         if !self.errors.is_empty() {
             let errs: Vec<String> = self
                 .errors
@@ -198,6 +322,7 @@ pub fn compare_table(left: (&str, &Summary), right: (&str, &Summary)) -> String 
             waits(left.1).to_string(),
             waits(right.1).to_string(),
         ),
+        ("ends", left.1.ends_by_kind(), right.1.ends_by_kind()),
     ];
     let mut out = format!("{:<26}{:<20}{}\n", "", left.0, right.0);
     for (name, l, r) in rows {
@@ -281,7 +406,10 @@ mod tests {
                 .iter()
                 .map(|e| serde_json::to_string(e).unwrap() + "\n")
                 .collect();
-            std::fs::write(dir.join(format!("trace.{pid}")), text + "{truncated\n").unwrap();
+            // The last line cut short, then the zero tail of a mapped file.
+            let mut bytes = (text + "{\"actor\":\"\",\"pi").into_bytes();
+            bytes.extend([0u8; 100]);
+            std::fs::write(dir.join(format!("trace.{pid}")), bytes).unwrap();
         }
         let (events, bad) = read_dir(&dir).unwrap();
         assert_eq!(bad, 2);
@@ -302,5 +430,124 @@ mod tests {
         let table = compare_table(("traced", &s), ("fastsocket", &s));
         assert!(table.contains("EAGAIN"), "{table}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ends_come_from_last_words_and_from_the_parents_waits() {
+        let exit = |pid, code| {
+            ev(
+                pid,
+                50,
+                Call::Builtin {
+                    name: "exit".into(),
+                    args: vec![FdRef {
+                        num: code,
+                        name: None,
+                    }],
+                },
+                Ret::value(0),
+            )
+        };
+        let reap = |by, who: i32, status| {
+            ev(
+                by,
+                60,
+                Call::Builtin {
+                    name: "waitpid".into(),
+                    args: vec![
+                        FdRef {
+                            num: -1,
+                            name: None,
+                        },
+                        FdRef {
+                            num: status,
+                            name: None,
+                        },
+                    ],
+                },
+                Ret::value(i64::from(who)),
+            )
+        };
+        let close = |pid| {
+            ev(
+                pid,
+                10,
+                Call::Close {
+                    fd: FdRef { num: 3, name: None },
+                },
+                Ret::value(0),
+            )
+        };
+        let events = [
+            close(1),
+            close(2),
+            close(3),
+            close(4),
+            close(5),
+            // 2 exits 3 (its own word, and its parent's wait agrees); 3 is killed by SIGKILL
+            // and reaped; 4 says exit(256) (a parent sees 0); 5 is killed and nobody reaps it.
+            exit(2, 3),
+            reap(1, 2, 3 << 8),
+            reap(1, 3, libc::SIGKILL),
+            exit(4, 256),
+            exit(1, 0),
+        ];
+        let s = Summary::of(&events);
+        assert_eq!(s.ends[&1], End::Exited(0));
+        assert_eq!(
+            s.ends[&2],
+            End::Reaped {
+                by: 1,
+                how: Ended::Code(3)
+            }
+        );
+        assert_eq!(
+            s.ends[&3],
+            End::Reaped {
+                by: 1,
+                how: Ended::Signal(libc::SIGKILL)
+            }
+        );
+        assert_eq!(s.ends[&4], End::Exited(0));
+        assert_eq!(s.ends.get(&5), None);
+        let text = s.render();
+        assert!(
+            text.contains(
+                "# ended: 1 exit 0, 2 exit 3 (reaped by 1), 3 killed by SIGKILL (reaped by 1), \
+                 4 exit 0, 5 no exit record (killed or crashed, not reaped by a traced process)\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            s.ends_by_kind(),
+            "2x exit 0, 1x exit 3, 1x killed by SIGKILL, 1x no record"
+        );
+    }
+
+    #[test]
+    fn a_line_cut_short_and_a_hole_between_lines_are_counted_not_fatal() {
+        let good = serde_json::to_string(&ev(
+            7,
+            1,
+            Call::Close {
+                fd: FdRef { num: 3, name: None },
+            },
+            Ret::value(0),
+        ))
+        .unwrap();
+        // A thread's reserved line never copied (zeros), another's complete, one cut short.
+        let mut bytes = good.clone().into_bytes();
+        bytes.push(b'\n');
+        bytes.extend([0u8; 40]);
+        bytes.extend(good.as_bytes());
+        bytes.push(b'\n');
+        bytes.extend(&good.as_bytes()[..good.len() / 2]);
+        let lines: Vec<&[u8]> = lines(&bytes).collect();
+        assert_eq!(lines.len(), 3);
+        let parsed = lines
+            .iter()
+            .filter(|l| serde_json::from_slice::<Event>(l).is_ok())
+            .count();
+        assert_eq!(parsed, 2);
     }
 }

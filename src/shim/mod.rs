@@ -4,9 +4,9 @@
 //!
 //! | variable | values | meaning |
 //! |---|---|---|
-//! | `EPOLLSCOPE_TRACE` | `dir:DIR`, `unix:PATH`, `stderr` | trace every intercepted call: to `DIR/trace.<pid>` (one file per process), to a unix stream socket, or to stderr |
+//! | `EPOLLSCOPE_TRACE` | `dir:DIR`, `unix:PATH`, `stderr` | trace every intercepted call: to `DIR/trace.<pid>` (`trace.<pid>.<n>` after an exec; one file per process image, mapped shared, so it survives any death; see [`merge::read_written`]), to a unix stream socket, or to stderr |
 //! | `EPOLLSCOPE_TRACE_FORMAT` | `json` (default), `raw` | JSON lines of [`crate::trace::Event`], or strace-like raw lines |
-//! | `EPOLLSCOPE_TRACE_BUFFER` | bytes, default 65536 | per-process buffer flushed when full, at exit, before exec and fork; `0` writes each line at once |
+//! | `EPOLLSCOPE_TRACE_BUFFER` | bytes, default 65536 | `unix:` and `stderr` only: per-process buffer flushed when full, at exit, before exec and fork; `0` writes each line at once |
 //! | `EPOLLSCOPE_FASTPATH` | `auto`, `module`, `emulated` | route socket calls through the Fastsocket fast path ([`crate::fastpath`]) |
 //! | `EPOLLSCOPE_FASTPATH_CPU` | `1` | emulation: steer each worker's listener to its CPU (SO_INCOMING_CPU) |
 //! | `EPOLLSCOPE_FASTSOCKET_DEVICE` | path | the module's device, default `/dev/fastsocket` |
@@ -15,6 +15,7 @@
 //! program entirely alone.
 
 pub mod addr;
+pub mod ends;
 pub mod merge;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,9 @@ pub const ENV_TRACE_FORMAT: &str = "EPOLLSCOPE_TRACE_FORMAT";
 pub const ENV_TRACE_BUFFER: &str = "EPOLLSCOPE_TRACE_BUFFER";
 pub const ENV_FASTPATH: &str = "EPOLLSCOPE_FASTPATH";
 pub const ENV_FASTPATH_CPU: &str = "EPOLLSCOPE_FASTPATH_CPU";
+/// `1`: do not announce the fast path chosen (a launcher that starts many processes under the
+/// shim announces it once itself; failures are still said).
+pub const ENV_FASTPATH_QUIET: &str = "EPOLLSCOPE_FASTPATH_QUIET";
 pub const ENV_DEVICE: &str = "EPOLLSCOPE_FASTSOCKET_DEVICE";
 /// Where to find the shim library, overriding the search next to the running binary.
 pub const ENV_PRELOAD: &str = "EPOLLSCOPE_PRELOAD";
@@ -69,6 +73,8 @@ pub struct Settings {
     pub fastpath: Option<Requested>,
     pub cpu_steering: bool,
     pub device: PathBuf,
+    /// Say which fast path was chosen (one line on stderr).
+    pub announce: bool,
 }
 
 impl Settings {
@@ -110,6 +116,11 @@ impl Settings {
             Some("1") => true,
             Some(v) => return Err(format!("{ENV_FASTPATH_CPU}={v}: expected 0 or 1")),
         };
+        let announce = match set(ENV_FASTPATH_QUIET).as_deref() {
+            None | Some("0") => true,
+            Some("1") => false,
+            Some(v) => return Err(format!("{ENV_FASTPATH_QUIET}={v}: expected 0 or 1")),
+        };
         let device = set(ENV_DEVICE)
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(crate::fastpath::DEVICE));
@@ -120,6 +131,7 @@ impl Settings {
             fastpath,
             cpu_steering,
             device,
+            announce,
         })
     }
 
@@ -232,6 +244,12 @@ mod tests {
                 .contains("unknown fast path 'turbo'")
         );
         assert!(parse(&[(ENV_TRACE_BUFFER, "lots")]).is_err());
+        assert!(parse(&[]).unwrap().announce);
+        assert!(!parse(&[(ENV_FASTPATH_QUIET, "1")]).unwrap().announce);
+        assert_eq!(
+            parse(&[(ENV_FASTPATH_QUIET, "yes")]).unwrap_err(),
+            "EPOLLSCOPE_FASTPATH_QUIET=yes: expected 0 or 1"
+        );
         assert_eq!(
             TraceTarget::Unix("/s".into()).to_env(),
             "unix:/s".to_string()

@@ -2,8 +2,6 @@
 //! eventfds, timerfds), datagram I/O, the poll family, epoll_pwait2 and epoll_create, and
 //! signals to one task.
 
-use std::mem::zeroed;
-
 use nix::errno::Errno;
 
 use super::{RawAddr, RawFd, check, check_size};
@@ -92,8 +90,8 @@ pub fn recvfrom(fd: RawFd, buf: &mut [u8], flags: i32) -> Result<usize, Errno> {
     })
 }
 
-/// poll, or ppoll with `timeout` as a timespec (`None`: NULL, wait forever) and an empty
-/// signal mask, when `ppoll` is set. `fds` is (fd, events); returns each entry's revents.
+/// poll, or ppoll with `timeout` as a timespec (`None`: NULL, wait forever) and a NULL
+/// signal mask (as traced), when `ppoll` is set. `fds` is (fd, events); returns each entry's revents.
 pub fn poll(
     fds: &[(RawFd, i16)],
     timeout_ms: i32,
@@ -108,20 +106,18 @@ pub fn poll(
         })
         .collect();
     let nfds = libc::nfds_t::try_from(pfds.len()).map_err(|_| Errno::EINVAL)?;
-    // SAFETY: pfds holds nfds initialised entries; the timespec and the signal set live on
-    // the stack for the call.
+    // SAFETY: pfds holds nfds initialised entries; the timespec lives on the stack for the
+    // call; the signal mask is NULL.
     let n = check(unsafe {
         match ppoll {
             None => libc::poll(pfds.as_mut_ptr(), nfds, timeout_ms),
             Some(timeout) => {
                 let ts = timeout.map(timespec);
-                let mut empty: libc::sigset_t = zeroed();
-                libc::sigemptyset(&mut empty);
                 libc::ppoll(
                     pfds.as_mut_ptr(),
                     nfds,
                     ts.as_ref().map_or(std::ptr::null(), |t| t as *const _),
-                    &empty,
+                    std::ptr::null(),
                 )
             }
         }

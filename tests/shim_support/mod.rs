@@ -15,11 +15,14 @@ pub fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The shim library, built (or found up to date) once per test binary.
+/// The shim library, built (or found up to date) once per test binary. With
+/// `EPOLLSCOPE_TEST_PRELOAD=PATH` the tests run against that build of the shim instead (the
+/// examples are still built): how a regression test is shown to fail on an older shim.
 pub fn preload_lib() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
+            let other = std::env::var_os("EPOLLSCOPE_TEST_PRELOAD").map(PathBuf::from);
             let dir = profile_dir();
             let release = dir.file_name().is_some_and(|n| n == "release");
             let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -49,7 +52,7 @@ pub fn preload_lib() -> PathBuf {
                 "building the shim failed:\n{}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            let lib = dir.join("libepollscope_preload.so");
+            let lib = other.unwrap_or_else(|| dir.join("libepollscope_preload.so"));
             assert!(lib.is_file(), "{} missing after the build", lib.display());
             lib
         })
@@ -87,21 +90,48 @@ pub fn under_shim<'a>(cmd: &'a mut Command, vars: &[(&str, &str)]) -> &'a mut Co
     cmd
 }
 
-/// Every JSON trace line in `dir`, with the pid of the file it came from.
+/// The pid a trace file belongs to: `trace.<pid>`, or `trace.<pid>.<n>` after an exec.
+pub fn file_pid(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix("trace.")?;
+    rest.split('.').next()?.parse().ok()
+}
+
+/// Every JSON trace line in `dir`, with the pid of the file it came from. Every line must
+/// parse, but the last of a file, which a running process may be writing right now.
 pub fn trace_lines(dir: &Path) -> Vec<(i32, serde_json::Value)> {
     let mut out = vec![];
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("trace.").and_then(|p| p.parse().ok()) else {
+        let Some(pid) = file_pid(&name) else {
             continue;
         };
-        for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("bad trace line in {name}: {e}: {line}"));
-            out.push((pid, v));
+        let bytes = epollscope::shim::merge::read_written(&entry.path()).unwrap();
+        let lines: Vec<&[u8]> = epollscope::shim::merge::lines(&bytes).collect();
+        for (i, line) in lines.iter().enumerate() {
+            match serde_json::from_slice(line) {
+                Ok(v) => out.push((pid, v)),
+                Err(_) if i + 1 == lines.len() => {}
+                Err(e) => panic!(
+                    "bad trace line in {name}: {e}: {}",
+                    String::from_utf8_lossy(line)
+                ),
+            }
         }
     }
     out
+}
+
+/// The text of every trace file in `dir` (zero tails dropped).
+pub fn trace_text(dir: &Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let bytes = epollscope::shim::merge::read_written(&entry.path()).unwrap();
+        for line in epollscope::shim::merge::lines(&bytes) {
+            text.push_str(&String::from_utf8_lossy(line));
+            text.push('\n');
+        }
+    }
+    text
 }
 
 /// Lines of call `call` that succeeded.
