@@ -215,6 +215,29 @@ fn list_and_filter() {
     assert!(stderr(&none).contains("epollscope: error: no scenario found in"));
 }
 
+/// A directory's subdirectories are searched too (`run scenarios/` includes
+/// `scenarios/ltp/`), their files after the directory's own.
+#[test]
+fn a_directory_includes_its_subdirectories() {
+    let path = scenario_file("nested", PASSING);
+    let dir = &path.dir.0;
+    let sub = dir.join("sub");
+    std::fs::create_dir(&sub).expect("mkdir");
+    std::fs::write(sub.join("deeper.scn"), PASSING).expect("write");
+    let out = run_clean(tool("epollscope").args(["run", "--list"]).arg(dir));
+    std::fs::remove_file(sub.join("deeper.scn")).expect("rm");
+    std::fs::remove_dir(&sub).expect("rmdir");
+    assert_eq!(out.status.code(), Some(0));
+    let listed = stdout(&out);
+    let top = listed
+        .find("/nested.scn")
+        .expect("the top-level file is listed");
+    let deep = listed
+        .find("sub/deeper.scn")
+        .expect("the nested file is listed");
+    assert!(top < deep, "{listed}");
+}
+
 #[test]
 fn bad_input_exits_2_with_file_line_column_and_caret() {
     let path = scenario_file(

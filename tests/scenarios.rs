@@ -1,6 +1,8 @@
-//! Every scenario in scenarios/ runs for each of its families, must pass, and its symbolic
-//! trace must match the reviewed snapshot: a kernel or runner change that alters any call's
-//! outcome shows up as a snapshot diff.
+//! Every scenario in scenarios/ and its subdirectories (kernel-selftests/, ltp/) runs for each
+//! of its families, must pass, and its symbolic trace must match the reviewed snapshot: a
+//! kernel or runner change that alters any call's outcome shows up as a snapshot diff.
+//! (A script waiting for a call the language does not have yet is named `*.scn.pending`, so
+//! it is in no run set until it can run.)
 
 use epollscope::Format;
 use epollscope::scenario;
@@ -57,4 +59,38 @@ fn exec_started_actors_trace_like_forked_ones() {
         "{}",
         failure.message
     );
+}
+
+/// The glob above reaches every directory of the library: each `.scn` file, at any depth, has
+/// a reviewed snapshot (a glob that silently skipped `kernel-selftests/` would fail here).
+#[test]
+fn every_scenario_file_at_any_depth_has_a_snapshot() {
+    fn scn_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("scenarios dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                scn_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "scn") {
+                out.push(path);
+            }
+        }
+    }
+    let root = std::path::Path::new("scenarios");
+    let mut files = vec![];
+    scn_files(root, &mut files);
+    let nested = files.iter().filter(|p| p.parent() != Some(root)).count();
+    assert!(nested > 0, "no scenario in a subdirectory of scenarios/");
+    for path in &files {
+        let relative = path.strip_prefix(root).expect("under scenarios/");
+        // insta names a glob snapshot after the path below the glob's base, '/' as "__".
+        let name = relative.to_string_lossy().replace('/', "__");
+        let snapshot = format!(
+            "tests/snapshots/scenarios__every_scenario_passes_and_matches_its_snapshot@{name}.snap"
+        );
+        assert!(
+            std::path::Path::new(&snapshot).exists(),
+            "{} has no snapshot ({snapshot})",
+            path.display()
+        );
+    }
 }

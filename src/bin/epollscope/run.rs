@@ -92,16 +92,14 @@ fn default_library() -> PathBuf {
         .unwrap_or(here)
 }
 
-/// Expands directories into their `.scn` files, sorted.
+/// Expands directories into their `.scn` files, sorted, subdirectories included (the library
+/// keeps the kernel's and LTP's tests in `scenarios/kernel-selftests/` and `scenarios/ltp/`).
 fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = vec![];
     for path in paths {
         let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
         if meta.is_dir() {
-            let mut found = vec![];
-            scenario_files_under(path, &mut found)?;
-            found.sort();
-            files.extend(found);
+            scenario_files_under(path, &mut files)?;
         } else {
             files.push(path.clone());
         }
@@ -109,17 +107,26 @@ fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Every `.scn` file below `dir`, subdirectories included (`kernel-selftests/`, `ltp/`). A
-/// symbolic link to a directory is not followed, so a link loop cannot make this endless.
+/// Every `.scn` file below `dir`: its own files first, sorted, then each subdirectory's
+/// (`kernel-selftests/`, `ltp/`). A symbolic link to a directory is not followed, so a link
+/// loop cannot make this endless.
 fn scenario_files_under(dir: &std::path::Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let mut files = vec![];
+    let mut dirs = vec![];
     for entry in std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))? {
         let entry = entry.with_context(|| format!("{}", dir.display()))?;
         let path = entry.path();
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            scenario_files_under(&path, found)?;
+            dirs.push(path);
         } else if path.extension().is_some_and(|e| e == "scn") {
-            found.push(path);
+            files.push(path);
         }
+    }
+    files.sort();
+    dirs.sort();
+    found.extend(files);
+    for sub in dirs {
+        scenario_files_under(&sub, found)?;
     }
     Ok(())
 }
