@@ -11,6 +11,7 @@
 //! * [`procfs`]: what `/proc` says about a task (is it asleep in a system call).
 
 pub mod channel;
+pub mod cpu;
 pub mod fastsocket_abi;
 pub mod packet;
 pub mod process;
