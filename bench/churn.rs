@@ -475,7 +475,8 @@ fn locality(n: usize, rounds: usize, workers: usize) {
     let mut walls: Vec<Vec<Duration>> = vec![vec![]; SETUPS.len()];
     let mut cpus: Vec<Vec<Duration>> = vec![vec![]; SETUPS.len()];
     let mut locals = vec![Local::default(); SETUPS.len()];
-    let mut steering: Vec<std::collections::BTreeSet<String>> = vec![Default::default(); SETUPS.len()];
+    let mut steering: Vec<std::collections::BTreeSet<String>> =
+        vec![Default::default(); SETUPS.len()];
     for round in 0..rounds {
         for k in 0..SETUPS.len() {
             let i = (round + k) % SETUPS.len();
@@ -522,7 +523,11 @@ fn locality(n: usize, rounds: usize, workers: usize) {
             n as f64 / t.as_secs_f64(),
             c.as_secs_f64(),
             locals[i].to_string(),
-            if how.is_empty() { "-".into() } else { how.join("; ") }
+            if how.is_empty() {
+                "-".into()
+            } else {
+                how.join("; ")
+            }
         );
     }
 }

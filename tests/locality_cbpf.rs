@@ -53,7 +53,11 @@ fn the_program_queues_each_connection_on_its_cpus_listener() {
                     assert_eq!(cpu::incoming_cpu(conn), Some(c as i32));
                     sys::close(conn).unwrap();
                 } else {
-                    assert_eq!(got, Err(nix::errno::Errno::EAGAIN), "cpu {c} on listener {j}");
+                    assert_eq!(
+                        got,
+                        Err(nix::errno::Errno::EAGAIN),
+                        "cpu {c} on listener {j}"
+                    );
                 }
             }
         }

@@ -131,7 +131,11 @@ fn pre_forked_workers_each_get_their_own_listener_and_share_the_connections() {
 
 /// Starts `shim_probe serve-fork W` under the shim with `vars`, and waits (on the trace) until
 /// every worker spawned: (child, port, trace dir).
-fn start_serve_fork(tag: &str, workers: usize, vars: &[(&str, &str)]) -> (std::process::Child, u16, std::path::PathBuf) {
+fn start_serve_fork(
+    tag: &str,
+    workers: usize,
+    vars: &[(&str, &str)],
+) -> (std::process::Child, u16, std::path::PathBuf) {
     let dir = trace_dir(tag);
     let trace = format!("dir:{}", dir.display());
     let mut all = vec![
@@ -169,7 +173,11 @@ fn start_serve_fork(tag: &str, workers: usize, vars: &[(&str, &str)]) -> (std::p
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while spawned() < workers {
-        assert!(std::time::Instant::now() < deadline, "spawns: {}", spawned());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "spawns: {}",
+            spawned()
+        );
         std::thread::yield_now();
     }
     (child, port, dir)

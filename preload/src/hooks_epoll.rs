@@ -101,8 +101,7 @@ pub unsafe extern "C" fn epoll_ctl(
                 if spawn == Spawn::Spawned
                     && let Some(text) = fp.locality_notice()
                 {
-                    e.shim
-                        .record(e.pid, now_us(), || Call::Note { text }, 0, 0);
+                    e.shim.record(e.pid, now_us(), || Call::Note { text }, 0, 0);
                 }
             }
             set_errno(saved);

@@ -174,7 +174,8 @@ impl Locality {
         } else {
             return None;
         };
-        self.cpu.store(i32::try_from(chosen).ok()?, Ordering::Relaxed);
+        self.cpu
+            .store(i32::try_from(chosen).ok()?, Ordering::Relaxed);
         Some(chosen)
     }
 
@@ -226,7 +227,9 @@ impl Locality {
             Used::None => return None,
             Used::IncomingCpu => format!("{NOTICE} SO_INCOMING_CPU steers cpu {cpu}"),
             Used::Cbpf => format!("{NOTICE} classic-BPF reuseport program steers cpu {cpu}"),
-            Used::Hash if cpu >= 0 => format!("{NOTICE} hashing (steering off), worker on cpu {cpu}"),
+            Used::Hash if cpu >= 0 => {
+                format!("{NOTICE} hashing (steering off), worker on cpu {cpu}")
+            }
             Used::Hash => format!("{NOTICE} hashing (worker not on one CPU)"),
         };
         Some(text)
@@ -271,7 +274,9 @@ mod tests {
         l.after_fork_parent();
         // A child forked now (a copy of this memory) is the third.
         let child = Locality::new();
-        child.forks.store(l.forks.load(Ordering::Relaxed), Ordering::Relaxed);
+        child
+            .forks
+            .store(l.forks.load(Ordering::Relaxed), Ordering::Relaxed);
         child.after_fork_child();
         assert_eq!(child.index.load(Ordering::Relaxed), 2);
         assert_eq!(child.forks.load(Ordering::Relaxed), 0);

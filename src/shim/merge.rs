@@ -243,14 +243,21 @@ impl Summary {
             .collect();
         let mut out = format!(
             "# local accepts per pid: {}; all: {}\n",
-            if per.is_empty() { "-".into() } else { per.join(" ") },
+            if per.is_empty() {
+                "-".into()
+            } else {
+                per.join(" ")
+            },
             self.local_total()
         );
         for notice in &self.steering {
             out.push_str(&format!("# {notice}\n"));
         }
-        let steered: std::collections::BTreeSet<i32> =
-            self.steering.iter().filter_map(|n| steered_cpu(n)).collect();
+        let steered: std::collections::BTreeSet<i32> = self
+            .steering
+            .iter()
+            .filter_map(|n| steered_cpu(n))
+            .collect();
         if !steered.is_empty() {
             let unsteered: Vec<String> = self
                 .incoming_cpus

@@ -117,7 +117,9 @@ impl Settings {
             Some(v) => return Err(format!("{ENV_FASTPATH_PIN}={v}: expected 0 or 1")),
         };
         let steer = match (set(ENV_FASTPATH_STEER), set(ENV_FASTPATH_CPU)) {
-            (Some(v), _) => v.parse().map_err(|e| format!("{ENV_FASTPATH_STEER}: {e}"))?,
+            (Some(v), _) => v
+                .parse()
+                .map_err(|e| format!("{ENV_FASTPATH_STEER}: {e}"))?,
             (None, None) => Steer::Auto,
             (None, Some(v)) => match v.as_str() {
                 "0" => Steer::Hash,

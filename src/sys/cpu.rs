@@ -15,7 +15,9 @@ pub fn allowed_cpus() -> Result<Vec<usize>, Errno> {
     check(unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) })?;
     let max = 8 * size_of::<libc::cpu_set_t>();
     // SAFETY: CPU_ISSET reads the set within its size (every i < max).
-    Ok((0..max).filter(|&i| unsafe { libc::CPU_ISSET(i, &set) }).collect())
+    Ok((0..max)
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect())
 }
 
 /// Pins the calling thread to `cpu` alone.
@@ -51,9 +53,9 @@ pub fn cpu_steering_program(pairs: &[(u32, u32)]) -> Vec<libc::sock_filter> {
         jf,
         k,
     };
-    let ld_cpu = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u32;
-    let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u32;
-    let ret = (libc::BPF_RET | libc::BPF_K) as u32;
+    let ld_cpu = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let jeq = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+    let ret = libc::BPF_RET | libc::BPF_K;
     // SKF_AD_OFF + SKF_AD_CPU: a load from this offset gives the current CPU's number.
     let ad_cpu = (libc::SKF_AD_OFF + libc::SKF_AD_CPU) as u32;
     let mut prog = vec![op(ld_cpu, 0, 0, ad_cpu)];
