@@ -491,6 +491,47 @@ mod tests {
     }
 
     #[test]
+    fn local_accepts_are_counted_per_pid_and_unsteered_cpus_named() {
+        let cpu = |fd: i32, incoming: i32, on: i32| Call::Builtin {
+            name: "accept_cpu".into(),
+            args: [fd, incoming, on]
+                .iter()
+                .map(|&num| FdRef { num, name: None })
+                .collect(),
+        };
+        let events = vec![
+            ev(
+                7,
+                1,
+                Call::Note {
+                    text: "locality: SO_INCOMING_CPU steers cpu 0".into(),
+                },
+                Ret::value(0),
+            ),
+            ev(7, 2, cpu(5, 0, 0), Ret::value(1)),
+            ev(7, 3, cpu(6, 0, 0), Ret::value(1)),
+            ev(8, 4, cpu(5, 1, 0), Ret::value(0)),
+            // Unknown CPUs are not measured.
+            ev(8, 5, cpu(6, -1, 0), Ret::value(0)),
+        ];
+        let s = Summary::of(&events);
+        assert_eq!(
+            s.local_total(),
+            Local {
+                local: 2,
+                measured: 3
+            }
+        );
+        let text = s.render();
+        assert!(
+            text.contains("# local accepts per pid: 7:2/2 (100.0%) 8:0/1 (0.0%); all: 2/3 (66.7%)"),
+            "{text}"
+        );
+        assert!(text.contains("no listener steered to cpu 1"), "{text}");
+        assert!(compare_table(("a", &s), ("b", &s)).contains("2/3 (66.7%)"));
+    }
+
+    #[test]
     fn merges_files_in_time_order_and_summarises() {
         let dir = std::env::temp_dir().join(format!("es-merge-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
