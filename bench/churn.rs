@@ -5,6 +5,14 @@
 //!   until N were accepted. Plain libc calls, so
 //!   whatever is preloaded sees them.
 //! * `churn client PORT N`: N sequential connections, each waiting for the server's close.
+//! * `churn server N WORKERS`: the same listener, served by WORKERS forked processes (each
+//!   its own epoll set, as nginx's workers), until N were accepted in all.
+//! * `churn client PORT N [THREADS]`: the client, on THREADS threads (N in all).
+//! * `churn locality N [ROUNDS] [WORKERS]`: the forked server, traced, with the shared
+//!   listener, with plain SO_REUSEPORT (the emulation, unpinned, hashed), and in fastsocket
+//!   mode (pinned, steered by SO_INCOMING_CPU, then by the classic-BPF program); a client
+//!   thread per CPU. Prints throughput, server CPU and the fraction of local accepts (the
+//!   kernel processed the connection on the CPU the accepting worker ran on).
 //! * `churn bench N [ROUNDS]`: the server natively, under the shim in trace mode, under the
 //!   shim in fastsocket mode and under `strace -f -e trace=%network,/^epoll`, ROUNDS rounds
 //!   interleaved (each round starting with another mode), the client always native; prints the median time of each and its ratio to
@@ -15,7 +23,10 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn server(n: usize) {
+fn server(n: usize, workers: usize) {
+    if workers > 0 {
+        return forked_server(n, workers);
+    }
     // SAFETY: plain libc calls on fds this process owns and stack buffers.
     unsafe {
         let fd = libc::socket(
@@ -76,6 +87,146 @@ fn server(n: usize) {
             }
         }
     }
+}
+
+/// Listens on 127.0.0.1:0; returns the fd and the port.
+fn listen_loopback() -> (i32, u16) {
+    // SAFETY: plain libc calls on an fd this process owns and stack buffers.
+    unsafe {
+        let fd = libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        );
+        let mut sin: libc::sockaddr_in = std::mem::zeroed();
+        sin.sin_family = libc::AF_INET as u16;
+        sin.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+        assert_eq!(
+            libc::bind(fd, (&sin as *const libc::sockaddr_in).cast(), len),
+            0
+        );
+        assert_eq!(libc::listen(fd, 4096), 0);
+        libc::getsockname(fd, (&mut sin as *mut libc::sockaddr_in).cast(), &mut len);
+        (fd, u16::from_be(sin.sin_port))
+    }
+}
+
+/// The listener served by `workers` forked processes until `n` accepts in all (counted in
+/// shared memory); the first worker done closes a pipe that ends the others.
+fn forked_server(n: usize, workers: usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (fd, port) = listen_loopback();
+    // SAFETY: plain libc calls: a shared anonymous page for the counter, a pipe, fork, and
+    // each worker's epoll loop on fds it inherited.
+    unsafe {
+        let page = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(page, libc::MAP_FAILED);
+        let count = &*(page as *const AtomicUsize);
+        let mut stop = [0i32; 2];
+        assert_eq!(libc::pipe2(stop.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        // Each worker says it registered the listener (so has its own, in fastsocket mode):
+        // a connection made before would be queued on the master's and reset at its retiring.
+        let mut ready = [0i32; 2];
+        assert_eq!(libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        for _ in 0..workers {
+            if libc::fork() != 0 {
+                continue;
+            }
+            libc::close(stop[1]);
+            let ep = libc::epoll_create1(libc::EPOLL_CLOEXEC);
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: 0,
+            };
+            libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev);
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: 1,
+            };
+            libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, stop[0], &mut ev);
+            assert_eq!(libc::write(ready[1], b"r".as_ptr().cast(), 1), 1);
+            let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
+            loop {
+                let got = libc::epoll_wait(ep, events.as_mut_ptr(), 16, -1);
+                if got <= 0 {
+                    continue;
+                }
+                if events[..got as usize].iter().any(|e| e.u64 == 1) {
+                    libc::_exit(0);
+                }
+                loop {
+                    let c = libc::accept4(
+                        fd,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                        libc::SOCK_CLOEXEC,
+                    );
+                    if c < 0 {
+                        break;
+                    }
+                    reset_close(c);
+                    if count.fetch_add(1, Ordering::Relaxed) + 1 >= n {
+                        // exit, not _exit: the shim's destructor runs.
+                        libc::exit(0);
+                    }
+                }
+            }
+        }
+        libc::close(ready[1]);
+        let mut byte = 0u8;
+        for _ in 0..workers {
+            assert_eq!(libc::read(ready[0], (&mut byte as *mut u8).cast(), 1), 1);
+        }
+        println!("port {port}");
+        use std::io::Write;
+        std::io::stdout().flush().unwrap();
+        let mut status = 0;
+        libc::wait(&mut status);
+        libc::close(stop[1]);
+        while libc::wait(&mut status) > 0 {}
+    }
+}
+
+/// Closes a connection with a reset (linger 0): no TIME_WAIT piles up across runs.
+fn reset_close(c: i32) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: c is a connection this process accepted; linger lives for the call.
+    unsafe {
+        libc::setsockopt(
+            c,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as u32,
+        );
+        libc::close(c);
+    }
+}
+
+/// `n` connections from `threads` threads at once (one connection at a time each).
+fn client_threads(port: u16, n: usize, threads: usize) -> Duration {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let share = n / threads + usize::from(t < n % threads);
+            std::thread::spawn(move || client(port, share))
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    start.elapsed()
 }
 
 fn client(port: u16, n: usize) -> Duration {
@@ -224,18 +375,179 @@ fn bench(n: usize, rounds: usize) {
     }
 }
 
+/// The setups the locality benchmark compares: name and the shim's settings beyond tracing.
+const SETUPS: &[(&str, &[(&str, &str)])] = &[
+    ("shared listener", &[]),
+    (
+        "SO_REUSEPORT",
+        &[
+            ("EPOLLSCOPE_FASTPATH", "emulated"),
+            ("EPOLLSCOPE_FASTPATH_PIN", "0"),
+            ("EPOLLSCOPE_FASTPATH_STEER", "hash"),
+        ],
+    ),
+    (
+        "pinned, hashed",
+        &[
+            ("EPOLLSCOPE_FASTPATH", "emulated"),
+            ("EPOLLSCOPE_FASTPATH_STEER", "hash"),
+        ],
+    ),
+    (
+        "fastsocket",
+        &[
+            ("EPOLLSCOPE_FASTPATH", "emulated"),
+            ("EPOLLSCOPE_FASTPATH_STEER", "incoming-cpu"),
+        ],
+    ),
+    (
+        "fastsocket cbpf",
+        &[
+            ("EPOLLSCOPE_FASTPATH", "emulated"),
+            ("EPOLLSCOPE_FASTPATH_STEER", "cbpf"),
+        ],
+    ),
+];
+
+struct LocalityRun {
+    wall: Duration,
+    cpu: Duration,
+    summary: epollscope::shim::merge::Summary,
+}
+
+fn run_locality(
+    env: &[(&str, &str)],
+    n: usize,
+    workers: usize,
+    lib: &str,
+    dir: &std::path::Path,
+) -> LocalityRun {
+    let me = std::env::current_exe().unwrap();
+    let mut cmd = Command::new(&me);
+    cmd.args(["server", &n.to_string(), &workers.to_string()])
+        .stdout(Stdio::piped())
+        .env_remove("EPOLLSCOPE_FASTPATH")
+        .env("LD_PRELOAD", lib)
+        .env("EPOLLSCOPE_TRACE", format!("dir:{}", dir.display()));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    #[allow(clippy::zombie_processes)]
+    let mut child = cmd.spawn().expect("start the server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let wall = client_threads(port, n, threads);
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: status and usage are valid for writes; the pid is our child's.
+    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "server failed: {status}"
+    );
+    let cpu = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let (events, _) = epollscope::shim::merge::read_dir(dir).expect("the trace");
+    let summary = epollscope::shim::merge::Summary::of(&events);
+    let accepted: usize = summary.accepts.values().sum();
+    assert_eq!(accepted, n, "traced accepts");
+    LocalityRun {
+        wall,
+        cpu: cpu(usage.ru_utime) + cpu(usage.ru_stime),
+        summary,
+    }
+}
+
+fn locality(n: usize, rounds: usize, workers: usize) {
+    use epollscope::shim::merge::Local;
+    let lib = match std::env::var("EPOLLSCOPE_PRELOAD") {
+        Ok(p) => p,
+        Err(_) => epollscope::shim::preload_path()
+            .expect("the shim library")
+            .display()
+            .to_string(),
+    };
+    let dir = std::env::temp_dir().join(format!("churn-locality-{}", std::process::id()));
+    let mut walls: Vec<Vec<Duration>> = vec![vec![]; SETUPS.len()];
+    let mut cpus: Vec<Vec<Duration>> = vec![vec![]; SETUPS.len()];
+    let mut locals = vec![Local::default(); SETUPS.len()];
+    let mut steering: Vec<std::collections::BTreeSet<String>> =
+        vec![Default::default(); SETUPS.len()];
+    for round in 0..rounds {
+        for k in 0..SETUPS.len() {
+            let i = (round + k) % SETUPS.len();
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let r = run_locality(SETUPS[i].1, n, workers, &lib, &dir);
+            let l = r.summary.local_total();
+            eprintln!(
+                "round {round} {:<16} {:.3} s, server CPU {:.3} s, local {l}",
+                SETUPS[i].0,
+                r.wall.as_secs_f64(),
+                r.cpu.as_secs_f64()
+            );
+            locals[i].add(l);
+            steering[i].extend(r.summary.steering.iter().map(|s| {
+                // One line per mechanism, whatever CPU it names.
+                let s = s.split(" steers").next().unwrap_or(s);
+                s.split(", worker").next().unwrap_or(s).to_string()
+            }));
+            walls[i].push(r.wall);
+            cpus[i].push(r.cpu);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "locality, {n} connections, {workers} traced workers, {threads} client threads, median of {rounds} rounds"
+    );
+    println!(
+        "{:<18}{:>9}{:>10}{:>14}  {:<28}steering",
+        "server", "wall s", "conn/s", "server CPU s", "local accepts (all rounds)"
+    );
+    for (i, (name, _)) in SETUPS.iter().enumerate() {
+        let t = median(&mut walls[i]);
+        let c = median(&mut cpus[i]);
+        let how: Vec<&str> = steering[i].iter().map(String::as_str).collect();
+        println!(
+            "{name:<18}{:>9.3}{:>10.0}{:>14.3}  {:<28}{}",
+            t.as_secs_f64(),
+            n as f64 / t.as_secs_f64(),
+            c.as_secs_f64(),
+            locals[i].to_string(),
+            if how.is_empty() {
+                "-".into()
+            } else {
+                how.join("; ")
+            }
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     match args.first().map(String::as_str) {
-        Some("server") => server(num(1, 100_000)),
+        Some("server") => server(num(1, 100_000), num(2, 0)),
+        Some("locality") => locality(num(1, 20_000), num(2, 3), num(3, 4)),
         Some("client") => {
-            let t = client(num(1, 0) as u16, num(2, 100_000));
+            let port = u16::try_from(num(1, 0)).expect("a port");
+            let t = client_threads(port, num(2, 100_000), num(3, 1).max(1));
             println!("{:.3} s", t.as_secs_f64());
         }
         Some("bench") => bench(num(1, 100_000), num(2, 3)),
         _ => {
-            eprintln!("usage: churn server N | client PORT N | bench N [ROUNDS]");
+            eprintln!(
+                "usage: churn server N [WORKERS] | client PORT N [THREADS] | bench N [ROUNDS] | locality N [ROUNDS] [WORKERS]"
+            );
             std::process::exit(2);
         }
     }

@@ -155,7 +155,7 @@ fn workers_spawn_their_own_listeners_and_the_master_listener_gets_nothing() {
 
 #[test]
 fn accept4_keeps_its_flags_and_spawn_keeps_fd_flags() {
-    let fp = EmulatedBackend::new(EmulationOptions { cpu_steering: true });
+    let fp = EmulatedBackend::new(EmulationOptions::default());
     let (listener, port) = master_listener(&fp);
     // SAFETY: F_SETFL/F_SETFD with integer flags on our own fd.
     unsafe {

@@ -155,6 +155,10 @@ fn prefork_spread(mode: &str) -> (BTreeMap<i32, usize>, BTreeMap<i32, usize>) {
         example("shim_probe").args([mode, "2", "40"]),
         &[
             ("EPOLLSCOPE_FASTPATH", "emulated"),
+            // The kernel's hash spreads the master's connections over both workers; steered,
+            // they would all go to the worker pinned to the master's CPU.
+            ("EPOLLSCOPE_FASTPATH_PIN", "0"),
+            ("EPOLLSCOPE_FASTPATH_STEER", "hash"),
             ("EPOLLSCOPE_TRACE", &trace_env(&dir)),
         ],
     )

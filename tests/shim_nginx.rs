@@ -272,3 +272,92 @@ fn nginx_under_the_fastsocket_shim_gives_every_worker_its_own_listener() {
     assert!(stderr.contains("fast path: emulated"), "{stderr}");
     nginx.stop();
 }
+
+/// The one CPU a process may run on, from /proc (None: several).
+fn only_cpu(pid: u32) -> Option<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Fastsocket's locality with nginx: each worker pinned to a CPU, and a request from a client
+/// pinned to CPU k (a loopback connection is processed on the connecting thread's CPU) is
+/// served by a worker pinned to k, every time. The trace's per-worker locality is printed.
+#[test]
+fn nginx_under_the_fastsocket_shim_serves_each_connection_on_the_cpu_that_received_it() {
+    if nginx_binary().is_none() {
+        eprintln!("skipped: nginx is not installed (apt-get install nginx-light)");
+        return;
+    }
+    if std::fs::read_to_string("/sys/class/net/lo/queues/rx-0/rps_cpus")
+        .is_ok_and(|m| m.trim().chars().any(|c| c != '0' && c != ','))
+    {
+        eprintln!("skipped: RPS is set on lo, so loopback packets may be processed elsewhere");
+        return;
+    }
+    if !epollscope::sys::cpu::kernel_honours_incoming_cpu() {
+        eprintln!("skipped: this kernel's reuseport selection ignores SO_INCOMING_CPU (< 6.1)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("es-shim-nginx-local-{}", std::process::id()));
+    let trace = format!("dir:{}/trace", dir.display());
+    let mut nginx = Nginx::start(
+        "nginx-local",
+        Some(&[
+            ("EPOLLSCOPE_FASTPATH", "emulated"),
+            ("EPOLLSCOPE_FASTPATH_STEER", "incoming-cpu"),
+            ("EPOLLSCOPE_TRACE", &trace),
+            ("EPOLLSCOPE_TRACE_BUFFER", "0"),
+        ]),
+    );
+    let spawns = |n: &Nginx| {
+        ok_calls(&trace_lines(&n.trace_dir()), "builtin")
+            .iter()
+            .filter(|(_, v)| v["name"] == "listen_spawn")
+            .count()
+    };
+    nginx.wait_for("a listen_spawn in every worker", |n| {
+        spawns(n) == WORKERS && n.workers().len() == WORKERS
+    });
+    let cpus = epollscope::sys::cpu::allowed_cpus().unwrap();
+    let workers = nginx.workers();
+    // Round-robin: each CPU has WORKERS / CPUs workers (or one more).
+    let mut per_cpu = std::collections::BTreeMap::new();
+    for &w in &workers {
+        *per_cpu
+            .entry(only_cpu(w).expect("a pinned worker"))
+            .or_insert(0usize) += 1;
+    }
+    assert_eq!(per_cpu.len(), cpus.len().min(WORKERS), "{per_cpu:?}");
+    let served = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut served = vec![];
+            for &cpu in &cpus {
+                epollscope::sys::cpu::pin_to(cpu).unwrap();
+                for _ in 0..10 {
+                    served.push((cpu, nginx.request()));
+                }
+            }
+            served
+        })
+        .join()
+        .unwrap()
+    });
+    for (cpu, pid) in &served {
+        assert_eq!(only_cpu(*pid), Some(*cpu), "worker {pid} served cpu {cpu}");
+    }
+    let events: Vec<epollscope::trace::Event> = trace_lines(&nginx.trace_dir())
+        .into_iter()
+        .filter_map(|(_, v)| serde_json::from_value(v).ok())
+        .collect();
+    let summary = epollscope::shim::merge::Summary::of(&events);
+    let total = summary.local_total();
+    eprintln!("nginx fastsocket locality: {total}");
+    assert_eq!(total.measured, served.len());
+    assert_eq!(total.local, served.len());
+    nginx.stop();
+}

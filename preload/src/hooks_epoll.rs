@@ -98,6 +98,11 @@ pub unsafe extern "C" fn epoll_ctl(
                     v,
                     err,
                 );
+                if spawn == Spawn::Spawned
+                    && let Some(text) = fp.locality_notice()
+                {
+                    e.shim.record(e.pid, now_us(), || Call::Note { text }, 0, 0);
+                }
             }
             set_errno(saved);
             value = Some(match result {

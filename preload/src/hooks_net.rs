@@ -26,6 +26,37 @@ pub fn finish(e: &Entered, start: u64, value: i64, call: impl FnOnce() -> Call) 
     value
 }
 
+/// After a successful accept, when tracing: where the kernel processed the connection
+/// (SO_INCOMING_CPU of the accepted socket) and where this thread accepted it, as
+/// `accept_cpu(FD, INCOMING_CPU, CPU) = 1` if they are the same CPU, else 0 (-1: unknown).
+/// Only reads: the accepted socket is the host's now, and a read changes nothing of it.
+fn record_locality(e: &Entered, value: i64) {
+    let Ok(accepted) = i32::try_from(value) else {
+        return;
+    };
+    if accepted < 0 || e.shim.sink.is_none() {
+        return;
+    }
+    let saved = errno();
+    let Some((incoming, cpu)) = guarded(|| epollscope::fastpath::locality::measure(accepted))
+    else {
+        return;
+    };
+    let (incoming, cpu) = (incoming.unwrap_or(-1), cpu.unwrap_or(-1));
+    let local = i64::from(incoming >= 0 && incoming == cpu);
+    e.shim.record(
+        e.pid,
+        now_us(),
+        || Call::Builtin {
+            name: "accept_cpu".into(),
+            args: vec![fd(accepted), fd(incoming), fd(cpu)],
+        },
+        local,
+        0,
+    );
+    set_errno(saved);
+}
+
 /// Runs a fast-path operation: its errno on failure, the caller's errno kept on success (the
 /// backend's own bookkeeping calls must not show through). `None` if it panicked.
 pub fn fast<T: Into<i64>>(op: impl FnOnce() -> Result<T, nix::errno::Errno>) -> Option<i64> {
@@ -201,7 +232,9 @@ pub unsafe extern "C" fn accept(sock: c_int, addr: *mut sockaddr, len: *mut sock
         .and_then(|fp| fast_accept(fp.as_ref(), sock, addr, len, 0))
         // SAFETY: the caller's arguments, passed through unchanged.
         .unwrap_or_else(|| e.plain(|| unsafe { real(sock, addr, len) }) as i64);
-    finish(&e, start, value, || Call::Accept { fd: fd(sock) }) as c_int
+    let value = finish(&e, start, value, || Call::Accept { fd: fd(sock) });
+    record_locality(&e, value);
+    value as c_int
 }
 
 #[unsafe(no_mangle)]
@@ -226,10 +259,12 @@ pub unsafe extern "C" fn accept4(
         .and_then(|fp| fast_accept(fp.as_ref(), sock, addr, len, flags))
         // SAFETY: the caller's arguments, passed through unchanged.
         .unwrap_or_else(|| e.plain(|| unsafe { real(sock, addr, len, flags) }) as i64);
-    finish(&e, start, value, || Call::Accept4 {
+    let value = finish(&e, start, value, || Call::Accept4 {
         fd: fd(sock),
         flags,
-    }) as c_int
+    });
+    record_locality(&e, value);
+    value as c_int
 }
 
 #[unsafe(no_mangle)]

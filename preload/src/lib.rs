@@ -116,7 +116,8 @@ fn build() -> Shim {
         None => None,
         Some(requested) => {
             let options = EmulationOptions {
-                cpu_steering: settings.cpu_steering,
+                pin: settings.pin,
+                steer: settings.steer,
             };
             match fastpath::choose(requested, &settings.device, options) {
                 Ok(choice) => {
@@ -286,6 +287,9 @@ extern "C" fn prepare_fork() {
 extern "C" fn parent_after_fork() {
     if let Some(Some(sink)) = SHIM.get().map(|s| s.sink.as_ref()) {
         sink.after_fork_parent();
+    }
+    if let Some(Some(fp)) = SHIM.get().map(|s| s.fastpath.as_ref()) {
+        let _ = guarded(|| fp.after_fork_parent());
     }
     IN_SHIM.with(|g| g.set(BEFORE_FORK.with(Cell::get)));
 }

@@ -16,8 +16,8 @@
 //!   servers switch their workers to an unprivileged user before registering the listener.
 //!   So each forked child gets its socket right after fork, with its parent's credentials,
 //!   and the spawn uses it.
-//! * Optional CPU steering: SO_INCOMING_CPU on each spawned listener (the CPU its worker runs
-//!   on at spawn time).
+//! * **Locality** (see [`super::locality`]): each worker pinned to a CPU at its spawn, and
+//!   its listener steered to take the connections processed on that CPU.
 //!
 //! Connections queued on the master's listener before the first worker retires it (a client
 //! that connects before the workers are up) and those queued on a worker's listener when it
@@ -30,12 +30,14 @@
 
 use nix::errno::Errno;
 
+use super::locality::Locality;
 use super::{Backend, EmulationOptions, FastPath, ListenTable, PeerAddr};
 use crate::sys::{self, RawFd};
 
 pub struct EmulatedBackend {
     table: ListenTable,
     options: EmulationOptions,
+    locality: Locality,
 }
 
 impl EmulatedBackend {
@@ -43,6 +45,7 @@ impl EmulatedBackend {
         EmulatedBackend {
             table: ListenTable::new(),
             options,
+            locality: Locality::new(),
         }
     }
 }
@@ -88,6 +91,7 @@ fn new_listener_like(
     backlog: i32,
     prepared: Option<RawFd>,
     options: EmulationOptions,
+    locality: &Locality,
 ) -> Result<RawFd, Errno> {
     let addr = match local_addr(fd) {
         Ok(a) => a,
@@ -115,13 +119,10 @@ fn new_listener_like(
             sys::setsockopt_int(new, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, v6only)?;
         }
         sys::setsockopt_int(new, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
-        if options.cpu_steering
-            && let Some(cpu) = sys::sched_getcpu()
-        {
-            sys::setsockopt_int(new, libc::SOL_SOCKET, libc::SO_INCOMING_CPU, cpu)?;
-        }
+        locality.before_listen(new, options.pin, options.steer)?;
         sys::bind(new, &addr)?;
-        sys::listen(new, backlog)
+        sys::listen(new, backlog)?;
+        locality.after_listen(new, options.steer)
     })();
     match setup {
         Ok(()) => Ok(new),
@@ -182,6 +183,7 @@ impl FastPath for EmulatedBackend {
     /// Creates, with the credentials the child still shares with its parent, the socket each
     /// inherited listener will be spawned on (see [`ListenTable::set_prepared`]).
     fn after_fork_child(&self) {
+        self.locality.after_fork_child();
         let pid = std::process::id() as i32;
         for (fd, entry) in self.table.listeners() {
             if entry.owner == pid || entry.spawned_in == pid {
@@ -199,6 +201,14 @@ impl FastPath for EmulatedBackend {
         }
     }
 
+    fn after_fork_parent(&self) {
+        self.locality.after_fork_parent();
+    }
+
+    fn locality_notice(&self) -> Option<String> {
+        self.locality.notice()
+    }
+
     fn shutdown(&self, fd: RawFd, how: i32) -> Result<(), Errno> {
         sys::shutdown(fd, how)
     }
@@ -213,7 +223,14 @@ impl FastPath for EmulatedBackend {
         let status = sys::fcntl_getfl(fd)?;
         let fd_flags = sys::fcntl_getfd(fd)?;
         let prepared = self.table.take_prepared(fd);
-        let new = new_listener_like(fd, kind, entry.backlog, prepared, self.options)?;
+        let new = new_listener_like(
+            fd,
+            kind,
+            entry.backlog,
+            prepared,
+            self.options,
+            &self.locality,
+        )?;
         // The worker has its own listener now: take the shared one out of the reuseport group
         // so that it gets no share of the connections (nobody accepts on it). SHUT_RD on a
         // listener stops it listening but keeps it bound; ENOTCONN means another worker was

@@ -14,6 +14,7 @@
 /// The module's ioctl ABI; it lives in `sys` with the one call that uses it.
 pub use crate::sys::fastsocket_abi as abi;
 pub mod emulated;
+pub mod locality;
 pub mod module;
 pub mod table;
 
@@ -22,6 +23,7 @@ use std::path::Path;
 use nix::errno::Errno;
 
 use crate::sys::RawFd;
+pub use locality::Steer;
 pub use table::ListenTable;
 
 /// Where the Fastsocket module's channel is.
@@ -102,6 +104,12 @@ pub trait FastPath: Send + Sync {
     fn wants_spawn(&self, fd: RawFd, pid: i32) -> bool;
     /// Called in a new child process right after fork, before it runs any of its own code.
     fn after_fork_child(&self) {}
+    /// Called in the parent right after a fork.
+    fn after_fork_parent(&self) {}
+    /// What steered this process's spawned listeners (see [`locality`]), once it spawned.
+    fn locality_notice(&self) -> Option<String> {
+        None
+    }
 
     /// epoll_ctl with the listen_spawn heuristic: an ADD of a listener not yet spawned in this
     /// process spawns first. A failed spawn is not the caller's failure: the registration
@@ -133,11 +141,33 @@ pub trait FastPath: Send + Sync {
     }
 }
 
-/// Options of the emulation.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Options of the emulation (see [`locality`]). The default neither pins nor steers; the
+/// shim's fastsocket mode does both unless told otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EmulationOptions {
-    /// Steer each spawned listener to the CPU its worker runs on (SO_INCOMING_CPU).
-    pub cpu_steering: bool,
+    /// Pin each worker to one CPU at its listen_spawn, round-robin in fork order.
+    pub pin: bool,
+    /// How a worker's listener takes the connections processed on its CPU.
+    pub steer: Steer,
+}
+
+impl Default for EmulationOptions {
+    fn default() -> Self {
+        EmulationOptions {
+            pin: false,
+            steer: Steer::Hash,
+        }
+    }
+}
+
+impl EmulationOptions {
+    /// Fastsocket's default mode: workers pinned, connections steered to their CPU.
+    pub fn fastsocket() -> EmulationOptions {
+        EmulationOptions {
+            pin: true,
+            steer: Steer::Auto,
+        }
+    }
 }
 
 /// The backend chosen, and why (printed once when the shim starts in fastsocket mode).
@@ -155,7 +185,11 @@ pub fn choose(
 ) -> Result<Choice, String> {
     let emulated = |why: String| Choice {
         fastpath: Box::new(emulated::EmulatedBackend::new(options)),
-        reason: format!("{why}; {}", emulated::migrate_note()),
+        reason: format!(
+            "{why}; {}; {}",
+            locality::plan(options.pin, options.steer),
+            emulated::migrate_note()
+        ),
     };
     if requested == Requested::Emulated {
         return Ok(emulated("emulated backend requested".into()));

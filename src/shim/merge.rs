@@ -102,6 +102,43 @@ pub struct Summary {
     pub ends: BTreeMap<i32, End>,
     /// Every pid the trace has a line of.
     pub pids: std::collections::BTreeSet<i32>,
+    /// Per pid, accepts whose connection the kernel processed on the accepting thread's CPU,
+    /// and accepts where both CPUs are known (the shim's `accept_cpu` lines).
+    pub locality: BTreeMap<i32, Local>,
+    /// The CPUs connections were processed on (from `accept_cpu`).
+    pub incoming_cpus: std::collections::BTreeSet<i32>,
+    /// What steered the workers' listeners (the shim's `locality:` notices).
+    pub steering: std::collections::BTreeSet<String>,
+}
+
+/// Local accepts out of measured ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Local {
+    pub local: usize,
+    pub measured: usize,
+}
+
+impl Local {
+    pub fn add(&mut self, other: Local) {
+        self.local += other.local;
+        self.measured += other.measured;
+    }
+}
+
+impl std::fmt::Display for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.measured == 0 {
+            return write!(f, "-");
+        }
+        let percent = 100.0 * self.local as f64 / self.measured as f64;
+        write!(f, "{}/{} ({percent:.1}%)", self.local, self.measured)
+    }
+}
+
+/// The CPUs a `locality:` notice says a listener is steered to.
+fn steered_cpu(notice: &str) -> Option<i32> {
+    let (_, cpu) = notice.rsplit_once("steers cpu ")?;
+    cpu.trim().parse().ok()
 }
 
 impl Summary {
@@ -111,6 +148,7 @@ impl Summary {
         for e in events {
             pids.insert(e.pid);
             s.note_end(e);
+            s.note_locality(e);
             let name = call_name(&e.call);
             *s.calls.entry(name.clone()).or_default() += 1;
             match &e.ret {
@@ -159,6 +197,81 @@ impl Summary {
             }
             _ => {}
         }
+    }
+
+    /// Takes in the shim's locality lines: `accept_cpu(FD, INCOMING, CPU)` and its notices.
+    fn note_locality(&mut self, e: &Event) {
+        match &e.call {
+            Call::Note { text } if text.starts_with(crate::fastpath::locality::NOTICE) => {
+                self.steering.insert(text.clone());
+            }
+            Call::Builtin { name, args } if name == "accept_cpu" => {
+                let (Some(incoming), Some(cpu)) = (args.get(1), args.get(2)) else {
+                    return;
+                };
+                if incoming.num < 0 || cpu.num < 0 {
+                    return;
+                }
+                self.incoming_cpus.insert(incoming.num);
+                let l = self.locality.entry(e.pid).or_default();
+                l.measured += 1;
+                l.local += usize::from(incoming.num == cpu.num);
+            }
+            _ => {}
+        }
+    }
+
+    /// Local accepts of all processes.
+    pub fn local_total(&self) -> Local {
+        let mut total = Local::default();
+        for l in self.locality.values() {
+            total.add(*l);
+        }
+        total
+    }
+
+    /// The lines on locality: per worker, in all, what steered, and the CPUs that had
+    /// connections but no listener steered to them (their connections were hashed).
+    fn locality_lines(&self) -> String {
+        if self.locality.is_empty() && self.steering.is_empty() {
+            return String::new();
+        }
+        let per: Vec<String> = self
+            .locality
+            .iter()
+            .map(|(pid, l)| format!("{pid}:{l}"))
+            .collect();
+        let mut out = format!(
+            "# local accepts per pid: {}; all: {}\n",
+            if per.is_empty() {
+                "-".into()
+            } else {
+                per.join(" ")
+            },
+            self.local_total()
+        );
+        for notice in &self.steering {
+            out.push_str(&format!("# {notice}\n"));
+        }
+        let steered: std::collections::BTreeSet<i32> = self
+            .steering
+            .iter()
+            .filter_map(|n| steered_cpu(n))
+            .collect();
+        if !steered.is_empty() {
+            let unsteered: Vec<String> = self
+                .incoming_cpus
+                .difference(&steered)
+                .map(i32::to_string)
+                .collect();
+            if !unsteered.is_empty() {
+                out.push_str(&format!(
+                    "# locality: fewer listeners than CPUs: no listener steered to cpu {}, its connections were hashed\n",
+                    unsteered.join(",")
+                ));
+            }
+        }
+        out
     }
 
     /// Records how a process the trace cannot see the end of ended: the launcher's own child,
@@ -242,6 +355,7 @@ impl Summary {
             "# listeners per pid: {}\n",
             Summary::per_pid(&self.listeners)
         ));
+        out.push_str(&self.locality_lines());
         if !self.pids.is_empty() {
             out.push_str(&format!("# ended: {}\n", self.ends_line()));
         }
@@ -266,6 +380,19 @@ fn spread(map: &BTreeMap<i32, usize>) -> String {
     } else {
         v.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
     }
+}
+
+/// Each process's local fraction, highest first (pids differ between runs).
+fn local_spread(s: &Summary) -> String {
+    let mut v: Vec<Local> = s.locality.values().copied().collect();
+    v.sort_by(|a, b| (b.local * a.measured).cmp(&(a.local * b.measured)));
+    if v.is_empty() {
+        return "-".into();
+    }
+    v.iter()
+        .map(|l| format!("{}/{}", l.local, l.measured))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A side-by-side table of two runs' summaries.
@@ -322,6 +449,16 @@ pub fn compare_table(left: (&str, &Summary), right: (&str, &Summary)) -> String 
             waits(left.1).to_string(),
             waits(right.1).to_string(),
         ),
+        (
+            "local accepts",
+            left.1.local_total().to_string(),
+            right.1.local_total().to_string(),
+        ),
+        (
+            "local accepts per process",
+            local_spread(left.1),
+            local_spread(right.1),
+        ),
         ("ends", left.1.ends_by_kind(), right.1.ends_by_kind()),
     ];
     let mut out = format!("{:<26}{:<20}{}\n", "", left.0, right.0);
@@ -351,6 +488,47 @@ mod tests {
             resumed: false,
             stability: Stability::Stable,
         }
+    }
+
+    #[test]
+    fn local_accepts_are_counted_per_pid_and_unsteered_cpus_named() {
+        let cpu = |fd: i32, incoming: i32, on: i32| Call::Builtin {
+            name: "accept_cpu".into(),
+            args: [fd, incoming, on]
+                .iter()
+                .map(|&num| FdRef { num, name: None })
+                .collect(),
+        };
+        let events = vec![
+            ev(
+                7,
+                1,
+                Call::Note {
+                    text: "locality: SO_INCOMING_CPU steers cpu 0".into(),
+                },
+                Ret::value(0),
+            ),
+            ev(7, 2, cpu(5, 0, 0), Ret::value(1)),
+            ev(7, 3, cpu(6, 0, 0), Ret::value(1)),
+            ev(8, 4, cpu(5, 1, 0), Ret::value(0)),
+            // Unknown CPUs are not measured.
+            ev(8, 5, cpu(6, -1, 0), Ret::value(0)),
+        ];
+        let s = Summary::of(&events);
+        assert_eq!(
+            s.local_total(),
+            Local {
+                local: 2,
+                measured: 3
+            }
+        );
+        let text = s.render();
+        assert!(
+            text.contains("# local accepts per pid: 7:2/2 (100.0%) 8:0/1 (0.0%); all: 2/3 (66.7%)"),
+            "{text}"
+        );
+        assert!(text.contains("no listener steered to cpu 1"), "{text}");
+        assert!(compare_table(("a", &s), ("b", &s)).contains("2/3 (66.7%)"));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! | `EPOLLSCOPE_TRACE_FORMAT` | `json` (default), `raw` | JSON lines of [`crate::trace::Event`], or strace-like raw lines |
 //! | `EPOLLSCOPE_TRACE_BUFFER` | bytes, default 65536 | `unix:` and `stderr` only: per-process buffer flushed when full, at exit, before exec and fork; `0` writes each line at once |
 //! | `EPOLLSCOPE_FASTPATH` | `auto`, `module`, `emulated` | route socket calls through the Fastsocket fast path ([`crate::fastpath`]) |
-//! | `EPOLLSCOPE_FASTPATH_CPU` | `1` | emulation: steer each worker's listener to its CPU (SO_INCOMING_CPU) |
+//! | `EPOLLSCOPE_FASTPATH_PIN` | `1` (default), `0` | emulation: pin each worker to one CPU at its listen_spawn, round-robin over the CPUs the program may use ([`crate::fastpath::locality`]) |
+//! | `EPOLLSCOPE_FASTPATH_STEER` | `auto` (default), `incoming-cpu`, `cbpf`, `hash` | emulation: how a worker's listener takes the connections processed on its CPU (`EPOLLSCOPE_FASTPATH_CPU=0/1`, the older name, means `hash`/`auto`) |
 //! | `EPOLLSCOPE_FASTSOCKET_DEVICE` | path | the module's device, default `/dev/fastsocket` |
 //!
 //! A value the shim does not understand makes it print one line on stderr and leave the
@@ -22,7 +23,7 @@ pub mod merge;
 
 use std::path::{Path, PathBuf};
 
-use crate::fastpath::Requested;
+use crate::fastpath::{Requested, Steer};
 
 pub const ENV_TRACE: &str = "EPOLLSCOPE_TRACE";
 pub const ENV_TRACE_FORMAT: &str = "EPOLLSCOPE_TRACE_FORMAT";
@@ -32,6 +33,8 @@ pub const ENV_FASTPATH_CPU: &str = "EPOLLSCOPE_FASTPATH_CPU";
 /// `1`: do not announce the fast path chosen (a launcher that starts many processes under the
 /// shim announces it once itself; failures are still said).
 pub const ENV_FASTPATH_QUIET: &str = "EPOLLSCOPE_FASTPATH_QUIET";
+pub const ENV_FASTPATH_PIN: &str = "EPOLLSCOPE_FASTPATH_PIN";
+pub const ENV_FASTPATH_STEER: &str = "EPOLLSCOPE_FASTPATH_STEER";
 pub const ENV_DEVICE: &str = "EPOLLSCOPE_FASTSOCKET_DEVICE";
 /// Where to find the shim library, overriding the search next to the running binary.
 pub const ENV_PRELOAD: &str = "EPOLLSCOPE_PRELOAD";
@@ -73,7 +76,9 @@ pub struct Settings {
     pub format: LineFormat,
     pub buffer: usize,
     pub fastpath: Option<Requested>,
-    pub cpu_steering: bool,
+    /// Pin workers and steer their listeners (see [`crate::fastpath::EmulationOptions`]).
+    pub pin: bool,
+    pub steer: Steer,
     pub device: PathBuf,
     /// Say which fast path was chosen (one line on stderr).
     pub announce: bool,
@@ -116,10 +121,21 @@ impl Settings {
                 format!("{ENV_FASTPATH}={v}: expected off, auto, module or emulated")
             })?),
         };
-        let cpu_steering = match set(ENV_FASTPATH_CPU).as_deref() {
-            None | Some("0") => false,
-            Some("1") => true,
-            Some(v) => return Err(format!("{ENV_FASTPATH_CPU}={v}: expected 0 or 1")),
+        let pin = match set(ENV_FASTPATH_PIN).as_deref() {
+            None | Some("1") => true,
+            Some("0") => false,
+            Some(v) => return Err(format!("{ENV_FASTPATH_PIN}={v}: expected 0 or 1")),
+        };
+        let steer = match (set(ENV_FASTPATH_STEER), set(ENV_FASTPATH_CPU)) {
+            (Some(v), _) => v
+                .parse()
+                .map_err(|e| format!("{ENV_FASTPATH_STEER}: {e}"))?,
+            (None, None) => Steer::Auto,
+            (None, Some(v)) => match v.as_str() {
+                "0" => Steer::Hash,
+                "1" => Steer::Auto,
+                _ => return Err(format!("{ENV_FASTPATH_CPU}={v}: expected 0 or 1")),
+            },
         };
         let announce = match set(ENV_FASTPATH_QUIET).as_deref() {
             None | Some("0") => true,
@@ -134,7 +150,8 @@ impl Settings {
             format,
             buffer,
             fastpath,
-            cpu_steering,
+            pin,
+            steer,
             device,
             announce,
         })

@@ -18,6 +18,7 @@
 #![allow(unsafe_code)]
 
 pub mod channel;
+pub mod cpu;
 pub mod fastsocket_abi;
 pub mod fds;
 pub mod packet;
