@@ -99,6 +99,8 @@ fn the_debian_package_installs_and_runs() {
         "/usr/bin/socket-connect",
         "/usr/lib/epollscope/libepollscope_preload.so",
         "/usr/share/epollscope/scenarios/herd-epoll-shared-listener.scn",
+        "/usr/share/epollscope/scenarios/kernel-selftests/epoll01.scn",
+        "/usr/share/epollscope/scenarios/ltp/epoll_ctl01.scn",
         "/usr/share/bash-completion/completions/epollscope",
         "/usr/share/zsh/vendor-completions/_epollscope",
         "/usr/share/fish/vendor_completions.d/epollscope.fish",
