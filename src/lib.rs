@@ -12,14 +12,17 @@
 //! * [`tracer`]: makes calls and records each as a [`trace::Event`].
 //! * [`trace`]: the events and their one strace-like formatter (symbolic and raw renderings).
 //! * [`scenario`]: the scenario language, its call table, runner and actors.
+//! * [`model`]: the documented contract; the results the man pages allow for each step.
+//! * [`vm`]: the kernel matrix: kernel images, booting them with virtme-ng, the report.
 //! * [`monitor`]: TCP flow reassembly with mOS monitoring-socket semantics.
 //! * [`shim`]: what the preload shim and `epollscope trace` share (settings, trace merging).
 //! * [`fastpath`]: the Fastsocket fast path (kernel module backend and its emulation).
 //! * [`cli`]: what every binary shares: the `main` wrapper, exit codes, clap value parsers.
+//! * [`docs`]: man pages and shell completions generated from each binary's clap command.
 //!
 //! The tools' own logic lives with their binaries in `src/bin/`; the library never prints.
 
-// Only `sys` may hold unsafe code (it opts back in with an inner `allow`).
+// Only `sys` may opt back in (an inner `allow` there).
 #![deny(unsafe_code)]
 
 pub mod addr;
