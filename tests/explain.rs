@@ -7,7 +7,7 @@ use epollscope::scenario;
 
 #[test]
 fn every_scenario_is_explained_and_none_contradicts() {
-    insta::glob!("../scenarios", "*.scn", |path| {
+    insta::glob!("../scenarios", "**/*.scn", |path| {
         let scenario = scenario::load(path).unwrap_or_else(|e| panic!("{e}"));
         let mut snapshot = String::new();
         for &family in &scenario.families {
@@ -16,7 +16,12 @@ fn every_scenario_is_explained_and_none_contradicts() {
             let ex = model::explain(&scenario, family, &report.steps, &report.aggregates);
             let bad: Vec<String> = ex.contradictions().map(|j| format!("{j:?}")).collect();
             assert!(bad.is_empty(), "{} [{family}]: {bad:#?}", path.display());
-            assert_eq!(ex.unreached, 0, "a passing run reaches every statement");
+            assert_eq!(
+                ex.unreached,
+                0,
+                "{} [{family}]: a passing run reaches every statement",
+                path.display()
+            );
             snapshot.push_str(&format!("## family: {family}\n"));
             snapshot.push_str(&model::render(&scenario, &report));
         }

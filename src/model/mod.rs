@@ -24,7 +24,7 @@ mod world;
 use std::collections::{HashMap, VecDeque};
 
 use crate::addr::Family;
-use crate::scenario::ast::{Expect, Scenario, Stmt};
+use crate::scenario::ast::{Aggregate, Expect, Scenario, Stmt};
 use crate::scenario::{AggregateValue, StepResult};
 pub use verdict::{Allowed, Judgement, Label, Res};
 use world::{ObjId, World};
@@ -70,6 +70,10 @@ pub struct Model {
     /// What the documentation allowed for each captured value.
     captures: HashMap<String, bool>,
     plant: Option<Plant>,
+    /// The scenario made a call the model does not know (a pipe, an eventfd, a thread...):
+    /// what it created and what it changed are invisible here, so from then on the model
+    /// cannot exclude any result and never says "contradicts".
+    opaque: bool,
 }
 
 /// The model's word on a whole run.
@@ -99,6 +103,7 @@ impl Model {
             handed: HashMap::new(),
             captures: HashMap::new(),
             plant: None,
+            opaque: false,
         }
     }
 
@@ -174,11 +179,27 @@ pub fn explain_with(
                 expect,
                 span,
             } => {
-                let Some(value) = aggs.next() else { break };
-                out.push(m.aggregate(aggregate, expect, *span, value.value));
+                if let Aggregate::Elapsed(_) = aggregate {
+                    // A duration is measured, not a result: the runner checks its lower bound
+                    // and records no value to compare, so the model only says it has no rule.
+                    let mut j = m.aggregate(aggregate, expect, *span, 0);
+                    j.observed = format!("[{}]", expect.text());
+                    j.actual = "a duration (checked by the runner)".into();
+                    out.push(j);
+                } else {
+                    let Some(value) = aggs.next() else { break };
+                    out.push(m.aggregate(aggregate, expect, *span, value.value));
+                }
             }
         }
         reached += 1;
+    }
+    if m.opaque {
+        for j in out.iter_mut().filter(|j| j.label == Label::Contradicts) {
+            j.label = Label::Unspecified;
+            j.rule = &rules::NOT_MODELLED;
+            j.note = Some("the scenario uses calls the model does not know".into());
+        }
     }
     Explanation {
         judgements: out,

@@ -77,6 +77,8 @@ rules! {
         "what the peer sees when a socket is closed with unread data is not documented (TCP resets in practice)";
     EPOLL_CREATE = "epoll-create", "epoll_create(2) DESCRIPTION",
         "epoll_create1() with 0 or EPOLL_CLOEXEC returns a new epoll fd";
+    EPOLL_CREATE_FLAGS = "epoll-create1-einval", "epoll_create(2) ERRORS",
+        "epoll_create1() with a flag other than EPOLL_CLOEXEC fails with EINVAL";
     CTL_ADD = "ctl-add", "epoll_ctl(2) DESCRIPTION",
         "EPOLL_CTL_ADD registers (file, fd) with the events; MOD changes them; DEL removes the registration";
     CTL_EEXIST = "ctl-eexist", "epoll_ctl(2) ERRORS",
@@ -87,6 +89,8 @@ rules! {
         "EINVAL when epfd is not an epoll fd, fd is epfd itself, or EPOLLEXCLUSIVE is used with MOD or on an exclusive registration";
     CTL_ELOOP = "ctl-eloop", "epoll_ctl(2) ERRORS",
         "ELOOP when adding an epoll fd to a set would make a cycle of epoll sets";
+    CTL_NESTING = "ctl-eloop-depth", "epoll_ctl(2) ERRORS",
+        "ELOOP when adding an epoll fd would nest epoll instances deeper than 5 (instances or links: the page does not say which)";
     CTL_EBADF = "ctl-ebadf", "epoll_ctl(2) ERRORS",
         "EBADF when epfd or fd is not an open fd";
     CTL_ERRORS_ANY = "ctl-errors-unordered", "epoll_ctl(2) ERRORS",

@@ -28,7 +28,18 @@ impl Model {
     pub(super) fn start(&mut self, step: &Step) {
         let op = &step.op;
         let actor = step.actor.as_str();
-        let kind = match (op.name(), look(&self.w, actor, &op.fd(0))) {
+        // Calls the model does not know may not even take an fd first (poll's array).
+        let first = match op.args.first() {
+            Some(crate::scenario::ast::Arg::Fd(fd)) => look(&self.w, actor, fd),
+            _ => Look::Unknown,
+        };
+        if !matches!(
+            op.name(),
+            "accept" | "accept4" | "epoll_wait" | "epoll_pwait" | "connect" | "read"
+        ) {
+            self.opaque = true;
+        }
+        let kind = match (op.name(), first) {
             ("accept" | "accept4", Look::Open(l)) => {
                 let queued = match self.w.sock_mut(l).map(|s| &mut s.state) {
                     Some(SockState::Listening { queue, .. }) => queue.pop_front(),
