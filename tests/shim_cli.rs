@@ -234,7 +234,8 @@ fn trace_json_never_mixes_the_program_output_into_the_json() {
     }
     assert!(String::from_utf8_lossy(&out.stderr).contains("close(-1) "));
 
-    let file = trace_dir("cli-output").with_extension("jsonl");
+    let dir = trace_dir("cli-output");
+    let file = dir.join("trace.jsonl");
     let out = epollscope()
         .args(["trace", "--json", "--output"])
         .arg(&file)
@@ -248,7 +249,7 @@ fn trace_json_never_mixes_the_program_output_into_the_json() {
     for line in json.lines() {
         serde_json::from_str::<epollscope::Event>(line).unwrap();
     }
-    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Pids of the live children of `parent`, with their command names.
@@ -353,4 +354,8 @@ fn the_traced_program_dies_with_a_sigkilled_epollscope() {
     child.kill().unwrap();
     let _ = child.wait();
     wait_for("the program to die", || !alive(program));
+    // A SIGKILLed epollscope cannot remove its trace directory: the test does.
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("epollscope-trace-{}", child.id())),
+    );
 }
