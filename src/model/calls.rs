@@ -192,12 +192,13 @@ fn sock_or(w: &World, o: ObjId) -> Result<&Sock, (Allowed, &'static Rule)> {
 
 type Rules = (Allowed, &'static Rule);
 
+/// The socket a call's first argument names, or the rule that says why there is none.
+fn sock_at<'w>(w: &'w World, actor: &str, op: &Op<Script>) -> Result<&'w Sock, Rules> {
+    sock_or(w, open_or(w, actor, &op.fd(0))?)
+}
+
 fn setsockopt(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
-    let o = match open_or(&m.w, actor, &op.fd(0)) {
-        Ok(o) => o,
-        Err(e) => return e,
-    };
-    if let Err(e) = sock_or(&m.w, o) {
+    if let Err(e) = sock_at(&m.w, actor, op) {
         return e;
     }
     let (level, opt): (i32, i32) = (op.int(1), op.int(2));
@@ -209,11 +210,7 @@ fn setsockopt(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
 }
 
 fn bind(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
-    let o = match open_or(&m.w, actor, &op.fd(0)) {
-        Ok(o) => o,
-        Err(e) => return e,
-    };
-    let s = match sock_or(&m.w, o) {
+    let s = match sock_at(&m.w, actor, op) {
         Ok(s) => s,
         Err(e) => return e,
     };
@@ -243,11 +240,7 @@ fn bind(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
 }
 
 fn listen(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
-    let o = match open_or(&m.w, actor, &op.fd(0)) {
-        Ok(o) => o,
-        Err(e) => return e,
-    };
-    match sock_or(&m.w, o) {
+    match sock_at(&m.w, actor, op) {
         Err(e) => e,
         Ok(s) if s.unknown => (Allowed::Unspecified, &rules::NOT_MODELLED),
         Ok(s) => match s.state {
@@ -276,11 +269,7 @@ pub(super) fn listeners(w: &World, addr: &str) -> Vec<ObjId> {
 }
 
 fn connect(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
-    let o = match open_or(&m.w, actor, &op.fd(0)) {
-        Ok(o) => o,
-        Err(e) => return e,
-    };
-    let s = match sock_or(&m.w, o) {
+    let s = match sock_at(&m.w, actor, op) {
         Ok(s) => s,
         Err(e) => return e,
     };
@@ -333,11 +322,7 @@ fn connect(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
 }
 
 fn accept(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
-    let o = match open_or(&m.w, actor, &op.fd(0)) {
-        Ok(o) => o,
-        Err(e) => return e,
-    };
-    let s = match sock_or(&m.w, o) {
+    let s = match sock_at(&m.w, actor, op) {
         Ok(s) => s,
         Err(e) => return e,
     };
@@ -360,11 +345,7 @@ fn accept(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
 }
 
 fn shutdown(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
-    let o = match open_or(&m.w, actor, &op.fd(0)) {
-        Ok(o) => o,
-        Err(e) => return e,
-    };
-    match sock_or(&m.w, o) {
+    match sock_at(&m.w, actor, op) {
         Err(e) => e,
         Ok(s) if s.unknown || s.peer_lost => (Allowed::Unspecified, &rules::NOT_MODELLED),
         Ok(s) => match s.state {
