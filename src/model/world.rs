@@ -62,6 +62,8 @@ pub struct Sock {
     pub peer_lost: bool,
     /// The model lost track of this socket (an unmodelled call touched it).
     pub unknown: bool,
+    /// The actor that made it listen (the fast path spawns in any other).
+    pub listened_by: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
