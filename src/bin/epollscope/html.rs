@@ -1,8 +1,8 @@
 //! `--html FILE`: one self-contained page (inline CSS and SVG, no script, no network) with a
 //! timeline per run: one lane per actor (or process), each call placed at its real start time
 //! from the raw trace, calls that took time drawn as bars from call to return, a call still
-//! blocked when the run ended drawn to the end, wake-ups (the return of a call that blocked)
-//! marked, the failing step in red with expected and actual, and the symbolic trace alongside.
+//! blocked when the run ended drawn to the end, wake-ups (the return of a call that blocked:
+//! a scenario's background call, or a traced call the shim saw sleep) marked, the failing step in red with expected and actual, and the symbolic trace alongside.
 //! PASS/FAIL filters at the top are radio buttons driving CSS.
 
 use std::fmt::Write as _;
@@ -305,7 +305,9 @@ fn timeline(out: &mut String, p: &Panel) {
                          height=\"{h}\">{title}</rect>"
                     );
                 }
-                if e.resumed {
+                // Resumed: a scenario's background call returned; slept: the shim saw the
+                // traced thread sleep in the call. Either way something woke it.
+                if e.resumed || e.slept {
                     let (cy, top) = (y + h / 2.0, y - 3.0);
                     let _ = writeln!(
                         out,
@@ -366,6 +368,7 @@ mod tests {
             },
             ret: Ret::value(0),
             resumed: false,
+            slept: false,
             stability: Stability::Stable,
         }
     }
