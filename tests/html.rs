@@ -65,6 +65,37 @@ fn tap_has_one_line_per_instance_and_the_failure() {
 }
 
 #[test]
+fn tap_reports_an_unmet_kernel_requirement_as_a_skip_not_a_failure() {
+    let dir = scratch("tap-skip");
+    let scenario = dir.join("ancient.scn");
+    std::fs::write(
+        &scenario,
+        "# Only for kernels before 2.6.\nfamily: unix\nkernel: < 2.6\n\
+         socket(FAMILY, SOCK_STREAM, 0) = L\n",
+    )
+    .unwrap();
+    let tap = dir.join("report.tap");
+    let out = common::tool("epollscope")
+        .arg("run")
+        .arg("--tap")
+        .arg(&tap)
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let tap = std::fs::read_to_string(&tap).unwrap();
+    let line = tap.lines().nth(2).unwrap();
+    assert!(
+        line.starts_with(&format!(
+            "ok 1 - {} [unix] # SKIP needs kernel < 2.6",
+            scenario.display()
+        )),
+        "{tap}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn html_has_lanes_bars_wakeups_and_the_failing_step() {
     let dir = scratch("page");
     let (html, _) = reports(&dir);
