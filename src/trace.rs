@@ -200,6 +200,11 @@ pub struct Event {
     /// This is the return of a call whose start was traced earlier as unfinished.
     #[serde(default, skip_serializing_if = "is_false")]
     pub resumed: bool,
+    /// The calling thread slept in the call: it blocked and something woke it. The preload
+    /// shim measures this (the thread's voluntary context switches across the call) for the
+    /// calls that can block; the timelines mark such a return as a wake-up.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub slept: bool,
     /// How the symbolic rendering treats an outcome that may differ between runs.
     #[serde(default, skip_serializing_if = "Stability::is_stable")]
     pub stability: Stability,
@@ -717,6 +722,7 @@ mod tests {
             call,
             ret,
             resumed: false,
+            slept: false,
             stability: Stability::Stable,
         }
     }

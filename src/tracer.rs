@@ -233,6 +233,7 @@ impl Tracer {
             call,
             ret,
             resumed: false,
+            slept: false,
             stability: Default::default(),
         };
         self.push(event);
@@ -639,6 +640,7 @@ impl Tracer {
             call: Call::Fork,
             ret,
             resumed: false,
+            slept: false,
             stability: Default::default(),
         };
         self.push(event);

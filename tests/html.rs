@@ -65,6 +65,37 @@ fn tap_has_one_line_per_instance_and_the_failure() {
 }
 
 #[test]
+fn tap_reports_an_unmet_kernel_requirement_as_a_skip_not_a_failure() {
+    let dir = scratch("tap-skip");
+    let scenario = dir.join("ancient.scn");
+    std::fs::write(
+        &scenario,
+        "# Only for kernels before 2.6.\nfamily: unix\nkernel: < 2.6\n\
+         socket(FAMILY, SOCK_STREAM, 0) = L\n",
+    )
+    .unwrap();
+    let tap = dir.join("report.tap");
+    let out = common::tool("epollscope")
+        .arg("run")
+        .arg("--tap")
+        .arg(&tap)
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let tap = std::fs::read_to_string(&tap).unwrap();
+    let line = tap.lines().nth(2).unwrap();
+    assert!(
+        line.starts_with(&format!(
+            "ok 1 - {} [unix] # SKIP needs kernel < 2.6",
+            scenario.display()
+        )),
+        "{tap}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn html_has_lanes_bars_wakeups_and_the_failing_step() {
     let dir = scratch("page");
     let (html, _) = reports(&dir);
@@ -106,6 +137,76 @@ fn trace_html_has_one_lane_per_process() {
     assert_eq!(count(&page, "<g class=\"lane\""), 2, "{page}");
     assert!(page.contains("data-lane=\"pid "));
     assert!(page.contains("epoll_wait("));
+    // Every wait has timeout 0 and the accept is non-blocking: nothing slept, nothing woke.
+    assert_eq!(count(&page, "<path class=\"wake\""), 0, "{page}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Traces the forking server with two EPOLLEXCLUSIVE waiters and one client, connected only
+/// once every waiter is asleep in epoll_wait (it checks /proc): one of them is woken by it.
+/// Returns the page's path.
+fn traced_wakeup(dir: &Path) -> PathBuf {
+    let html = dir.join("wake.html");
+    let server = assert_cmd::cargo::cargo_bin("epoll-listen-fork");
+    let out = common::tool("epollscope")
+        .arg("trace")
+        .arg("--html")
+        .arg(&html)
+        .arg("--")
+        .arg(server)
+        .args([
+            "--exclusive",
+            "--waiters",
+            "2",
+            "--self-connect",
+            "1",
+            "unix",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    html
+}
+
+/// The wake marks' titles: `woke: ` and the raw line of the call that slept.
+fn woken(page: &str) -> Vec<&str> {
+    page.split("<title>woke: ")
+        .skip(1)
+        .filter_map(|s| s.split("</title>").next())
+        .collect()
+}
+
+#[test]
+fn trace_html_marks_the_wakeup_of_a_call_that_slept() {
+    let dir = scratch("trace-wake");
+    let page = std::fs::read_to_string(traced_wakeup(&dir)).unwrap();
+    // The master, its two waiters, the connection's child: a lane each at least.
+    assert!(count(&page, "<g class=\"lane\"") >= 4, "{page}");
+    let marks = woken(&page);
+    assert_eq!(marks.len(), count(&page, "<path class=\"wake\""));
+    // A waiter asleep in epoll_wait(..., -1) returned with the listener readable.
+    assert!(
+        marks.iter().any(|m| m.contains(" epoll_wait(")
+            && m.contains(", -1) = 1 ")
+            && m.contains("events=EPOLLIN")),
+        "{marks:?}"
+    );
+    // Only calls that can block are ever marked.
+    for m in &marks {
+        assert!(
+            [
+                "epoll_wait(",
+                "epoll_pwait(",
+                "accept(",
+                "accept4(",
+                "connect(",
+                "poll("
+            ]
+            .iter()
+            .any(|c| m.contains(c)),
+            "{m}"
+        );
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -236,5 +337,13 @@ fn chromium_renders_the_timeline() {
     assert!(value("bar") > 2000, "{pixels}");
     assert!(value("red") > 50, "{pixels}");
     assert!(value("ink") > value("of") / 100, "{pixels}");
+
+    // The trace page too: its lanes and wake marks as the browser builds them.
+    let trace = format!("file://{}", traced_wakeup(&dir).display());
+    let dom = browse(&chromium, &profile, &["--dump-dom", &trace]);
+    assert!(dom.contains("<svg class=\"timeline\""), "{dom}");
+    assert!(count(&dom, "<g class=\"lane\"") >= 4, "{dom}");
+    assert!(count(&dom, "<path class=\"wake\"") >= 1, "{dom}");
+    assert!(!woken(&dom).is_empty(), "{dom}");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -292,6 +292,123 @@ fn the_host_kernel_alone_needs_no_vm() {
     assert_eq!(doc["instances"][0]["kernels"][0]["verdict"], "pass");
 }
 
+/// The `--html` page's sections (one per instance), each cut into its panels (one per kernel).
+fn html_panels(page: &str) -> Vec<Vec<String>> {
+    page.split("<section class=\"instance ")
+        .skip(1)
+        .map(|section| {
+            section
+                .split("<div class=\"panel")
+                .skip(1)
+                .map(str::to_string)
+                .collect()
+        })
+        .collect()
+}
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+/// The herd with EPOLLEXCLUSIVE over unix sockets: main and four waiters, one of them woken,
+/// three asleep to the end.
+fn check_herd_panel(panel: &str, label: &str) {
+    assert!(
+        panel.contains(&format!(
+            "<h2>PASS scenarios/herd-epollexclusive.scn [unix] on {label}</h2>"
+        )),
+        "{panel}"
+    );
+    assert_eq!(count(panel, "<g class=\"lane\""), 5, "{panel}");
+    assert_eq!(count(panel, "<path class=\"wake\""), 1, "{panel}");
+    assert_eq!(count(panel, "<rect class=\"bar open"), 3, "{panel}");
+    assert!(panel.contains("<pre class=\"listing\">[main] socket(AF_UNIX"));
+}
+
+#[test]
+fn html_and_tap_of_the_host_kernel_need_no_vm() {
+    let reports = scratch("host-html-out");
+    let (html, tap) = (reports.join("report.html"), reports.join("report.tap"));
+    let out = run_matrix(
+        "host-html",
+        &[
+            "run",
+            "--kernel",
+            "host",
+            "--family",
+            "unix",
+            "--html",
+            html.to_str().unwrap(),
+            "--tap",
+            tap.to_str().unwrap(),
+            SCENARIOS[0],
+            "tests/data/failing-step.scn",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let host = running_release();
+    let page = std::fs::read_to_string(&html).unwrap();
+    let panels = html_panels(&page);
+    assert_eq!(panels.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
+    check_herd_panel(&panels[0][0], &format!("{host} (host)"));
+    assert!(panels[1][0].contains(&format!(
+        "<h2>FAIL tests/data/failing-step.scn [unix] on {host} (host)</h2>"
+    )));
+    assert_eq!(count(&panels[1][0], "failing-step\""), 1);
+    assert!(page.contains("<label for=\"only-fail\">FAIL (1)</label>"));
+    let tap = std::fs::read_to_string(&tap).unwrap();
+    assert_eq!(
+        tap.lines().take(4).collect::<Vec<_>>(),
+        [
+            "TAP version 13".to_string(),
+            "1..2".into(),
+            format!("ok 1 - {} [unix] on {host}", SCENARIOS[0]),
+            format!("not ok 2 - tests/data/failing-step.scn [unix] on {host}"),
+        ]
+    );
+    assert!(
+        tap.contains("  at: \"tests/data/failing-step.scn:13:1\"\n"),
+        "{tap}"
+    );
+    std::fs::remove_dir_all(reports).unwrap();
+}
+
+#[test]
+fn html_puts_each_kernels_run_side_by_side() {
+    let (release, _vm) = need_61!();
+    let reports = scratch("vm-html-out");
+    let html = reports.join("report.html");
+    let out = run_matrix(
+        "vm-html",
+        &[
+            "run",
+            "--kernel",
+            "host",
+            "--kernel",
+            &release,
+            "--family",
+            "unix",
+            "--html",
+            html.to_str().unwrap(),
+            SCENARIOS[0],
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let page = std::fs::read_to_string(&html).unwrap();
+    let panels = html_panels(&page);
+    assert_eq!(panels.len(), 1, "{page}");
+    assert_eq!(panels[0].len(), 2, "{page}");
+    check_herd_panel(&panels[0][0], &format!("{} (host)", running_release()));
+    // The guest's own events, with its own times: the same picture from the other kernel.
+    let accel = if page.contains(&format!("{release} (KVM)")) {
+        "KVM"
+    } else {
+        "emulated (TCG)"
+    };
+    check_herd_panel(&panels[0][1], &format!("{release} ({accel})"));
+    std::fs::remove_dir_all(reports).unwrap();
+}
+
 /// A minimal x86 image header carrying `release`: enough for `--kernel PATH` to name it.
 fn fake_image(dir: &Path, release: &str) -> PathBuf {
     let mut data = vec![0u8; 0x400];

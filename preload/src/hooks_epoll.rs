@@ -158,7 +158,7 @@ pub unsafe extern "C" fn epoll_wait(
     };
     let start = now_us();
     // SAFETY: as above.
-    let value = e.plain(|| unsafe { real(epfd, events, maxevents, timeout) }) as i64;
+    let value = e.blocking(|| unsafe { real(epfd, events, maxevents, timeout) }) as i64;
     finish(&e, start, value, || Call::EpollWait {
         epfd: fd(epfd),
         events: returned(events, value),
@@ -185,7 +185,7 @@ pub unsafe extern "C" fn epoll_pwait(
     };
     let start = now_us();
     // SAFETY: as above.
-    let value = e.plain(|| unsafe { real(epfd, events, maxevents, timeout, sigmask) }) as i64;
+    let value = e.blocking(|| unsafe { real(epfd, events, maxevents, timeout, sigmask) }) as i64;
     finish(&e, start, value, || Call::EpollWait {
         epfd: fd(epfd),
         events: returned(events, value),
@@ -212,7 +212,7 @@ pub unsafe extern "C" fn epoll_pwait2(
     };
     let start = now_us();
     // SAFETY: as above.
-    let value = e.plain(|| unsafe { real(epfd, events, maxevents, timeout, sigmask) }) as i64;
+    let value = e.blocking(|| unsafe { real(epfd, events, maxevents, timeout, sigmask) }) as i64;
     let readable = !(value < 0 && errno() == libc::EFAULT);
     // SAFETY: the kernel read the timeout without EFAULT during the call.
     let timeout = if readable {

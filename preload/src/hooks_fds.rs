@@ -273,7 +273,7 @@ pub unsafe extern "C" fn poll(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) ->
     };
     let start = now_us();
     // SAFETY: as above. No lock is held while the call blocks.
-    let value = e.plain(|| unsafe { real(fds, nfds, timeout) }) as i64;
+    let value = e.blocking(|| unsafe { real(fds, nfds, timeout) }) as i64;
     // SAFETY: read only after success.
     let (asked, detail) = unsafe { poll_parts(fds, nfds, value >= 0) };
     finish(&e, start, value, || {
@@ -301,7 +301,7 @@ pub unsafe extern "C" fn ppoll(
     };
     let start = now_us();
     // SAFETY: as above. No lock is held while the call blocks.
-    let value = e.plain(|| unsafe { real(fds, nfds, timeout, sigmask) }) as i64;
+    let value = e.blocking(|| unsafe { real(fds, nfds, timeout, sigmask) }) as i64;
     // SAFETY: read only after success.
     let (asked, detail) = unsafe { poll_parts(fds, nfds, value >= 0) };
     let timeout = if timeout.is_null() {

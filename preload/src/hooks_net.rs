@@ -21,7 +21,8 @@ pub fn enosys() -> c_int {
 /// Traces a finished call, keeping errno as the call left it; returns `value`.
 pub fn finish(e: &Entered, start: u64, value: i64, call: impl FnOnce() -> Call) -> i64 {
     let errno = errno();
-    e.shim.record(e.pid, start, call, value, errno);
+    e.shim
+        .record_call(e.pid, start, call, (value, errno), e.slept.get());
     set_errno(errno);
     value
 }
@@ -159,7 +160,7 @@ pub unsafe extern "C" fn connect(sock: c_int, addr: *const sockaddr, len: sockle
     };
     let start = now_us();
     // SAFETY: the caller's arguments, passed through unchanged.
-    let value = e.plain(|| unsafe { real(sock, addr, len) }) as i64;
+    let value = e.blocking(|| unsafe { real(sock, addr, len) }) as i64;
     let efault = value < 0 && errno() == libc::EFAULT;
     finish(&e, start, value, || {
         addr_call("connect", sock, addr_ref(addr, len, efault))
@@ -231,7 +232,7 @@ pub unsafe extern "C" fn accept(sock: c_int, addr: *mut sockaddr, len: *mut sock
         .as_ref()
         .and_then(|fp| fast_accept(fp.as_ref(), sock, addr, len, 0))
         // SAFETY: the caller's arguments, passed through unchanged.
-        .unwrap_or_else(|| e.plain(|| unsafe { real(sock, addr, len) }) as i64);
+        .unwrap_or_else(|| e.blocking(|| unsafe { real(sock, addr, len) }) as i64);
     let value = finish(&e, start, value, || Call::Accept { fd: fd(sock) });
     record_locality(&e, value);
     value as c_int
@@ -258,7 +259,7 @@ pub unsafe extern "C" fn accept4(
         .as_ref()
         .and_then(|fp| fast_accept(fp.as_ref(), sock, addr, len, flags))
         // SAFETY: the caller's arguments, passed through unchanged.
-        .unwrap_or_else(|| e.plain(|| unsafe { real(sock, addr, len, flags) }) as i64);
+        .unwrap_or_else(|| e.blocking(|| unsafe { real(sock, addr, len, flags) }) as i64);
     let value = finish(&e, start, value, || Call::Accept4 {
         fd: fd(sock),
         flags,

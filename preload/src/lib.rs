@@ -165,6 +165,8 @@ pub struct Entered {
     pub pid: i32,
     /// Set when the caller is a vfork or CLONE_VM child: it must not touch the shim's state.
     pub vm_child: bool,
+    /// The host's call slept (see [`Entered::blocking`]); its trace line says so.
+    pub slept: Cell<bool>,
 }
 
 impl Entered {
@@ -175,6 +177,24 @@ impl Entered {
         IN_SHIM.with(|g| g.set(false));
         let result = call();
         IN_SHIM.with(|g| g.set(true));
+        result
+    }
+
+    /// [`Entered::plain`] for a call that can block (a wait, an accept, a connect): when
+    /// tracing, also whether the thread slept in it, from its voluntary context switches
+    /// (two getrusage calls, so only for these calls and only when tracing). A signal handler
+    /// that sleeps while the call is interrupted counts as the call's sleep.
+    pub fn blocking<T>(&self, call: impl FnOnce() -> T) -> T {
+        if self.shim.sink.is_none() {
+            return self.plain(call);
+        }
+        let before = os::voluntary_switches();
+        let result = self.plain(call);
+        let saved = errno();
+        let after = os::voluntary_switches();
+        set_errno(saved);
+        self.slept
+            .set(matches!((before, after), (Some(b), Some(a)) if a > b));
         result
     }
 
@@ -228,6 +248,7 @@ pub fn enter() -> Option<Entered> {
             shim,
             pid: pid(),
             vm_child: false,
+            slept: Cell::new(false),
         }),
         _ => {
             IN_SHIM.with(|g| g.set(false));

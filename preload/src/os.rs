@@ -11,6 +11,22 @@ pub fn getpid() -> i32 {
     unsafe { libc::syscall(libc::SYS_getpid) as i32 }
 }
 
+/// How many times this thread has gone to sleep (voluntary context switches), or `None`
+/// when the kernel does not say.
+pub fn voluntary_switches() -> Option<i64> {
+    // SAFETY: rusage is plain old data; getrusage fills it or fails.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: usage is a valid out-parameter for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_getrusage,
+            libc::RUSAGE_THREAD,
+            &mut usage as *mut libc::rusage,
+        )
+    };
+    (r == 0).then_some(usage.ru_nvcsw)
+}
+
 /// A file's identity: device and inode.
 pub type Identity = (u64, u64);
 

@@ -49,6 +49,18 @@ impl Shim {
         value: i64,
         errno: i32,
     ) {
+        self.record_call(pid, start, call, (value, errno), false)
+    }
+
+    /// [`Shim::record`] for a call that may have slept (its `(value, errno)` as returned).
+    pub fn record_call(
+        &self,
+        pid: i32,
+        start: u64,
+        call: impl FnOnce() -> Call,
+        (value, errno): (i64, i32),
+        slept: bool,
+    ) {
         let Some(sink) = &self.sink else { return };
         let _ = crate::guarded(|| {
             let event = Event {
@@ -59,6 +71,7 @@ impl Shim {
                 call: call(),
                 ret: ret(value, errno),
                 resumed: false,
+                slept,
                 stability: Stability::Stable,
             };
             // This thread's line buffer, taken out while in use: a signal handler that records

@@ -263,6 +263,7 @@ fn unfinished(tracer: &Tracer, call: crate::trace::Call) -> Event {
         call,
         ret: Ret::Unfinished,
         resumed: false,
+        slept: false,
         stability: Default::default(),
     }
 }

@@ -515,6 +515,7 @@ fn drain(t: &mut Tracer, fd: i32) -> i64 {
         },
         ret: Ret::value(drained),
         resumed: false,
+        slept: false,
         stability: Default::default(),
     };
     t.absorb(event);

@@ -205,6 +205,7 @@ mod tests {
             },
             ret: Ret::value(woke),
             resumed: false,
+            slept: false,
             stability,
         };
         ScenarioReport {

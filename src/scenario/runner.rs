@@ -679,6 +679,7 @@ fn note(text: &str) -> Event {
         call: Call::Note { text: text.into() },
         ret: Ret::value(0),
         resumed: false,
+        slept: false,
         stability: Stability::Stable,
     }
 }

@@ -486,6 +486,7 @@ mod tests {
             call,
             ret,
             resumed: false,
+            slept: false,
             stability: Stability::Stable,
         }
     }

@@ -96,6 +96,7 @@ mod tests {
             call,
             ret,
             resumed: false,
+            slept: false,
             stability: Stability::Stable,
         }
     }

@@ -1,6 +1,7 @@
 //! The kernel matrix report: each kernel's `run --json` document, instance by instance, side
 //! by side: PASS/FAIL/SKIP per kernel, whether the symbolic traces agree (the differing lines
 //! marked against the first kernel that ran the instance), and a closing count per kernel.
+//! Each instance keeps its raw events too, for the `--html` timelines side by side.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::VmError;
 use super::guest::{Accel, GuestOutcome, Phase};
 use crate::scenario::compare::side_by_side;
+use crate::trace::Event;
 
 /// A scenario failure as `run --json` writes it.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -36,6 +38,21 @@ pub struct Instance {
     pub duration_ms: f64,
     #[serde(default)]
     pub symbolic_trace: String,
+    /// The raw events with their times (the `--html` timelines). Older documents have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trace: Vec<Event>,
+}
+
+impl From<&Failure> for crate::scenario::report::Failure {
+    fn from(f: &Failure) -> Self {
+        crate::scenario::report::Failure {
+            line: f.line,
+            col: f.col,
+            script: f.script.clone(),
+            actual: f.actual.clone(),
+            message: f.message.clone(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -631,6 +648,7 @@ mod tests {
             }),
             duration_ms: 1.0,
             symbolic_trace: trace.into(),
+            trace: vec![],
         }
     }
 
@@ -756,6 +774,24 @@ Trace differences (first differing line):
             junit.contains("<skipped message=\"needs kernel &gt;= 7.0"),
             "{junit}"
         );
+    }
+
+    #[test]
+    fn a_run_document_keeps_each_instances_raw_events() {
+        let doc = r#"{"scenarios": [{"name": "a", "path": "a.scn", "family": "unix",
+            "passed": true, "failure": null, "duration_ms": 1.5, "symbolic_trace": "x\n",
+            "trace": [{"actor": "main", "pid": 9, "time_us": 100, "dur_us": 250,
+                       "call": "listen", "fd": {"num": 3, "name": "L"}, "backlog": 128, "ret": {"ok": {"value": 0}}}]},
+            {"name": "b", "path": "b.scn", "family": "unix", "passed": true,
+             "failure": null, "duration_ms": 1.0}]}"#;
+        let instances = parse_run_json(doc).unwrap();
+        assert_eq!(instances[0].trace.len(), 1);
+        let e = &instances[0].trace[0];
+        assert_eq!(
+            (e.actor.as_str(), e.pid, e.time_us, e.dur_us),
+            ("main", 9, 100, 250)
+        );
+        assert!(instances[1].trace.is_empty());
     }
 
     #[test]

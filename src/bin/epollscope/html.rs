@@ -1,14 +1,15 @@
 //! `--html FILE`: one self-contained page (inline CSS and SVG, no script, no network) with a
 //! timeline per run: one lane per actor (or process), each call placed at its real start time
 //! from the raw trace, calls that took time drawn as bars from call to return, a call still
-//! blocked when the run ended drawn to the end, wake-ups (the return of a call that blocked)
-//! marked, the failing step in red with expected and actual, and the symbolic trace alongside.
+//! blocked when the run ended drawn to the end, wake-ups (the return of a call that blocked:
+//! a scenario's background call, or a traced call the shim saw sleep) marked, the failing step in red with expected and actual, and the symbolic trace alongside.
 //! PASS/FAIL filters at the top are radio buttons driving CSS.
 
 use std::fmt::Write as _;
 
 use epollscope::scenario::report::{Failure, ScenarioReport};
 use epollscope::trace::{Call, Event, Format, Ret};
+use epollscope::vm::matrix::{Matrix, Verdict};
 
 /// One timeline: a scenario instance under one runner, or a traced program.
 pub struct Panel<'a> {
@@ -16,7 +17,7 @@ pub struct Panel<'a> {
     /// `None` for a traced program (no verdict).
     pub passed: Option<bool>,
     pub events: &'a [Event],
-    pub failure: Option<&'a Failure>,
+    pub failure: Option<Failure>,
     /// The symbolic trace shown alongside (scenarios), else the raw lines.
     pub listing: String,
     /// Lanes named by process id rather than by actor role.
@@ -39,11 +40,62 @@ impl<'a> Panel<'a> {
             ),
             passed: Some(r.passed),
             events: &r.trace,
-            failure: r.failure.as_ref(),
+            failure: r.failure.clone(),
             listing: r.render_trace(Format::SYMBOLIC),
             lanes_by_pid: false,
         }
     }
+}
+
+/// The kernel matrix as rows of panels: one row per scenario instance, one panel per kernel
+/// in the order the kernels were given, each with that kernel's own timeline. A kernel that
+/// skipped the instance or gave no result has a panel saying why.
+pub fn matrix_rows(m: &Matrix) -> Vec<Vec<Panel<'_>>> {
+    m.rows
+        .iter()
+        .map(|row| {
+            m.kernels
+                .iter()
+                .zip(&row.kernels)
+                .map(|(kernel, cell)| {
+                    let found = kernel
+                        .instances
+                        .iter()
+                        .find(|i| i.path == row.path && i.family == row.family);
+                    let heading = |word: &str| {
+                        format!(
+                            "{word} {} [{}] on {}",
+                            row.path.display(),
+                            row.family,
+                            kernel.label()
+                        )
+                    };
+                    let (passed, listing) = match &cell.verdict {
+                        Verdict::Pass => (Some(true), None),
+                        Verdict::Fail { .. } => (Some(false), None),
+                        Verdict::Skip { reason } => (None, Some(format!("skipped: {reason}"))),
+                        // Not a pass: the filters count it with the failures.
+                        Verdict::Missing { reason } => {
+                            (Some(false), Some(format!("no result: {reason}")))
+                        }
+                    };
+                    Panel {
+                        heading: heading(cell.verdict.word()),
+                        passed,
+                        events: found.map_or(&[][..], |i| &i.trace[..]),
+                        failure: match &cell.verdict {
+                            Verdict::Fail { failure: Some(f) } => Some(f.into()),
+                            _ => None,
+                        },
+                        listing: listing
+                            .or_else(|| cell.symbolic_trace.clone())
+                            .unwrap_or_default(),
+                        lanes_by_pid: false,
+                    }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 const STYLE: &str = "
@@ -118,8 +170,8 @@ fn is_failing(e: &Event, failure: Option<&Failure>) -> bool {
     let Some(actual) = failure.and_then(|f| f.actual.as_deref()) else {
         return false;
     };
-    let line = e.render(Format::SYMBOLIC);
-    actual == line || actual.ends_with(&format!("] {line}"))
+    // With the actor when the line names one: the same call by another actor is not it.
+    actual == e.render(Format::SYMBOLIC.with_actors(true)) || actual == e.render(Format::SYMBOLIC)
 }
 
 fn panel_html(out: &mut String, p: &Panel) {
@@ -129,7 +181,7 @@ fn panel_html(out: &mut String, p: &Panel) {
         None => "panel",
     };
     let _ = writeln!(out, "<div class=\"{class}\"><h2>{}</h2>", esc(&p.heading));
-    if let Some(f) = p.failure {
+    if let Some(f) = &p.failure {
         let _ = writeln!(
             out,
             "<div class=\"failure\">line {}:{}: {}\nexpected: {}\nactual:   {}</div>",
@@ -143,7 +195,7 @@ fn panel_html(out: &mut String, p: &Panel) {
     out.push_str("<div class=\"body\">");
     timeline(out, p);
     out.push_str("<pre class=\"listing\">");
-    let actual = p.failure.and_then(|f| f.actual.as_deref());
+    let actual = p.failure.as_ref().and_then(|f| f.actual.as_deref());
     for line in p.listing.lines() {
         let failing = actual.is_some_and(|a| a == line || a.ends_with(line.trim()));
         if failing {
@@ -161,6 +213,10 @@ fn timeline(out: &mut String, p: &Panel) {
         .iter()
         .filter(|e| !matches!(e.call, Call::Note { .. }))
         .collect();
+    if calls.is_empty() {
+        out.push_str("<p class=\"no-calls\">no calls traced</p>");
+        return;
+    }
     let mut lanes: Vec<String> = vec![];
     for e in &calls {
         let lane = lane_of(e, p.lanes_by_pid);
@@ -207,7 +263,7 @@ fn timeline(out: &mut String, p: &Panel) {
         let h = LANE - 12.0;
         let raw = e.render(Format::RAW);
         let title = format!("<title>{}</title>", esc(&raw));
-        let failing = if is_failing(e, p.failure) {
+        let failing = if is_failing(e, p.failure.as_ref()) {
             " failing-step"
         } else {
             ""
@@ -249,7 +305,9 @@ fn timeline(out: &mut String, p: &Panel) {
                          height=\"{h}\">{title}</rect>"
                     );
                 }
-                if e.resumed {
+                // Resumed: a scenario's background call returned; slept: the shim saw the
+                // traced thread sleep in the call. Either way something woke it.
+                if e.resumed || e.slept {
                     let (cy, top) = (y + h / 2.0, y - 3.0);
                     let _ = writeln!(
                         out,
@@ -286,4 +344,155 @@ fn esc(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use epollscope::trace::{FdRef, Stability};
+    use epollscope::vm::Accel;
+    use epollscope::vm::matrix::{Failure as RunFailure, Instance, KernelRun};
+
+    fn listen(actor: &str, time_us: u64) -> Event {
+        Event {
+            actor: actor.into(),
+            pid: 7,
+            time_us,
+            dur_us: 2,
+            call: Call::Listen {
+                fd: FdRef {
+                    num: 3,
+                    name: Some("L".into()),
+                },
+                backlog: 128,
+            },
+            ret: Ret::value(0),
+            resumed: false,
+            slept: false,
+            stability: Stability::Stable,
+        }
+    }
+
+    fn instance(path: &str, passed: bool, actors: &[&str]) -> Instance {
+        Instance {
+            name: path.trim_end_matches(".scn").into(),
+            path: path.into(),
+            family: "unix".into(),
+            passed,
+            skipped: None,
+            failure: (!passed).then(|| RunFailure {
+                line: 4,
+                col: 1,
+                script: "listen(L, 128) = -1 EINVAL".into(),
+                actual: Some("[w2] listen(L, 128) = 0".into()),
+                message: "expected EINVAL".into(),
+            }),
+            duration_ms: 1.0,
+            symbolic_trace: "[main] listen(L, 128) = 0\n".into(),
+            trace: actors
+                .iter()
+                .zip(1..)
+                .map(|(a, t)| listen(a, 1000 * t))
+                .collect(),
+        }
+    }
+
+    fn kernel(release: &str, accel: Option<Accel>, instances: Vec<Instance>) -> KernelRun {
+        KernelRun {
+            spec: release.into(),
+            release: release.into(),
+            host: accel.is_none(),
+            accel,
+            boot_s: None,
+            wall_s: 1.0,
+            exit_status: Some(1),
+            error: None,
+            instances,
+        }
+    }
+
+    #[test]
+    fn matrix_panels_stand_side_by_side_one_per_kernel_with_its_own_events() {
+        let mut skipped = instance("b.scn", true, &[]);
+        skipped.skipped = Some("needs kernel >= 7.0".into());
+        let m = Matrix::build(
+            vec![],
+            vec![
+                kernel(
+                    "6.18.4",
+                    None,
+                    vec![
+                        instance("a.scn", true, &["main"]),
+                        instance("b.scn", true, &["main", "w1"]),
+                    ],
+                ),
+                kernel(
+                    "6.1.0",
+                    Some(Accel::Tcg),
+                    vec![instance("a.scn", false, &["main", "w1", "w2"]), skipped],
+                ),
+            ],
+        );
+        let rows = matrix_rows(&m);
+        let shape: Vec<Vec<(String, Option<bool>, usize)>> = rows
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|p| (p.heading.clone(), p.passed, p.events.len()))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                vec![
+                    ("PASS a.scn [unix] on 6.18.4 (host)".into(), Some(true), 1),
+                    (
+                        "FAIL a.scn [unix] on 6.1.0 (emulated (TCG))".into(),
+                        Some(false),
+                        3
+                    ),
+                ],
+                vec![
+                    ("PASS b.scn [unix] on 6.18.4 (host)".into(), Some(true), 2),
+                    (
+                        "SKIP b.scn [unix] on 6.1.0 (emulated (TCG))".into(),
+                        None,
+                        0
+                    ),
+                ],
+            ]
+        );
+        assert_eq!(rows[0][1].failure.as_ref().unwrap().line, 4);
+        assert_eq!(rows[1][1].listing, "skipped: needs kernel >= 7.0");
+        let html = page("t", &rows);
+        // Each row is one section holding its kernels' panels; each panel its own lanes.
+        let sections: Vec<&str> = html.split("<section class=\"instance ").skip(1).collect();
+        assert_eq!(sections.len(), 2);
+        assert!(sections[0].starts_with("fail\">"), "{}", sections[0]);
+        assert!(sections[1].starts_with("pass\">"), "{}", sections[1]);
+        let lanes = |s: &str| s.matches("<g class=\"lane\"").count();
+        let panels: Vec<&str> = sections[0].split("<div class=\"panel").skip(1).collect();
+        assert_eq!(panels.iter().map(|p| lanes(p)).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(sections[0].matches("failing-step\"").count(), 1);
+        assert!(sections[1].contains("<p class=\"no-calls\">"));
+    }
+
+    #[test]
+    fn a_kernel_without_result_is_a_failing_panel_with_the_reason() {
+        let mut dead = kernel("5.10.0", Some(Accel::Tcg), vec![]);
+        dead.error = Some("the guest did not boot".into());
+        let m = Matrix::build(
+            vec![],
+            vec![
+                kernel("6.18.4", None, vec![instance("a.scn", true, &["main"])]),
+                dead,
+            ],
+        );
+        let rows = matrix_rows(&m);
+        assert_eq!(rows[0].len(), 2);
+        assert_eq!(rows[0][1].passed, Some(false));
+        assert_eq!(rows[0][1].listing, "no result: the guest did not boot");
+        assert!(page("t", &rows).contains("<label for=\"only-fail\">FAIL (1)</label>"));
+    }
 }

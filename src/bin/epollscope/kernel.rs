@@ -59,6 +59,8 @@ pub struct Selection<'a> {
     pub json: bool,
     /// The JUnit report's path and the file `run` already created there.
     pub junit: Option<(&'a Path, std::fs::File)>,
+    /// The `--html` and `--tap` files, already opened.
+    pub outputs: crate::outputs::Outputs,
 }
 
 /// `epollscope kernels`: the running kernel and every image in /boot, with releases.
@@ -209,6 +211,7 @@ pub fn run_matrix(args: &KernelArgs, selection: Selection) -> anyhow::Result<Exi
         std::io::Write::write_all(&mut file, matrix.render_junit().as_bytes())
             .with_context(|| format!("writing the JUnit report {}", path.display()))?;
     }
+    selection.outputs.matrix(&matrix)?;
     Ok(if matrix.all_passed() {
         ExitCode::SUCCESS
     } else {

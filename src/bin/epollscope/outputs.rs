@@ -1,5 +1,6 @@
 //! The report files `run` writes next to its output besides JUnit: `--html` (the timelines,
-//! [`crate::html`]) and `--tap` (TAP version 13). Both files are opened before anything runs,
+//! [`crate::html`]) and `--tap` (TAP version 13), for plain runs, `--under both` pairs and the
+//! kernel matrix. Both files are opened before anything runs,
 //! so a long run cannot end in an unwritable path.
 
 use std::fs::File;
@@ -7,7 +8,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use epollscope::scenario::report::ScenarioReport;
+use epollscope::scenario::report::{Failure, ScenarioReport};
+use epollscope::vm::matrix::{Matrix, Verdict};
 
 use crate::html::{self, Panel};
 
@@ -64,17 +66,93 @@ impl Outputs {
         self.write(&rows, &tests)
     }
 
+    /// The kernel matrix: each instance's run on every kernel side by side; in TAP one test
+    /// per instance and kernel.
+    pub fn matrix(self, m: &Matrix) -> anyhow::Result<()> {
+        self.write_texts(
+            || html::page("epollscope run --kernel", &html::matrix_rows(m)),
+            || tap_matrix(m),
+        )
+    }
+
     fn write(self, rows: &[Vec<Panel>], tests: &[(&ScenarioReport, &str)]) -> anyhow::Result<()> {
+        self.write_texts(|| html::page("epollscope run", rows), || tap(tests))
+    }
+
+    fn write_texts(
+        self,
+        html: impl FnOnce() -> String,
+        tap: impl FnOnce() -> String,
+    ) -> anyhow::Result<()> {
         if let Some((path, mut file)) = self.html {
-            file.write_all(html::page("epollscope run", rows).as_bytes())
+            file.write_all(html().as_bytes())
                 .with_context(|| format!("writing the HTML report {}", path.display()))?;
         }
         if let Some((path, mut file)) = self.tap {
-            file.write_all(tap(tests).as_bytes())
+            file.write_all(tap().as_bytes())
                 .with_context(|| format!("writing the TAP report {}", path.display()))?;
         }
         Ok(())
     }
+}
+
+/// A TAP description: '#' would start a directive.
+fn tap_text(text: &str) -> String {
+    text.replace('#', "\\#")
+}
+
+/// The YAML block under a failed TAP test.
+fn tap_failure(out: &mut String, at: &str, f: &Failure) {
+    let yaml = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    out.push_str("  ---\n");
+    out.push_str(&format!("  message: {}\n", yaml(&f.message)));
+    out.push_str(&format!(
+        "  at: {}\n",
+        yaml(&format!("{at}:{}:{}", f.line, f.col))
+    ));
+    out.push_str(&format!("  expected: {}\n", yaml(&f.script)));
+    if let Some(a) = &f.actual {
+        out.push_str(&format!("  actual: {}\n", yaml(a)));
+    }
+    out.push_str("  ...\n");
+}
+
+/// TAP for the kernel matrix: one test per instance and kernel, a skip as `# SKIP`, a kernel
+/// without a result as a failure with its reason.
+pub fn tap_matrix(m: &Matrix) -> String {
+    let tests = m.rows.len() * m.kernels.len();
+    let mut out = format!("TAP version 13\n1..{tests}\n");
+    let mut n = 0;
+    for row in &m.rows {
+        for cell in &row.kernels {
+            n += 1;
+            let what = tap_text(&format!(
+                "{} [{}] on {}",
+                row.path.display(),
+                row.family,
+                cell.kernel_release
+            ));
+            match &cell.verdict {
+                Verdict::Pass => out.push_str(&format!("ok {n} - {what}\n")),
+                Verdict::Skip { reason } => {
+                    out.push_str(&format!("ok {n} - {what} # SKIP {}\n", tap_text(reason)))
+                }
+                Verdict::Fail { failure } => {
+                    out.push_str(&format!("not ok {n} - {what}\n"));
+                    if let Some(f) = failure {
+                        tap_failure(&mut out, &row.path.display().to_string(), &f.into());
+                    }
+                }
+                Verdict::Missing { reason } => {
+                    out.push_str(&format!("not ok {n} - {what}\n"));
+                    let yaml =
+                        serde_json::to_string(&format!("no result: {reason}")).unwrap_or_default();
+                    out.push_str(&format!("  ---\n  message: {yaml}\n  ...\n"));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// TAP version 13: one test per instance (per run with `--under both`), the failure as a YAML
@@ -82,10 +160,12 @@ impl Outputs {
 pub fn tap(tests: &[(&ScenarioReport, &str)]) -> String {
     let mut out = format!("TAP version 13\n1..{}\n", tests.len());
     for (i, (r, under)) in tests.iter().enumerate() {
-        let todo = if *under == "fastsocket" {
-            " # TODO under fastsocket: reported, not failed"
-        } else {
-            ""
+        // A skip (a `kernel:` requirement not met) is not a failure; '#' in the reason
+        // would start another directive.
+        let directive = match (&r.skipped, *under) {
+            (Some(reason), _) => format!(" # SKIP {}", tap_text(reason)),
+            (None, "fastsocket") => " # TODO under fastsocket: reported, not failed".into(),
+            (None, _) => String::new(),
         };
         let label = if under.is_empty() {
             String::new()
@@ -93,26 +173,18 @@ pub fn tap(tests: &[(&ScenarioReport, &str)]) -> String {
             format!(" under {under}")
         };
         out.push_str(&format!(
-            "{} {} - {} [{}]{label}{todo}\n",
-            if r.passed { "ok" } else { "not ok" },
+            "{} {} - {} [{}]{label}{directive}\n",
+            if r.passed || r.skipped.is_some() {
+                "ok"
+            } else {
+                "not ok"
+            },
             i + 1,
-            // '#' would start a directive.
-            r.path.display().to_string().replace('#', "\\#"),
+            tap_text(&r.path.display().to_string()),
             r.family
         ));
         if let Some(f) = &r.failure {
-            let yaml = |s: &str| serde_json::to_string(s).unwrap_or_default();
-            out.push_str("  ---\n");
-            out.push_str(&format!("  message: {}\n", yaml(&f.message)));
-            out.push_str(&format!(
-                "  at: {}\n",
-                yaml(&format!("{}:{}:{}", r.path.display(), f.line, f.col))
-            ));
-            out.push_str(&format!("  expected: {}\n", yaml(&f.script)));
-            if let Some(a) = &f.actual {
-                out.push_str(&format!("  actual: {}\n", yaml(a)));
-            }
-            out.push_str("  ...\n");
+            tap_failure(&mut out, &r.path.display().to_string(), f);
         }
     }
     out

@@ -32,7 +32,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     tap: Option<PathBuf>,
     /// Also write an HTML page to FILE: a timeline per scenario run (one lane per actor), the
-    /// failing step, the trace; self-contained (no network).
+    /// failing step, the trace; self-contained (no network). With --under both or --kernel,
+    /// each instance's runs stand side by side.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
     /// Print each scenario's symbolic trace (role names; stable across runs).
@@ -235,6 +236,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             jobs: args.jobs,
             json: args.json,
             junit: args.junit.as_deref().zip(junit_file),
+            outputs,
         };
         return crate::kernel::run_matrix(&args.kernel, selection);
     }
