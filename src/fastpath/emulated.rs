@@ -121,8 +121,7 @@ fn new_listener_like(
         sys::setsockopt_int(new, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
         locality.before_listen(new, options.pin, options.steer)?;
         sys::bind(new, &addr)?;
-        sys::listen(new, backlog)?;
-        locality.after_listen(new, options.steer)
+        locality.listen(fd, new, backlog, options.steer)
     })();
     match setup {
         Ok(()) => Ok(new),
@@ -174,10 +173,13 @@ impl FastPath for EmulatedBackend {
     }
 
     fn close(&self, fd: RawFd) -> Result<(), Errno> {
+        let pid = std::process::id() as i32;
+        let spawned_here = self.table.get(fd).is_some_and(|e| e.spawned_in == pid);
         if let Some(prepared) = self.table.forget(fd) {
             let _ = sys::close(prepared);
         }
-        sys::close(fd)
+        self.locality
+            .close_listener(fd, spawned_here, || sys::close(fd))
     }
 
     /// Creates, with the credentials the child still shares with its parent, the socket each
@@ -235,7 +237,7 @@ impl FastPath for EmulatedBackend {
         // so that it gets no share of the connections (nobody accepts on it). SHUT_RD on a
         // listener stops it listening but keeps it bound; ENOTCONN means another worker was
         // first.
-        let _ = sys::shutdown(fd, libc::SHUT_RD);
+        let _ = self.locality.retire(fd, new);
         let result = (|| {
             if status & libc::O_NONBLOCK != 0 {
                 sys::fcntl_setfl(new, libc::O_NONBLOCK)?;
@@ -259,7 +261,7 @@ impl FastPath for EmulatedBackend {
             Some(e) if e.owner != pid => e.spawned_in != pid,
             Some(e) => {
                 if sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN) == Ok(0) {
-                    revive(fd, e.backlog);
+                    self.locality.revive(fd, || revive(fd, e.backlog));
                 }
                 false
             }
