@@ -78,6 +78,7 @@ fn the_program_queues_each_connection_on_its_cpus_listener() {
 /// A record a worker sends the test: `[kind, worker, a, b]`.
 const SPAWNED: i32 = 1; // a: 1 if it spawned its own listener
 const ACCEPTED: i32 = 2; // a: SO_INCOMING_CPU of the accepted socket, b: the worker's CPU
+const CLOSED: i32 = 3; // a: 1 if it closed its listener
 
 fn send(fd: i32, record: [i32; 4]) {
     let bytes: Vec<u8> = record.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -86,7 +87,8 @@ fn send(fd: i32, record: [i32; 4]) {
 }
 
 /// A forked worker: waits for its turn, registers the listener (the spawn), then accepts
-/// and reports where each connection was processed and where it was accepted.
+/// and reports where each connection was processed and where it was accepted; a `c` on its
+/// pipe makes it close its listener.
 fn worker(fp: &EmulatedBackend, k: i32, listener: i32, go: i32, out: i32) -> ! {
     let mut byte = [0u8; 1];
     let _ = sys::read(go, &mut byte);
@@ -105,8 +107,23 @@ fn worker(fp: &EmulatedBackend, k: i32, listener: i32, go: i32, out: i32) -> ! {
             0,
         ],
     );
+    sys::epoll_ctl(
+        epfd,
+        libc::EPOLL_CTL_ADD,
+        go,
+        Some((libc::EPOLLIN as u32, 1)),
+    )
+    .unwrap();
     loop {
-        let _ = sys::epoll_wait(epfd, 1, -1, false);
+        let ready = sys::epoll_wait(epfd, 2, -1, false).unwrap_or_default();
+        if ready.iter().any(|&(_, data)| data == 1) {
+            if sys::read(go, &mut byte) == Ok(1) && byte[0] == b'c' {
+                send(out, [CLOSED, k, i32::from(fp.close(listener).is_ok()), 0]);
+            } else {
+                // The test is gone.
+                std::process::exit(0);
+            }
+        }
         while let Ok(conn) = sys::accept4_raw(listener, None, 0) {
             let incoming = cpu::incoming_cpu(conn).unwrap_or(-1);
             let here = sys::sched_getcpu().unwrap_or(-2);
@@ -201,30 +218,48 @@ fn workers_spawning_out_of_fork_order_are_steered_to_their_cpu() {
         Ok(0),
         "the shared listener is retired"
     );
+    // PER_CPU connections from a client pinned to each CPU: every one accepted on its CPU.
     const PER_CPU: usize = 25;
-    let mut clients = vec![];
-    for &c in &cpus {
-        clients.push(std::thread::spawn(move || {
-            cpu::pin_to(c).unwrap();
-            (0..PER_CPU)
-                .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
-                .collect::<Vec<_>>()
-        }));
-    }
-    let _streams: Vec<_> = clients.into_iter().map(|t| t.join().unwrap()).collect();
-    let mut per_worker = vec![0usize; workers];
-    let mut per_cpu = vec![0usize; cpus.len()];
-    for n in 0..PER_CPU * cpus.len() {
-        let [kind, k, incoming, here] = receive(results, deadline, &format!("accept {n}"));
-        assert_eq!(kind, ACCEPTED);
-        assert_eq!(incoming, here, "accept {n} by worker {k}: not local");
-        per_worker[usize::try_from(k).unwrap()] += 1;
-        per_cpu[cpus
-            .iter()
-            .position(|&c| i32::try_from(c) == Ok(here))
-            .unwrap()] += 1;
-    }
-    assert_eq!(per_cpu, vec![PER_CPU; cpus.len()]);
+    let phase = |name: &str| -> Vec<usize> {
+        let mut clients = vec![];
+        for &c in &cpus {
+            clients.push(std::thread::spawn(move || {
+                cpu::pin_to(c).unwrap();
+                (0..PER_CPU)
+                    .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let _streams: Vec<_> = clients.into_iter().map(|t| t.join().unwrap()).collect();
+        let mut per_worker = vec![0usize; workers];
+        let mut per_cpu = vec![0usize; cpus.len()];
+        for n in 0..PER_CPU * cpus.len() {
+            let [kind, k, incoming, here] =
+                receive(results, deadline, &format!("{name}: accept {n}"));
+            assert_eq!(kind, ACCEPTED);
+            assert_eq!(
+                incoming, here,
+                "{name}: accept {n} by worker {k}: not local"
+            );
+            per_worker[usize::try_from(k).unwrap()] += 1;
+            per_cpu[cpus
+                .iter()
+                .position(|&c| i32::try_from(c) == Ok(here))
+                .unwrap()] += 1;
+        }
+        assert_eq!(per_cpu, vec![PER_CPU; cpus.len()], "{name}");
+        per_worker
+    };
+    let per_worker = phase("all spawned");
+    // The first to spawn (the last forked, at index 0 of the group) closes its listener: the
+    // last to join (the first forked, on another CPU) takes index 0. Until the group changes
+    // again that one is left out, and its CPU's connections go to its CPU's other worker.
+    let (closing, moved) = (workers - 1, 0);
+    assert_eq!(sys::write(gos[closing], b"c"), Ok(1));
+    let r = receive(results, deadline, "the close");
+    assert_eq!(r, [CLOSED, i32::try_from(closing).unwrap(), 1, 0]);
+    let after = phase("one listener closed");
+    assert_eq!((after[closing], after[moved]), (0, 0), "{after:?}");
     for child in children {
         let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
         process::reap(child).unwrap();
@@ -232,5 +267,5 @@ fn workers_spawning_out_of_fork_order_are_steered_to_their_cpu() {
     for fd in gos.into_iter().chain([results, l]) {
         sys::close(fd).unwrap();
     }
-    eprintln!("accepts per worker (fork order): {per_worker:?}, all local");
+    eprintln!("accepts per worker (fork order): {per_worker:?}, then {after:?}, all local");
 }

@@ -200,6 +200,11 @@ impl Locked<'_> {
         };
         members.swap_remove(i);
         self.store(g, &members);
+        if members.is_empty() {
+            // No listener left: the kernel's group is gone, and the next listen makes a new
+            // one (the slot is free, and a socket that reuses the inode starts afresh).
+            self.set(g, KEY, 0);
+        }
         true
     }
 
@@ -270,6 +275,11 @@ mod tests {
         assert!(!t.remove(g, 3));
         assert_eq!(t.group_of(2), Some(g));
         assert_eq!(t.find_or_make(100, &[]), Some(g));
+        // The group's last listener gone: the group is forgotten.
+        for inode in [4, 1, 2] {
+            assert!(t.remove(g, inode));
+        }
+        assert_eq!(t.find(100), None);
         drop(t);
         // The lock was let go.
         assert!(orders.lock().is_some());
