@@ -110,6 +110,19 @@ impl ScenarioReport {
         per
     }
 
+    /// The local accepts as JSON: in all and per accepting actor.
+    pub fn local_accepts_json(&self) -> serde_json::Value {
+        let l = |l: crate::shim::merge::Local| serde_json::json!({"local": l.local, "measured": l.measured});
+        let per: serde_json::Map<String, serde_json::Value> = self
+            .local_accepts_per_actor()
+            .into_iter()
+            .map(|(actor, v)| (actor.to_string(), l(v)))
+            .collect();
+        let mut all = l(self.local_accepts());
+        all["per_actor"] = serde_json::Value::Object(per);
+        all
+    }
+
     /// `PASS name [family]` or `FAIL ...` followed by the mismatch report.
     pub fn summary(&self) -> String {
         if let Some(reason) = &self.skipped {

@@ -390,19 +390,6 @@ struct Comparison<'a> {
     local_accepts: serde_json::Value,
 }
 
-/// A run's local accepts as JSON: in all and per accepting actor.
-fn local_accepts_json(r: &ScenarioReport) -> serde_json::Value {
-    let l = |l: epollscope::shim::merge::Local| serde_json::json!({"local": l.local, "measured": l.measured});
-    let per: serde_json::Map<String, serde_json::Value> = r
-        .local_accepts_per_actor()
-        .into_iter()
-        .map(|(actor, v)| (actor.to_string(), l(v)))
-        .collect();
-    let mut all = l(r.local_accepts());
-    all["per_actor"] = serde_json::Value::Object(per);
-    all
-}
-
 /// Prints each instance's native and Fastsocket runs side by side. Exit 0 when the comparison
 /// ran and every native run passed: what the shim changes is the result, not a failure.
 fn compare(
@@ -442,8 +429,8 @@ fn compare(
                 native: json(n),
                 fastsocket: json(f),
                 local_accepts: serde_json::json!({
-                    "native": local_accepts_json(n),
-                    "fastsocket": local_accepts_json(f),
+                    "native": n.local_accepts_json(),
+                    "fastsocket": f.local_accepts_json(),
                 }),
             });
             continue;
