@@ -289,6 +289,21 @@ fn only_cpu(pid: u32) -> Option<usize> {
 /// served by a worker pinned to k, every time. The trace's per-worker locality is printed.
 #[test]
 fn nginx_under_the_fastsocket_shim_serves_each_connection_on_the_cpu_that_received_it() {
+    if !epollscope::sys::cpu::kernel_honours_incoming_cpu() {
+        eprintln!("skipped: this kernel's reuseport selection ignores SO_INCOMING_CPU (< 6.1)");
+        return;
+    }
+    served_on_the_cpu_that_received_it("incoming-cpu");
+}
+
+/// The same with the classic-BPF program steering: nginx's four workers register their
+/// listeners in whatever order they start, and the program follows the group's real order.
+#[test]
+fn nginx_steered_by_classic_bpf_serves_each_connection_on_the_cpu_that_received_it() {
+    served_on_the_cpu_that_received_it("cbpf");
+}
+
+fn served_on_the_cpu_that_received_it(steer: &str) {
     if nginx_binary().is_none() {
         eprintln!("skipped: nginx is not installed (apt-get install nginx-light)");
         return;
@@ -299,17 +314,14 @@ fn nginx_under_the_fastsocket_shim_serves_each_connection_on_the_cpu_that_receiv
         eprintln!("skipped: RPS is set on lo, so loopback packets may be processed elsewhere");
         return;
     }
-    if !epollscope::sys::cpu::kernel_honours_incoming_cpu() {
-        eprintln!("skipped: this kernel's reuseport selection ignores SO_INCOMING_CPU (< 6.1)");
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("es-shim-nginx-local-{}", std::process::id()));
+    let tag = format!("nginx-local-{steer}");
+    let dir = std::env::temp_dir().join(format!("es-shim-{tag}-{}", std::process::id()));
     let trace = format!("dir:{}/trace", dir.display());
     let mut nginx = Nginx::start(
-        "nginx-local",
+        &tag,
         Some(&[
             ("EPOLLSCOPE_FASTPATH", "emulated"),
-            ("EPOLLSCOPE_FASTPATH_STEER", "incoming-cpu"),
+            ("EPOLLSCOPE_FASTPATH_STEER", steer),
             ("EPOLLSCOPE_TRACE", &trace),
             ("EPOLLSCOPE_TRACE_BUFFER", "0"),
         ]),
@@ -356,7 +368,18 @@ fn nginx_under_the_fastsocket_shim_serves_each_connection_on_the_cpu_that_receiv
         .collect();
     let summary = epollscope::shim::merge::Summary::of(&events);
     let total = summary.local_total();
-    eprintln!("nginx fastsocket locality: {total}");
+    eprintln!("nginx fastsocket locality ({steer}): {total}");
+    let how = if steer == "cbpf" {
+        "classic-BPF reuseport program"
+    } else {
+        "SO_INCOMING_CPU"
+    };
+    assert!(!summary.steering.is_empty());
+    assert!(
+        summary.steering.iter().all(|n| n.contains(how)),
+        "{:?}",
+        summary.steering
+    );
     assert_eq!(total.measured, served.len());
     assert_eq!(total.local, served.len());
     nginx.stop();

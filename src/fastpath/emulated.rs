@@ -19,9 +19,9 @@
 //! * **Locality** (see [`super::locality`]): each worker pinned to a CPU at its spawn, and
 //!   its listener steered to take the connections processed on that CPU.
 //!
-//! Connections queued on the master's listener before the first worker retires it (a client
-//! that connects before the workers are up) and those queued on a worker's listener when it
-//! closes are reset by the kernel, unless `net.ipv4.tcp_migrate_req=1` (Linux 5.14), which
+//! A master's listener with connections queued is not retired (they stay for the master to
+//! accept); one that a connection reaches just as it is retired, and a worker's listener
+//! that closes with connections queued, lose them (the kernel resets them), unless `net.ipv4.tcp_migrate_req=1` (Linux 5.14), which
 //! moves them to another listener of the group: the shim reports the setting at start and
 //! leaves it alone (it is the system's). With it at 0, serve once the workers are ready.
 //!
@@ -121,8 +121,7 @@ fn new_listener_like(
         sys::setsockopt_int(new, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
         locality.before_listen(new, options.pin, options.steer)?;
         sys::bind(new, &addr)?;
-        sys::listen(new, backlog)?;
-        locality.after_listen(new, options.steer)
+        locality.listen(fd, new, backlog, options.steer)
     })();
     match setup {
         Ok(()) => Ok(new),
@@ -181,7 +180,7 @@ impl FastPath for EmulatedBackend {
         match sys::accept4_raw(fd, peer.as_deref_mut(), flags) {
             Err(Errno::EINVAL) => match self.table.get(fd) {
                 Some(e) => {
-                    revive(fd, e.backlog);
+                    self.locality.revive(fd, || revive(fd, e.backlog));
                     sys::accept4_raw(fd, peer, flags)
                 }
                 None => Err(Errno::EINVAL),
@@ -191,10 +190,13 @@ impl FastPath for EmulatedBackend {
     }
 
     fn close(&self, fd: RawFd) -> Result<(), Errno> {
+        let pid = std::process::id() as i32;
+        let spawned_here = self.table.get(fd).is_some_and(|e| e.spawned_in == pid);
         if let Some(prepared) = self.table.forget(fd) {
             let _ = sys::close(prepared);
         }
-        sys::close(fd)
+        self.locality
+            .close_listener(fd, spawned_here, || sys::close(fd))
     }
 
     /// Creates, with the credentials the child still shares with its parent, the socket each
@@ -263,7 +265,7 @@ impl FastPath for EmulatedBackend {
         // that completes between the look and the shutdown is still lost; nothing in the
         // socket API closes that window.
         if sys::tcp_accept_queue(fd) == Ok(0) {
-            let _ = sys::shutdown(fd, libc::SHUT_RD);
+            let _ = self.locality.retire(fd, new);
         }
         let result = (|| {
             if status & libc::O_NONBLOCK != 0 {
@@ -288,7 +290,7 @@ impl FastPath for EmulatedBackend {
             Some(e) if e.owner != pid => e.spawned_in != pid,
             Some(e) => {
                 if sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN) == Ok(0) {
-                    revive(fd, e.backlog);
+                    self.locality.revive(fd, || revive(fd, e.backlog));
                 }
                 false
             }

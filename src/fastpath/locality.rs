@@ -11,7 +11,9 @@
 //! * **Steering**: the worker's listener takes the connections processed on its CPU. Where the
 //!   kernel's reuseport selection honours SO_INCOMING_CPU (Linux 6.1 on), the listener sets
 //!   it; elsewhere a classic-BPF reuseport program returns, for the CPU processing the
-//!   connection, the index of that CPU's listener in the group.
+//!   connection, the index of that CPU's listener in the group, from the group's order as
+//!   the kernel keeps it ([`order`]: every change of the group made under one lock shared
+//!   by the program's processes, and the program attached again).
 //! * **Hashing** where neither applies: a worker on no single CPU, or a CPU with no listener
 //!   of its own (fewer workers than CPUs): the kernel hashes those connections as plain
 //!   SO_REUSEPORT does.
@@ -19,6 +21,8 @@
 //! Locality is measured, not assumed: at every accept the shim reads SO_INCOMING_CPU on the
 //! accepted socket (the CPU the kernel processed it on) and the CPU the accepting thread runs
 //! on, and the trace summary reports the fraction of local accepts per worker.
+
+pub mod order;
 
 use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
 
@@ -61,6 +65,8 @@ pub enum Used {
     IncomingCpu = 1,
     Cbpf = 2,
     Hash = 3,
+    /// Classic BPF asked for, but the group's order is not known (table full).
+    Lost = 4,
 }
 
 impl Used {
@@ -69,6 +75,7 @@ impl Used {
             1 => Used::IncomingCpu,
             2 => Used::Cbpf,
             3 => Used::Hash,
+            4 => Used::Lost,
             _ => Used::None,
         }
     }
@@ -135,6 +142,8 @@ pub struct Locality {
     /// The CPU this process's listeners are steered to, or -1.
     cpu: AtomicI32,
     used: AtomicU8,
+    /// The order of the reuseport groups, shared with every process forked from here on.
+    orders: order::Orders,
 }
 
 impl Locality {
@@ -195,28 +204,146 @@ impl Locality {
         Ok(())
     }
 
-    /// After a spawned listener `fd` listens: the classic-BPF program, when that steers.
-    ///
-    /// The program indexes the group's socket array, which holds the listeners in the order
-    /// they joined; the global listener, retired from the group when the first worker
-    /// spawns, leaves it with that worker at index 0. Workers pinned round-robin in fork
-    /// order and spawning in that order give index k to the k-th CPU, so the program maps
-    /// the k-th allowed CPU to index k. Workers that spawn in another order get other
-    /// indexes: the per-worker locality in the trace summary shows it.
-    pub fn after_listen(&self, fd: RawFd, steer: Steer) -> Result<(), Errno> {
-        if resolve(steer) != Steer::Cbpf || self.cpu.load(Ordering::Relaxed) < 0 {
+    /// Makes the spawned listener `new` (standing in for the shared listener `shared`) listen.
+    /// When the classic-BPF program steers, under the group's lock: the listener joins the
+    /// group at its end, and the program built from the group's order is attached. A program
+    /// that cannot be attached takes the listener out of the group again, and fails the spawn.
+    pub fn listen(
+        &self,
+        shared: RawFd,
+        new: RawFd,
+        backlog: i32,
+        steer: Steer,
+    ) -> Result<(), Errno> {
+        if resolve(steer) != Steer::Cbpf {
+            return sys::listen(new, backlog);
+        }
+        let Some(t) = self.orders.lock() else {
+            sys::listen(new, backlog)?;
+            self.used.store(Used::Lost as u8, Ordering::Relaxed);
             return Ok(());
+        };
+        let key = order::inode(shared)?;
+        // A group seen for the first time holds the shared listener alone, if it listens.
+        let first = [order::Member {
+            inode: key,
+            cpu: -1,
+        }];
+        let first = if order::listening(shared) {
+            &first[..]
+        } else {
+            &[]
+        };
+        let group = t.find_or_make(key, first);
+        sys::listen(new, backlog)?;
+        let cpu = i64::from(self.cpu.load(Ordering::Relaxed));
+        let Some(g) = group else {
+            self.used.store(Used::Lost as u8, Ordering::Relaxed);
+            return Ok(());
+        };
+        let me = order::inode(new)?;
+        t.push(g, order::Member { inode: me, cpu });
+        if let Err(e) = t
+            .program(g, None)
+            .and_then(|p| cpu::attach_reuseport_cbpf(new, &p))
+        {
+            if sys::shutdown(new, libc::SHUT_RD).is_ok() {
+                t.remove(g, me);
+            }
+            return Err(e);
         }
-        let cpus = cpu::allowed_cpus()?;
-        let mut pairs = vec![];
-        for (k, &c) in cpus.iter().enumerate() {
-            pairs.push((
-                u32::try_from(c).map_err(|_| Errno::EINVAL)?,
-                u32::try_from(k).map_err(|_| Errno::EINVAL)?,
-            ));
+        let used = match (t.is_lost(g), cpu >= 0) {
+            (true, _) => Used::Lost,
+            (false, true) => Used::Cbpf,
+            (false, false) => Used::Hash,
+        };
+        self.used.store(used as u8, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Retires the shared listener `shared` (takes it out of its group: shutdown(SHUT_RD)
+    /// stops it listening but keeps it bound) on behalf of the spawned listener `own`, which
+    /// is in the group. When the group's order is kept, under its lock, and the program is
+    /// attached again through `own`.
+    pub fn retire(&self, shared: RawFd, own: RawFd) -> Result<(), Errno> {
+        let shut = || sys::shutdown(shared, libc::SHUT_RD);
+        let Some(t) = self.orders.lock() else {
+            return shut();
+        };
+        let Some(g) = order::inode(shared).ok().and_then(|k| t.find(k)) else {
+            return shut();
+        };
+        shut()?;
+        if t.remove(g, order::inode(shared)?) {
+            t.program(g, None)
+                .and_then(|p| cpu::attach_reuseport_cbpf(own, &p))?;
         }
-        cpu::attach_reuseport_cbpf(fd, &cpu::cpu_steering_program(&pairs))?;
-        self.used.store(Used::Cbpf as u8, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes a retired shared listener `fd` listen again with `relisten`: it joins its group
+    /// at the end (which moves no other listener), under the group's lock when its order is
+    /// kept.
+    pub fn revive(&self, fd: RawFd, relisten: impl FnOnce()) {
+        let Some(t) = self.orders.lock() else {
+            return relisten();
+        };
+        let was = order::listening(fd);
+        relisten();
+        let Ok(key) = order::inode(fd) else { return };
+        if !was
+            && order::listening(fd)
+            && let Some(g) = t.find(key)
+        {
+            t.push(
+                g,
+                order::Member {
+                    inode: key,
+                    cpu: -1,
+                },
+            );
+            let _ = t
+                .program(g, None)
+                .and_then(|p| cpu::attach_reuseport_cbpf(fd, &p));
+        }
+    }
+
+    /// Closes `fd` with `close`. A listener spawned in this process whose group's order is
+    /// kept leaves the group at its close (the last listener takes its index), so first the
+    /// program for the order after it is attached through `fd`, leaving the moved listener
+    /// out (its CPU's connections go to that CPU's other listeners, or are hashed) until the
+    /// group's next change attaches the exact program again: this process has no member
+    /// left to attach it through.
+    pub fn close_listener(
+        &self,
+        fd: RawFd,
+        spawned_here: bool,
+        close: impl FnOnce() -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        if !spawned_here {
+            return close();
+        }
+        let Some(t) = self.orders.lock() else {
+            return close();
+        };
+        let Some((me, g)) = order::inode(fd)
+            .ok()
+            .and_then(|me| t.group_of(me).map(|g| (me, g)))
+        else {
+            return close();
+        };
+        let mut after = t.members(g);
+        if let Some(i) = after.iter().position(|m| m.inode == me) {
+            after.swap_remove(i);
+            if let Some(moved) = after.get_mut(i) {
+                moved.cpu = -1;
+            }
+        }
+        let _ = t
+            .program(g, Some(&after))
+            .and_then(|p| cpu::attach_reuseport_cbpf(fd, &p));
+        close()?;
+        t.remove(g, me);
         Ok(())
     }
 
@@ -231,6 +358,11 @@ impl Locality {
                 format!("{NOTICE} hashing (steering off), worker on cpu {cpu}")
             }
             Used::Hash => format!("{NOTICE} hashing (worker not on one CPU)"),
+            Used::Lost => format!(
+                "{NOTICE} hashing (classic-BPF: the group's order is not known: more than {} listeners or {} groups)",
+                order::MEMBERS,
+                order::GROUPS
+            ),
         };
         Some(text)
     }

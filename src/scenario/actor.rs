@@ -142,12 +142,30 @@ fn serve(tracer: &mut Tracer, mut chan: ActorEnd) -> ! {
                 }
                 continue;
             }
-            Action::Call(run) => run(tracer, &command.name, &command.op),
+            Action::Call(run) => {
+                let mut outcome = run(tracer, &command.name, &command.op);
+                outcome.accept_cpus = accept_cpus(spec.name, &outcome);
+                outcome
+            }
         };
         let events = tracer.take_events();
         if chan.send(&Reply::Done { events, outcome }).is_err() {
             std::process::exit(0);
         }
+    }
+}
+
+/// After a successful accept, where its connection was processed and accepted: measured
+/// here, by the actor, so that native and shimmed runs are measured alike (the shim does not
+/// trace the actors it only routes).
+fn accept_cpus(call: &str, outcome: &Outcome) -> Option<(i32, i32)> {
+    if !matches!(call, "accept" | "accept4") {
+        return None;
+    }
+    let fd = i32::try_from(*outcome.result.as_ref().ok()?).ok()?;
+    match crate::fastpath::locality::measure(fd) {
+        (Some(incoming), Some(cpu)) => Some((incoming, cpu)),
+        _ => None,
     }
 }
 

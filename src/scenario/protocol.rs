@@ -34,6 +34,10 @@ pub struct Outcome {
     /// The fds a call wrote into an array (pipe2, socketpair), in order.
     #[serde(default)]
     pub fds: Vec<i32>,
+    /// After an accept: where the kernel processed the connection (SO_INCOMING_CPU of the
+    /// accepted socket) and the CPU the actor ran on, when both are known.
+    #[serde(default)]
+    pub accept_cpus: Option<(i32, i32)>,
 }
 
 impl Outcome {
@@ -44,6 +48,7 @@ impl Outcome {
             data: vec![],
             bound: None,
             fds: vec![],
+            accept_cpus: None,
         }
     }
 }

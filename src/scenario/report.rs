@@ -1,6 +1,7 @@
 //! What a scenario run reports: pass or the first mismatch (packetdrill style: the script line,
 //! what it expected, what happened), its trace, and renderings as text, JSON and JUnit XML.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -60,6 +61,10 @@ pub struct ScenarioReport {
     /// Every step's outcome, in the order the runner recorded them (for `--explain`).
     #[serde(skip)]
     pub steps: Vec<StepResult>,
+    /// Per accept that returned a connection, in order: the accepting actor, the CPU the
+    /// kernel processed the connection on and the CPU the actor ran on.
+    #[serde(skip)]
+    pub accept_cpus: Vec<(String, i32, i32)>,
     /// The wire traffic, when the scenario or the runner asked for a capture.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<super::capture::CaptureReport>,
@@ -79,8 +84,43 @@ impl ScenarioReport {
             trace: vec![],
             aggregates: vec![],
             steps: vec![],
+            accept_cpus: vec![],
             capture: None,
         }
+    }
+
+    /// Local accepts (processed and accepted on the same CPU) out of those measured.
+    pub fn local_accepts(&self) -> crate::shim::merge::Local {
+        let mut l = crate::shim::merge::Local::default();
+        for (_, incoming, cpu) in &self.accept_cpus {
+            l.measured += 1;
+            l.local += usize::from(incoming == cpu);
+        }
+        l
+    }
+
+    /// [`ScenarioReport::local_accepts`] per accepting actor.
+    pub fn local_accepts_per_actor(&self) -> BTreeMap<&str, crate::shim::merge::Local> {
+        let mut per: BTreeMap<&str, crate::shim::merge::Local> = BTreeMap::new();
+        for (actor, incoming, cpu) in &self.accept_cpus {
+            let l = per.entry(actor.as_str()).or_default();
+            l.measured += 1;
+            l.local += usize::from(incoming == cpu);
+        }
+        per
+    }
+
+    /// The local accepts as JSON: in all and per accepting actor.
+    pub fn local_accepts_json(&self) -> serde_json::Value {
+        let l = |l: crate::shim::merge::Local| serde_json::json!({"local": l.local, "measured": l.measured});
+        let per: serde_json::Map<String, serde_json::Value> = self
+            .local_accepts_per_actor()
+            .into_iter()
+            .map(|(actor, v)| (actor.to_string(), l(v)))
+            .collect();
+        let mut all = l(self.local_accepts());
+        all["per_actor"] = serde_json::Value::Object(per);
+        all
     }
 
     /// `PASS name [family]` or `FAIL ...` followed by the mismatch report.
@@ -219,6 +259,7 @@ mod tests {
             trace: vec![event],
             aggregates: vec![],
             steps: vec![],
+            accept_cpus: vec![],
             capture: None,
         }
     }

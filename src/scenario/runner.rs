@@ -95,6 +95,7 @@ pub fn run_with(scenario: &Scenario, family: Family, options: &RunOptions) -> Sc
         trace: run.trace,
         aggregates: run.aggregates,
         steps: run.steps,
+        accept_cpus: run.accept_cpus,
         capture,
     }
 }
@@ -178,6 +179,7 @@ struct Run<'a> {
     trace: Vec<Event>,
     aggregates: Vec<AggregateValue>,
     steps: Vec<super::report::StepResult>,
+    accept_cpus: Vec<(String, i32, i32)>,
     captures: HashMap<String, i64>,
     deadline: Instant,
     /// This run's key in [`ACTIVE`].
@@ -212,6 +214,7 @@ impl<'a> Run<'a> {
             trace: vec![],
             aggregates: vec![],
             steps: vec![],
+            accept_cpus: vec![],
             captures: HashMap::new(),
             deadline: Instant::now() + scenario.timeout,
             instance,
@@ -557,6 +560,9 @@ impl<'a> Run<'a> {
             result: outcome.result,
             events: outcome.events.clone(),
         });
+        if let Some((incoming, cpu)) = outcome.accept_cpus {
+            self.accept_cpus.push((step.actor.clone(), incoming, cpu));
+        }
         let names = &self.tables[self.actors[idx].table];
         if let Err(why) = check_step(step, &outcome, names) {
             return Err(fail(self.scenario, step.span, why, actual));

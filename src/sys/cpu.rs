@@ -1,7 +1,9 @@
-//! CPUs: which ones this process may run on, pinning to one, where it runs now, and the
-//! classic-BPF reuseport program that steers a connection to the listener of its CPU.
+//! CPUs: which ones this process may run on, pinning to one, where it runs now, the
+//! classic-BPF reuseport program that steers a connection to the listener of its CPU, and the
+//! shared words in which a program's processes keep the order of their reuseport groups.
 
 use std::mem::{size_of, zeroed};
+use std::sync::atomic::AtomicI64;
 
 use nix::errno::Errno;
 
@@ -42,29 +44,128 @@ pub fn incoming_cpu(fd: RawFd) -> Option<i32> {
         .filter(|&c| c >= 0)
 }
 
-/// The classic-BPF reuseport program: the index in the group (in the order its sockets
-/// joined) of the listener for the CPU processing the connection, as `(cpu, index)` pairs.
-/// A CPU with no pair gets an index no group has, so the kernel hashes its connection.
-pub fn cpu_steering_program(pairs: &[(u32, u32)]) -> Vec<libc::sock_filter> {
-    const NONE: u32 = u32::MAX;
+/// The index a reuseport program returns for "no listener of this CPU": no group has it, so
+/// the kernel hashes the connection over the whole group.
+pub const NO_INDEX: u32 = u32::MAX;
+
+/// The most listeners one CPU's branch of [`cpu_steering_program`] can choose between (its
+/// jumps are 8 bits).
+pub const MAX_PER_CPU: usize = 100;
+
+/// The classic-BPF reuseport program: for the CPU processing the connection, the index in the
+/// group's socket array of one of that CPU's listeners (at random when it has several, as the
+/// kernel's hash spreads a CPU's connections over its SO_INCOMING_CPU listeners), as
+/// `(cpu, indexes)` pairs. A CPU with no pair gets [`NO_INDEX`]. Pairs with no index or more
+/// than [`MAX_PER_CPU`] are an error (EINVAL).
+pub fn cpu_steering_program(pairs: &[(u32, Vec<u32>)]) -> Result<Vec<libc::sock_filter>, Errno> {
     let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
         code: code as u16,
         jt,
         jf,
         k,
     };
-    let ld_cpu = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let ld_abs = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
     let jeq = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
     let ret = libc::BPF_RET | libc::BPF_K;
-    // SKF_AD_OFF + SKF_AD_CPU: a load from this offset gives the current CPU's number.
+    let modulo = libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K;
+    // Loads from SKF_AD_OFF + n give ancillary data: the current CPU's number, a random u32.
     let ad_cpu = (libc::SKF_AD_OFF + libc::SKF_AD_CPU) as u32;
-    let mut prog = vec![op(ld_cpu, 0, 0, ad_cpu)];
-    for &(cpu, index) in pairs {
-        prog.push(op(jeq, 0, 1, cpu));
-        prog.push(op(ret, 0, 0, index));
+    let ad_random = (libc::SKF_AD_OFF + libc::SKF_AD_RANDOM) as u32;
+    let mut prog = vec![op(ld_abs, 0, 0, ad_cpu)];
+    for (cpu, indexes) in pairs {
+        let n = indexes.len();
+        if n == 0 || n > MAX_PER_CPU {
+            return Err(Errno::EINVAL);
+        }
+        // The branch taken for this CPU; a mismatch skips it.
+        let mut branch = vec![];
+        if let [only] = indexes[..] {
+            branch.push(op(ret, 0, 0, only));
+        } else {
+            branch.push(op(ld_abs, 0, 0, ad_random));
+            branch.push(op(
+                modulo,
+                0,
+                0,
+                u32::try_from(n).map_err(|_| Errno::EINVAL)?,
+            ));
+            for (j, &index) in indexes.iter().enumerate() {
+                if j + 1 < n {
+                    branch.push(op(jeq, 0, 1, u32::try_from(j).map_err(|_| Errno::EINVAL)?));
+                }
+                branch.push(op(ret, 0, 0, index));
+            }
+        }
+        let skip = u8::try_from(branch.len()).map_err(|_| Errno::EINVAL)?;
+        prog.push(op(jeq, 0, skip, *cpu));
+        prog.extend(branch);
     }
-    prog.push(op(ret, 0, 0, NONE));
-    prog
+    prog.push(op(ret, 0, 0, NO_INDEX));
+    Ok(prog)
+}
+
+/// The inode number of the file `fd` refers to (a socket's is the same in every process).
+pub fn inode(fd: RawFd) -> Result<u64, Errno> {
+    // SAFETY: stat is plain data; all zero is a valid value.
+    let mut st: libc::stat = unsafe { zeroed() };
+    // SAFETY: st is valid for writes of a struct stat.
+    check(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(st.st_ino)
+}
+
+/// Words of memory shared with every process this one forks from now on (an anonymous
+/// MAP_SHARED mapping), all zero at first.
+pub struct SharedWords {
+    base: *mut AtomicI64,
+    len: usize,
+}
+
+// SAFETY: the words are atomics; sharing them between threads is what they are for.
+unsafe impl Sync for SharedWords {}
+// SAFETY: as above; the pointer is to a process-wide mapping, not thread-owned memory.
+unsafe impl Send for SharedWords {}
+
+impl SharedWords {
+    pub fn new(len: usize) -> Result<SharedWords, Errno> {
+        let bytes = len
+            .checked_mul(size_of::<AtomicI64>())
+            .filter(|&b| b > 0)
+            .ok_or(Errno::EINVAL)?;
+        // SAFETY: a new anonymous mapping; no existing memory is touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        Ok(SharedWords {
+            base: p.cast(),
+            len,
+        })
+    }
+}
+
+impl std::ops::Deref for SharedWords {
+    type Target = [AtomicI64];
+    fn deref(&self) -> &[AtomicI64] {
+        // SAFETY: the mapping holds `len` zero-initialised (valid) AtomicI64s, page-aligned,
+        // and lives as long as self (it is unmapped in Drop).
+        unsafe { std::slice::from_raw_parts(self.base, self.len) }
+    }
+}
+
+impl Drop for SharedWords {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in new, of this size; no reference outlives self.
+        unsafe { libc::munmap(self.base.cast(), self.len * size_of::<AtomicI64>()) };
+    }
 }
 
 /// Attaches `program` (see [`cpu_steering_program`]) to the reuseport group of `fd`.
@@ -123,14 +224,29 @@ mod tests {
     }
 
     #[test]
-    fn the_program_maps_each_cpu_to_its_index_and_others_to_none() {
-        let prog = cpu_steering_program(&[(0, 1), (3, 0)]);
-        assert_eq!(prog.len(), 1 + 2 * 2 + 1);
-        assert_eq!(prog[1].k, 0);
-        assert_eq!(prog[2].k, 1);
-        assert_eq!(prog[3].k, 3);
-        assert_eq!(prog[4].k, 0);
-        assert_eq!(prog[5].k, u32::MAX);
+    fn the_program_maps_each_cpu_to_its_indexes_and_others_to_none() {
+        let prog = cpu_steering_program(&[(0, vec![1]), (3, vec![0, 2])]).unwrap();
+        let ks: Vec<u32> = prog.iter().map(|i| i.k).collect();
+        // ld cpu; cpu 0? ret 1; cpu 3? (ld random; mod 2; ==0? ret 0; ret 2); ret none.
+        assert_eq!(ks[1..3], [0, 1]);
+        assert_eq!(prog[1].jf, 1);
+        assert_eq!(ks[3], 3);
+        assert_eq!(prog[3].jf, 5);
+        assert_eq!(ks[5..], [2, 0, 0, 2, NO_INDEX]);
+        assert_eq!(
+            cpu_steering_program(&[(0, vec![])]).err(),
+            Some(Errno::EINVAL)
+        );
+    }
+
+    #[test]
+    fn shared_words_start_zero_and_keep_stores() {
+        use std::sync::atomic::Ordering;
+        let words = SharedWords::new(3).unwrap();
+        assert_eq!(words.len(), 3);
+        assert_eq!(words[2].load(Ordering::Relaxed), 0);
+        words[2].store(7, Ordering::Relaxed);
+        assert_eq!(words[2].load(Ordering::Relaxed), 7);
     }
 
     #[test]

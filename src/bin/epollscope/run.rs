@@ -388,6 +388,8 @@ struct Comparison<'a> {
     differences: Vec<Difference>,
     native: JsonInstance<'a>,
     fastsocket: JsonInstance<'a>,
+    /// Accepts processed and accepted on the same CPU, each side, in all and per actor.
+    local_accepts: serde_json::Value,
 }
 
 /// Prints each instance's native and Fastsocket runs side by side. Exit 0 when the comparison
@@ -428,6 +430,10 @@ fn compare(
                 differences: diffs,
                 native: json(n),
                 fastsocket: json(f),
+                local_accepts: serde_json::json!({
+                    "native": n.local_accepts_json(),
+                    "fastsocket": f.local_accepts_json(),
+                }),
             });
             continue;
         }
@@ -441,6 +447,10 @@ fn compare(
         );
         for d in &diffs {
             println!("  {}: native {}, fastsocket {}", d.what, d.left, d.right);
+        }
+        let (ln, lf) = (n.local_accepts(), f.local_accepts());
+        if ln.measured + lf.measured > 0 {
+            println!("  local accepts: native {ln}, fastsocket {lf}");
         }
         for r in [n, f].into_iter().filter(|r| !r.passed) {
             let under = if std::ptr::eq(r, n) {
@@ -459,6 +469,13 @@ fn compare(
     }
     outputs.pairs(&pairs)?;
     let passed = |i: usize| pairs.iter().filter(|p| [p.0, p.1][i].passed).count();
+    let local = |i: usize| {
+        let mut all = epollscope::shim::merge::Local::default();
+        for p in &pairs {
+            all.add([p.0, p.1][i].local_accepts());
+        }
+        all
+    };
     if args.json {
         let doc = serde_json::json!({
             "comparisons": comparisons,
@@ -467,10 +484,19 @@ fn compare(
                 "native_passed": passed(0),
                 "fastsocket_passed": passed(1),
                 "traces_differ": differing,
+                "local_accepts": {
+                    "native": {"local": local(0).local, "measured": local(0).measured},
+                    "fastsocket": {"local": local(1).local, "measured": local(1).measured},
+                },
             },
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
+        println!(
+            "local accepts (processed and accepted on the same CPU): native {}, fastsocket {}",
+            local(0),
+            local(1)
+        );
         println!(
             "native: {} passed, {} failed; fastsocket: {} passed, {} failed; {differing} of {} traces differ",
             passed(0),
