@@ -29,11 +29,7 @@ pub(super) fn look(w: &World, actor: &str, fd: &FdArg) -> Look {
     let FdArg::Name(name) = fd else {
         return Look::Unknown;
     };
-    match w
-        .actors
-        .get(actor)
-        .and_then(|a| a.fds.get(name).map(|f| (a, f)))
-    {
+    match w.proc(actor).and_then(|a| a.fds.get(name).map(|f| (a, f))) {
         Some((_, Fd { obj, open: true })) => Look::Open(*obj),
         Some((a, _)) => Look::Closed {
             maybe_reused: a.forked,
@@ -77,7 +73,11 @@ fn val(v: i64) -> Allowed {
 }
 
 /// The (allowed, rule) for an fd that is not open, or the object it names.
-fn open_or(w: &World, actor: &str, fd: &FdArg) -> Result<ObjId, (Allowed, &'static Rule)> {
+pub(super) fn open_or(
+    w: &World,
+    actor: &str,
+    fd: &FdArg,
+) -> Result<ObjId, (Allowed, &'static Rule)> {
     match look(w, actor, fd) {
         Look::Open(o) => Ok(o),
         Look::Closed {
@@ -120,10 +120,18 @@ pub(super) fn judge(m: &mut Model, step: &Step, got: &StepResult) -> Option<Judg
             Ok(_) => (Allowed::one(Res::NewFd), &rules::DUP2_TARGET),
             Err(e) => e,
         },
-        "read" => read(m, actor, op),
+        "read" => read_at(m, actor, op, false),
         "write" => write(m, actor, op),
         "epoll_ctl" => epoll_ctl(m, actor, op),
-        "epoll_wait" | "epoll_pwait" => epoll_wait(m, actor, op),
+        "epoll_wait" | "epoll_pwait" => epoll_wait(m, actor, op, op.int::<i64>(3) < 0),
+        "epoll_pwait2" => match op.times(3).map(|t| t[0]) {
+            None => epoll_wait(m, actor, op, true),
+            Some((sec, nsec)) if sec < 0 || !(0..1_000_000_000).contains(&nsec) => {
+                (Allowed::Unspecified, &rules::TIMESPEC_INVALID)
+            }
+            Some(_) => epoll_wait(m, actor, op, false),
+        },
+        "poll" | "ppoll" => super::poll::judge(&m.w, actor, op),
         "drain" => match open_or(&m.w, actor, &op.fd(0)) {
             Ok(o) => match m.w.sock(o).map(|s| &s.state) {
                 Some(SockState::Listening {
@@ -135,11 +143,14 @@ pub(super) fn judge(m: &mut Model, step: &Step, got: &StepResult) -> Option<Judg
             },
             Err(e) => e,
         },
-        _ => {
-            taint(m, actor, op);
-            m.opaque = true;
-            (Allowed::Unspecified, &rules::NOT_MODELLED)
-        }
+        _ => match super::fdcalls::judge(m, actor, op) {
+            Some(rules) => rules,
+            None => {
+                taint(m, actor, op);
+                m.opaque = true;
+                (Allowed::Unspecified, &rules::NOT_MODELLED)
+            }
+        },
     };
     let mut j = judgement(step, got, allowed, rule);
     if j.label == Label::Contradicts && resource_error(op.name(), &got.result) {
@@ -148,7 +159,11 @@ pub(super) fn judge(m: &mut Model, step: &Step, got: &StepResult) -> Option<Judg
     }
     if let Some(note) = super::apply::apply(m, step, got) {
         j.label = Label::Contradicts;
-        j.rule = &rules::WAIT_MASK;
+        j.rule = if op.name().contains("poll") && !op.name().starts_with("epoll") {
+            &rules::POLL_REVENTS
+        } else {
+            &rules::WAIT_MASK
+        };
         j.note = Some(note);
     }
     Some(j)
@@ -159,7 +174,21 @@ pub(super) fn judge(m: &mut Model, step: &Step, got: &StepResult) -> Option<Judg
 fn resource_error(call: &str, got: &Result<i64, Errno>) -> bool {
     let creates = matches!(
         call,
-        "fork" | "socket" | "accept" | "accept4" | "dup" | "dup2" | "epoll_create1"
+        "fork"
+            | "thread"
+            | "socket"
+            | "socketpair"
+            | "accept"
+            | "accept4"
+            | "dup"
+            | "dup2"
+            | "epoll_create1"
+            | "epoll_create"
+            | "pipe"
+            | "pipe2"
+            | "eventfd2"
+            | "timerfd_create"
+            | "openat"
     );
     creates
         && matches!(
@@ -178,9 +207,8 @@ pub(super) fn taint(m: &mut Model, actor: &str, op: &Op<Script>) {
     for arg in &op.args {
         if let Arg::Fd(fd) = arg
             && let Look::Open(o) = look(&m.w, actor, fd)
-            && let Some(s) = m.w.sock_mut(o)
         {
-            s.unknown = true;
+            m.w.lose(o);
         }
     }
 }
@@ -242,7 +270,7 @@ fn bind(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
 fn listen(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
     match sock_at(&m.w, actor, op) {
         Err(e) => e,
-        Ok(s) if s.unknown => (Allowed::Unspecified, &rules::NOT_MODELLED),
+        Ok(s) if s.unknown || s.not_stream => (Allowed::Unspecified, &rules::NOT_MODELLED),
         Ok(s) => match s.state {
             SockState::Bound(_) => (val(0), &rules::LISTEN_OK),
             _ => (Allowed::Unspecified, &rules::LISTEN_BACKLOG),
@@ -273,7 +301,7 @@ fn connect(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
         Ok(s) => s,
         Err(e) => return e,
     };
-    if s.unknown {
+    if s.unknown || s.not_stream {
         return (Allowed::Unspecified, &rules::NOT_MODELLED);
     }
     match s.state {
@@ -326,7 +354,7 @@ fn accept(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
         Ok(s) => s,
         Err(e) => return e,
     };
-    if s.unknown || s.rd_shut || s.wr_shut {
+    if s.unknown || s.not_stream || s.rd_shut || s.wr_shut {
         return (Allowed::Unspecified, &rules::READY_UNSPECIFIED);
     }
     match &s.state {
@@ -347,7 +375,9 @@ fn accept(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
 fn shutdown(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
     match sock_at(&m.w, actor, op) {
         Err(e) => e,
-        Ok(s) if s.unknown || s.peer_lost => (Allowed::Unspecified, &rules::NOT_MODELLED),
+        Ok(s) if s.unknown || s.not_stream || s.peer_lost => {
+            (Allowed::Unspecified, &rules::NOT_MODELLED)
+        }
         Ok(s) => match s.state {
             SockState::Connected => (val(0), &rules::SHUTDOWN_OK),
             SockState::Fresh | SockState::Bound(_) => (err(Errno::ENOTCONN), &rules::SHUTDOWN_OK),
@@ -356,16 +386,18 @@ fn shutdown(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
     }
 }
 
-fn read(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
+/// read(2), or recv with MSG_DONTWAIT (`dontwait`), on the fd of argument 0 for the count
+/// of argument 2.
+pub(super) fn read_at(m: &Model, actor: &str, op: &Op<Script>, dontwait: bool) -> Rules {
     let o = match open_or(&m.w, actor, &op.fd(0)) {
         Ok(o) => o,
         Err(e) => return e,
     };
     let want: i64 = op.int(2);
     let Some(s) = m.w.sock(o) else {
-        return (Allowed::Unspecified, &rules::NOT_MODELLED);
+        return super::fdcalls::read_file(&m.w, o, want, dontwait);
     };
-    if s.unknown || s.peer_lost || s.rd_shut {
+    if s.unknown || s.not_stream || s.peer_lost || s.rd_shut {
         return (Allowed::Unspecified, &rules::READY_UNSPECIFIED);
     }
     match s.state {
@@ -374,7 +406,7 @@ fn read(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
             (Allowed::range(1, want.min(count(s.rx))), &rules::READ_DATA)
         }
         SockState::Connected if s.peer_eof => (val(0), &rules::READ_DATA),
-        SockState::Connected if s.nonblock => (err(Errno::EAGAIN), &rules::READ_EAGAIN),
+        SockState::Connected if s.nonblock || dontwait => (err(Errno::EAGAIN), &rules::READ_EAGAIN),
         SockState::Connected => (Allowed::Unspecified, &rules::READ_EAGAIN),
         _ => (
             Allowed::Set(vec![Res::Err(Errno::ENOTCONN), Res::Err(Errno::EINVAL)]),
@@ -383,16 +415,17 @@ fn read(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
     }
 }
 
-fn write(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
+/// write(2) (or send) of the bytes of argument 1 to the fd of argument 0.
+pub(super) fn write(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
     let o = match open_or(&m.w, actor, &op.fd(0)) {
         Ok(o) => o,
         Err(e) => return e,
     };
     let len = count(op.bytes(1).len());
     let Some(s) = m.w.sock(o) else {
-        return (Allowed::Unspecified, &rules::NOT_MODELLED);
+        return super::fdcalls::write_file(&m.w, o, op.bytes(1));
     };
-    if s.unknown || s.peer_lost || s.peer_eof {
+    if s.unknown || s.not_stream || s.peer_lost || s.peer_eof {
         return (Allowed::Unspecified, &rules::READY_UNSPECIFIED);
     }
     let peer_rx = s.peer.and_then(|p| m.w.sock(p)).map(|p| p.rx);
@@ -471,8 +504,7 @@ pub(super) fn data_value(w: &World, actor: &str, data: &Data<Script>) -> Option<
         Data::Num(n) => Some(*n),
         Data::Fd(FdArg::Num(n)) => u64::try_from(*n).ok(),
         Data::Fd(FdArg::Name(name)) => w
-            .actors
-            .get(actor)
+            .proc(actor)
             .and_then(|a| a.nums.get(name))
             .and_then(|&n| u64::try_from(n).ok()),
     }
@@ -494,6 +526,15 @@ fn epoll_ctl(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
     let how: i32 = op.int(1);
     let events = op.event(3).map(|e| e.events);
     let mut errs = vec![];
+    if ![
+        libc::EPOLL_CTL_ADD,
+        libc::EPOLL_CTL_MOD,
+        libc::EPOLL_CTL_DEL,
+    ]
+    .contains(&how)
+    {
+        errs.push(Errno::EINVAL);
+    }
     let mut unknown = false;
     for l in [&ep, &fd] {
         match l {
@@ -569,8 +610,14 @@ fn epoll_ctl(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
         }
     }
     errs.dedup();
+    let opened_file =
+        matches!(&fd, Look::Open(f) if matches!(m.w.objs[*f].kind, super::world::Kind::File));
     match (errs.len(), unknown) {
         (_, true) => (Allowed::Unspecified, &rules::NOT_MODELLED),
+        (0, _) if how == libc::EPOLL_CTL_ADD && opened_file => (
+            Allowed::Set(vec![Res::Val(0), Res::Err(Errno::EPERM)]),
+            &rules::CTL_EPERM,
+        ),
         (0, _) => (val(0), &rules::CTL_ADD),
         (1, _) => {
             let rule = match errs[0] {
@@ -590,20 +637,21 @@ fn epoll_ctl(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
     }
 }
 
-fn epoll_wait(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
+/// epoll_wait, epoll_pwait and epoll_pwait2 (`blocking`: with no timeout).
+fn epoll_wait(m: &Model, actor: &str, op: &Op<Script>, blocking: bool) -> Rules {
     let ep = match open_or(&m.w, actor, &op.fd(0)) {
         Ok(o) => o,
         Err((Allowed::Set(_), _)) => return (err(Errno::EBADF), &rules::WAIT_NOT_EPOLL),
         Err(e) => return e,
     };
-    let (max, timeout): (i64, i64) = (op.int(2), op.int(3));
+    let max: i64 = op.int(2);
     if m.w.epoll(ep).is_none() {
         return (err(Errno::EINVAL), &rules::WAIT_NOT_EPOLL);
     }
     if max <= 0 {
         return (err(Errno::EINVAL), &rules::WAIT_MAXEVENTS);
     }
-    let (allowed, rule) = epoll::wait_allowed(&m.w, ep, max, timeout < 0);
+    let (allowed, rule) = epoll::wait_allowed(&m.w, ep, max, blocking);
     if m.plant == Some(Plant::TextbookEt)
         && rule.id == rules::WAIT_ET_MORE.id
         && let Allowed::Set(set) = &allowed

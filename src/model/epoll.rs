@@ -53,6 +53,18 @@ pub fn reportable(w: &World, e: &Entry) -> (Tri, Cause) {
 /// After a step: edge-triggered registrations gain an edge when their file became ready (or
 /// may have), or saw new input while ready.
 pub fn update_edges(w: &mut World) {
+    // An epoll set's readiness comes from its own registrations: a change seen in an inner
+    // set reaches the sets watching it on the next round (nesting is at most 5 deep).
+    for _ in 0..8 {
+        if !update_edges_once(w) {
+            break;
+        }
+    }
+}
+
+/// One round of [`update_edges`]; whether anything changed.
+fn update_edges_once(w: &mut World) -> bool {
+    let mut changed = false;
     let mut updates = vec![];
     for (ep, o) in w.objs.iter().enumerate() {
         if let Kind::Epoll(epoll) = &o.kind {
@@ -78,11 +90,13 @@ pub fn update_edges(w: &mut World) {
     for (ep, i, edge, now, activity) in updates {
         if let Kind::Epoll(epoll) = &mut w.objs[ep].kind {
             let e = &mut epoll.entries[i];
+            changed |= e.edge != edge || e.last != now || e.last_activity != activity;
             e.edge = edge;
             e.last = now;
             e.last_activity = activity;
         }
     }
+    changed
 }
 
 /// A new registration's starting state.

@@ -16,6 +16,9 @@
 mod apply;
 mod calls;
 mod epoll;
+mod fdcalls;
+mod files;
+mod poll;
 pub mod rules;
 mod verdict;
 mod waiters;
@@ -44,6 +47,8 @@ struct Waiter {
     span: crate::scenario::Span,
     /// Whether what it waits for has been ready at some point since it started.
     ever: world::Tri,
+    /// A caught signal (kill) reached it while it waited.
+    interrupted: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -55,6 +60,14 @@ enum WaitKind {
     Epoll {
         ep: ObjId,
         max: i64,
+    },
+    /// poll or ppoll with no timeout, on its array.
+    Poll {
+        fds: Vec<(crate::scenario::ast::FdArg, u32)>,
+    },
+    /// A blocking read (or recvfrom) of a file the model follows.
+    Read {
+        obj: ObjId,
     },
     /// A call the model does not follow in the background.
     Other,
@@ -70,9 +83,9 @@ pub struct Model {
     /// What the documentation allowed for each captured value.
     captures: HashMap<String, bool>,
     plant: Option<Plant>,
-    /// The scenario made a call the model does not know (a pipe, an eventfd, a thread...):
-    /// what it created and what it changed are invisible here, so from then on the model
-    /// cannot exclude any result and never says "contradicts".
+    /// The scenario made a call the model does not know (none of the call table: a test
+    /// holds every call to a rule): what it created and changed would be invisible here, so
+    /// from then on the model could exclude no result and never says "contradicts".
     opaque: bool,
 }
 
@@ -134,6 +147,16 @@ pub fn explain_with(
     steps: &[StepResult],
     aggregates: &[AggregateValue],
 ) -> Explanation {
+    walk(&mut m, scenario, steps, aggregates)
+}
+
+/// [`explain_with`] on a model the caller keeps (tests look at its state afterwards).
+fn walk(
+    m: &mut Model,
+    scenario: &Scenario,
+    steps: &[StepResult],
+    aggregates: &[AggregateValue],
+) -> Explanation {
     let mut results = steps.iter();
     let mut aggs = aggregates.iter();
     let mut out = vec![];
@@ -155,7 +178,7 @@ pub fn explain_with(
                     if got.span != step.span || got.actor != step.actor {
                         break;
                     }
-                    let j = calls::judge(&mut m, step, got);
+                    let j = calls::judge(m, step, got);
                     if let (Some(Expect::Capture(var)), Some(j)) = (&step.expect, &j) {
                         m.captures.insert(var.clone(), j.label == Label::Promised);
                     }
@@ -213,10 +236,12 @@ impl Model {
     }
 
     fn exit(&mut self, actor: &str) {
+        // exit(3) ends the whole process, every thread of it.
+        let table = self.w.table(actor).to_string();
         let fds: Vec<ObjId> = self
             .w
             .actors
-            .get_mut(actor)
+            .get_mut(&table)
             .map(|a| {
                 a.exited = true;
                 a.fds
@@ -273,3 +298,5 @@ pub fn render(scenario: &Scenario, report: &crate::scenario::ScenarioReport) -> 
 }
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fds;

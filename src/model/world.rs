@@ -20,8 +20,9 @@ pub const EXCLUSIVE: u32 = libc::EPOLLEXCLUSIVE as u32;
 pub const ANY: u32 = IN | OUT | PRI | ERR | HUP | RDHUP;
 
 /// Yes, no, or the documentation does not say.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tri {
+    #[default]
     No,
     Maybe,
     Yes,
@@ -62,6 +63,8 @@ pub struct Sock {
     pub peer_lost: bool,
     /// The model lost track of this socket (an unmodelled call touched it).
     pub unknown: bool,
+    /// A datagram or seqpacket socket: the model follows only stream sockets' data.
+    pub not_stream: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -113,6 +116,11 @@ pub struct Epoll {
 pub enum Kind {
     Sock(Sock),
     Epoll(Epoll),
+    Pipe(super::files::Pipe),
+    Eventfd(super::files::Eventfd),
+    Timer(super::files::Timer),
+    /// A file opened by path (openat): what it is depends on the file system.
+    File,
     /// The last fd was closed.
     Closed,
 }
@@ -133,7 +141,8 @@ pub struct Fd {
     pub open: bool,
 }
 
-/// One actor (process) and its fd table, by script name.
+/// One process and its fd table, by the script name of the actor that is the process (its
+/// threads share it: clone(2) CLONE_FILES).
 #[derive(Clone, Debug, Default)]
 pub struct Actor {
     pub fds: HashMap<String, Fd>,
@@ -150,9 +159,27 @@ pub struct World {
     pub actors: HashMap<String, Actor>,
     /// Bound addresses, by script name: the sockets holding them.
     pub addrs: HashMap<String, Vec<ObjId>>,
+    /// Threads, by script name: the actor whose process (and fd table) they belong to.
+    pub threads: HashMap<String, String>,
 }
 
 impl World {
+    /// The actor whose fd table `actor` uses (itself, unless it is a thread).
+    pub fn table<'a>(&'a self, actor: &'a str) -> &'a str {
+        self.threads.get(actor).map_or(actor, String::as_str)
+    }
+
+    /// The fd table `actor` uses.
+    pub fn proc(&self, actor: &str) -> Option<&Actor> {
+        self.actors.get(self.table(actor))
+    }
+
+    /// The fd table `actor` uses, made if new.
+    pub fn proc_mut(&mut self, actor: &str) -> &mut Actor {
+        let table = self.table(actor).to_string();
+        self.actors.entry(table).or_default()
+    }
+
     pub fn add(&mut self, kind: Kind) -> ObjId {
         self.objs.push(Obj {
             kind,
@@ -186,7 +213,7 @@ impl World {
     /// Gives `actor` the fd `name` for `obj` (closing what the name held: a new number).
     pub fn bind_fd(&mut self, actor: &str, name: &str, obj: ObjId) {
         self.objs[obj].refs += 1;
-        let a = self.actors.entry(actor.to_string()).or_default();
+        let a = self.proc_mut(actor);
         let old = a.fds.insert(name.to_string(), Fd { obj, open: true });
         if let Some(Fd {
             obj: old,
@@ -247,7 +274,11 @@ impl World {
                     self.unbind(addr, obj);
                 }
             }
-            Kind::Epoll(_) | Kind::Closed => {}
+            Kind::Pipe(p) => {
+                // The other end sees end of file (a reader) or loses its readers (a writer).
+                self.objs[p.other].activity += 1;
+            }
+            Kind::Epoll(_) | Kind::Eventfd(_) | Kind::Timer(_) | Kind::File | Kind::Closed => {}
         }
     }
 
@@ -259,8 +290,10 @@ impl World {
 
     /// What the file `obj` is ready for, as far as the documentation says.
     pub fn readiness(&self, obj: ObjId) -> Ready {
+        if let Some(r) = self.file_readiness(obj) {
+            return r;
+        }
         match &self.objs[obj].kind {
-            Kind::Closed => Ready::default(),
             Kind::Epoll(ep) => {
                 let mut r = Ready::default();
                 for e in &ep.entries {
@@ -273,7 +306,9 @@ impl World {
                 r.may &= !r.must;
                 r
             }
-            Kind::Sock(s) if s.unknown || s.peer_lost => Ready { must: 0, may: ANY },
+            Kind::Sock(s) if s.unknown || s.peer_lost || s.not_stream => {
+                Ready { must: 0, may: ANY }
+            }
             Kind::Sock(s) => match &s.state {
                 SockState::Fresh | SockState::Bound(_) => Ready { must: 0, may: ANY },
                 SockState::Listening { .. } if s.rd_shut || s.wr_shut => {
@@ -304,14 +339,19 @@ impl World {
                     r
                 }
             },
+            _ => Ready::default(),
         }
     }
 
     /// Whether readiness depends on something the documentation does not describe.
     pub fn undocumented(&self, obj: ObjId) -> bool {
+        if let Some(u) = self.file_undocumented(obj) {
+            return u;
+        }
         match &self.objs[obj].kind {
             Kind::Sock(s) => {
                 s.unknown
+                    || s.not_stream
                     || s.peer_lost
                     || matches!(s.state, SockState::Fresh | SockState::Bound(_))
                     || matches!(
@@ -326,7 +366,7 @@ impl World {
                     || (matches!(s.state, SockState::Listening { .. }) && (s.rd_shut || s.wr_shut))
             }
             Kind::Epoll(ep) => ep.entries.iter().any(|e| self.undocumented(e.obj)),
-            Kind::Closed => false,
+            _ => false,
         }
     }
 }
