@@ -225,6 +225,14 @@ fn sock_at<'w>(w: &'w World, actor: &str, op: &Op<Script>) -> Result<&'w Sock, R
     sock_or(w, open_or(w, actor, &op.fd(0))?)
 }
 
+/// [`sock_at`] for a call the model follows on stream sockets only.
+fn stream_at<'w>(w: &'w World, actor: &str, op: &Op<Script>) -> Result<&'w Sock, Rules> {
+    match sock_at(w, actor, op)? {
+        s if s.not_stream => Err((Allowed::Unspecified, &rules::NOT_STREAM)),
+        s => Ok(s),
+    }
+}
+
 fn setsockopt(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
     if let Err(e) = sock_at(&m.w, actor, op) {
         return e;
@@ -268,9 +276,9 @@ fn bind(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
 }
 
 fn listen(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
-    match sock_at(&m.w, actor, op) {
+    match stream_at(&m.w, actor, op) {
         Err(e) => e,
-        Ok(s) if s.unknown || s.not_stream => (Allowed::Unspecified, &rules::NOT_MODELLED),
+        Ok(s) if s.unknown => (Allowed::Unspecified, &rules::NOT_MODELLED),
         Ok(s) => match s.state {
             SockState::Bound(_) => (val(0), &rules::LISTEN_OK),
             _ => (Allowed::Unspecified, &rules::LISTEN_BACKLOG),
@@ -297,11 +305,11 @@ pub(super) fn listeners(w: &World, addr: &str) -> Vec<ObjId> {
 }
 
 fn connect(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
-    let s = match sock_at(&m.w, actor, op) {
+    let s = match stream_at(&m.w, actor, op) {
         Ok(s) => s,
         Err(e) => return e,
     };
-    if s.unknown || s.not_stream {
+    if s.unknown {
         return (Allowed::Unspecified, &rules::NOT_MODELLED);
     }
     match s.state {
@@ -350,11 +358,11 @@ fn connect(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
 }
 
 fn accept(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
-    let s = match sock_at(&m.w, actor, op) {
+    let s = match stream_at(&m.w, actor, op) {
         Ok(s) => s,
         Err(e) => return e,
     };
-    if s.unknown || s.not_stream || s.rd_shut || s.wr_shut {
+    if s.unknown || s.rd_shut || s.wr_shut {
         return (Allowed::Unspecified, &rules::READY_UNSPECIFIED);
     }
     match &s.state {
@@ -373,11 +381,9 @@ fn accept(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
 }
 
 fn shutdown(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
-    match sock_at(&m.w, actor, op) {
+    match stream_at(&m.w, actor, op) {
         Err(e) => e,
-        Ok(s) if s.unknown || s.not_stream || s.peer_lost => {
-            (Allowed::Unspecified, &rules::NOT_MODELLED)
-        }
+        Ok(s) if s.unknown || s.peer_lost => (Allowed::Unspecified, &rules::NOT_MODELLED),
         Ok(s) => match s.state {
             SockState::Connected => (val(0), &rules::SHUTDOWN_OK),
             SockState::Fresh | SockState::Bound(_) => (err(Errno::ENOTCONN), &rules::SHUTDOWN_OK),
@@ -397,7 +403,10 @@ pub(super) fn read_at(m: &Model, actor: &str, op: &Op<Script>, dontwait: bool) -
     let Some(s) = m.w.sock(o) else {
         return super::fdcalls::read_file(&m.w, o, want, dontwait);
     };
-    if s.unknown || s.not_stream || s.peer_lost || s.rd_shut {
+    if s.not_stream {
+        return (Allowed::Unspecified, &rules::NOT_STREAM);
+    }
+    if s.unknown || s.peer_lost || s.rd_shut {
         return (Allowed::Unspecified, &rules::READY_UNSPECIFIED);
     }
     match s.state {
@@ -425,7 +434,10 @@ pub(super) fn write(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
     let Some(s) = m.w.sock(o) else {
         return super::fdcalls::write_file(&m.w, o, op.bytes(1));
     };
-    if s.unknown || s.not_stream || s.peer_lost || s.peer_eof {
+    if s.not_stream {
+        return (Allowed::Unspecified, &rules::NOT_STREAM);
+    }
+    if s.unknown || s.peer_lost || s.peer_eof {
         return (Allowed::Unspecified, &rules::READY_UNSPECIFIED);
     }
     let peer_rx = s.peer.and_then(|p| m.w.sock(p)).map(|p| p.rx);

@@ -189,10 +189,23 @@ pub fn apply_wait(w: &mut World, ep: usize, max: i64, events: &[(u32, u64)]) -> 
     let entries = epoll.entries.clone();
     let mut reported = vec![Tri::No; entries.len()];
     let any_unknown_data = entries.iter().any(|e| e.data.is_none());
+    let mut learned = vec![];
     for &(mask, data) in events {
-        let candidates: Vec<usize> = (0..entries.len())
-            .filter(|&i| entries[i].data == Some(data) && reportable(w, &entries[i]).0 != Tri::No)
+        let ready = |i: usize, d: Option<u64>| {
+            entries[i].data == d && reportable(w, &entries[i]).0 != Tri::No
+        };
+        let mut candidates: Vec<usize> = (0..entries.len())
+            .filter(|&i| ready(i, Some(data)))
             .collect();
+        if candidates.is_empty() {
+            // No registration known to carry this data: if exactly one whose data the model
+            // does not know (a pipe end's number) may be reported, this is it.
+            let unknown: Vec<usize> = (0..entries.len()).filter(|&i| ready(i, None)).collect();
+            if let [i] = unknown.as_slice() {
+                learned.push((*i, data));
+                candidates = unknown;
+            }
+        }
         match candidates.as_slice() {
             [] if !any_unknown_data => {
                 note = Some(format!(
@@ -218,6 +231,9 @@ pub fn apply_wait(w: &mut World, ep: usize, max: i64, events: &[(u32, u64)]) -> 
     }
     let full = i64::try_from(events.len()).unwrap_or(i64::MAX) >= max;
     if let Some(Kind::Epoll(epoll)) = w.objs.get_mut(ep).map(|o| &mut o.kind) {
+        for (i, data) in learned {
+            epoll.entries[i].data = Some(data);
+        }
         for (e, rep) in epoll.entries.iter_mut().zip(reported) {
             match rep {
                 Tri::Yes => {

@@ -207,7 +207,10 @@ fn send_recv(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
         };
     };
     let flags: i64 = op.int(3);
-    if s.not_stream || flags & !MSG_FOLLOWED != 0 {
+    if s.not_stream {
+        return (Allowed::Unspecified, &rules::NOT_STREAM);
+    }
+    if flags & !MSG_FOLLOWED != 0 {
         return (Allowed::Unspecified, &rules::NOT_MODELLED);
     }
     if !matches!(s.state, SockState::Connected) {

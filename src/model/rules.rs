@@ -133,6 +133,8 @@ rules! {
         "which of several waiters returns (FIFO, LIFO) is not said";
     DRAIN = "drain", "accept(2) (the runner's drain built-in)",
         "drain accepts and closes what is queued: the queue length";
+    NOT_STREAM = "not-stream", "socket(7), unix(7), udp(7) (message sockets)",
+        "datagram and seqpacket sockets keep message boundaries and addresses; the model follows only stream sockets: their results are unspecified";
     PIPE_NEW = "pipe-new", "pipe(2) DESCRIPTION and ERRORS",
         "pipe() and pipe2() with flags among O_NONBLOCK, O_CLOEXEC, O_DIRECT make a read end and a write end; another flag is EINVAL";
     PIPE_NOTIFICATION = "pipe-notification", "pipe(2) DESCRIPTION (O_NOTIFICATION_PIPE)",
