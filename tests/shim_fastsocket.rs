@@ -2,6 +2,7 @@
 //! worker ends up with its own listener under the shared fd number, connections spread over
 //! the workers, and the choice of backend is reported once.
 
+mod common;
 mod shim_support;
 
 use std::io::{BufRead, BufReader, Read};
@@ -9,6 +10,7 @@ use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::process::Stdio;
 
+use common::run_clean;
 use shim_support::*;
 
 /// Children of `pid` (from /proc/PID/task/PID/children).
@@ -313,4 +315,27 @@ fn the_incoming_cpu_is_measured_exactly_without_steering() {
     assert_eq!(incoming, want);
     assert!(trace_text(&dir).contains("locality: hashing"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// FINDINGS.md F3: under the fast path, a worker's ADD of a listener its inherited epoll set
+/// already holds must fail with EEXIST as it does natively, and a connection queued on the
+/// shared listener before the worker's spawn must still reach the parent (the scenario says
+/// both, and passes natively).
+#[test]
+fn a_worker_re_adding_an_inherited_registration_sees_eexist_and_nothing_queued_is_lost() {
+    for under in ["native", "fastsocket"] {
+        let out = run_clean(
+            common::tool("epollscope")
+                .args(["run", "--under", under])
+                .arg("scenarios/fork-inherited-registration-eexist.scn")
+                .env("EPOLLSCOPE_PRELOAD", preload_lib()),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "under {under}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

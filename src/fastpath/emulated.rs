@@ -169,8 +169,25 @@ impl FastPath for EmulatedBackend {
         Ok(())
     }
 
-    fn accept4(&self, fd: RawFd, peer: Option<&mut PeerAddr>, flags: i32) -> Result<RawFd, Errno> {
-        sys::accept4_raw(fd, peer, flags)
+    /// An accept on a listener a worker retired (see `spawn_listen`), by the listening
+    /// process or a worker that has not spawned, fails with EINVAL, which it would never see
+    /// natively: the listener listens again and the accept is retried.
+    fn accept4(
+        &self,
+        fd: RawFd,
+        mut peer: Option<&mut PeerAddr>,
+        flags: i32,
+    ) -> Result<RawFd, Errno> {
+        match sys::accept4_raw(fd, peer.as_deref_mut(), flags) {
+            Err(Errno::EINVAL) => match self.table.get(fd) {
+                Some(e) => {
+                    revive(fd, e.backlog);
+                    sys::accept4_raw(fd, peer, flags)
+                }
+                None => Err(Errno::EINVAL),
+            },
+            other => other,
+        }
     }
 
     fn close(&self, fd: RawFd) -> Result<(), Errno> {
@@ -209,8 +226,15 @@ impl FastPath for EmulatedBackend {
         self.locality.notice()
     }
 
+    /// A listener the program shuts down itself is not one to revive (see `accept4`).
     fn shutdown(&self, fd: RawFd, how: i32) -> Result<(), Errno> {
-        sys::shutdown(fd, how)
+        sys::shutdown(fd, how)?;
+        if how != libc::SHUT_WR
+            && let Some(prepared) = self.table.forget(fd)
+        {
+            let _ = sys::close(prepared);
+        }
+        Ok(())
     }
 
     fn spawn_listen(&self, fd: RawFd, _cpu: i32) -> Result<(), Errno> {
@@ -234,8 +258,13 @@ impl FastPath for EmulatedBackend {
         // The worker has its own listener now: take the shared one out of the reuseport group
         // so that it gets no share of the connections (nobody accepts on it). SHUT_RD on a
         // listener stops it listening but keeps it bound; ENOTCONN means another worker was
-        // first.
-        let _ = sys::shutdown(fd, libc::SHUT_RD);
+        // first. It also resets the connections queued on it, which the program may still
+        // accept (its parent can): a listener with a queue is left listening. A connection
+        // that completes between the look and the shutdown is still lost; nothing in the
+        // socket API closes that window.
+        if sys::tcp_accept_queue(fd) == Ok(0) {
+            let _ = sys::shutdown(fd, libc::SHUT_RD);
+        }
         let result = (|| {
             if status & libc::O_NONBLOCK != 0 {
                 sys::fcntl_setfl(new, libc::O_NONBLOCK)?;

@@ -114,30 +114,38 @@ pub trait FastPath: Send + Sync {
     /// epoll_ctl with the listen_spawn heuristic: an ADD of a listener not yet spawned in this
     /// process spawns first. A failed spawn is not the caller's failure: the registration
     /// goes ahead on the shared listener, as without the fast path.
+    ///
+    /// The program sees what this ADD does natively. It first registers the shared listener,
+    /// as the native call would: if that fails (EEXIST because the set, inherited from the
+    /// parent, already holds it; EINVAL; ELOOP...), the failure is the answer and nothing is
+    /// spawned. Otherwise that registration is taken back and the worker's own listener is
+    /// registered under the same number. The registration exists for a moment in a set the
+    /// parent may share, which the parent could see natively too: it is the same one.
     fn epoll_ctl(
         &self,
         epfd: RawFd,
         op: i32,
         fd: RawFd,
-        event: Option<&mut libc::epoll_event>,
+        mut event: Option<&mut libc::epoll_event>,
     ) -> (Result<(), Errno>, Spawn) {
+        use crate::sys::epoll_ctl_raw;
         let pid = std::process::id() as i32;
-        let spawn = if op == libc::EPOLL_CTL_ADD && self.wants_spawn(fd, pid) {
-            match self.spawn_listen(fd, -1) {
-                Ok(()) => {
-                    self.table().mark_spawned(fd, pid);
-                    Spawn::Spawned
-                }
-                Err(e) => {
-                    // Do not try again at every ADD (nginx with accept_mutex adds repeatedly).
-                    self.table().mark_spawned(fd, pid);
-                    Spawn::Failed(e)
-                }
-            }
-        } else {
-            Spawn::NotNeeded
+        if op != libc::EPOLL_CTL_ADD || !self.wants_spawn(fd, pid) {
+            return (epoll_ctl_raw(epfd, op, fd, event), Spawn::NotNeeded);
+        }
+        if let Err(e) = epoll_ctl_raw(epfd, op, fd, event.as_deref_mut()) {
+            return (Err(e), Spawn::NotNeeded);
+        }
+        // Before the spawn: once the number names the worker's listener, the shared one's
+        // registration could no longer be named (epoll keys on file and number).
+        let _ = epoll_ctl_raw(epfd, libc::EPOLL_CTL_DEL, fd, None);
+        // Do not try again at every ADD (nginx with accept_mutex adds repeatedly).
+        self.table().mark_spawned(fd, pid);
+        let spawn = match self.spawn_listen(fd, -1) {
+            Ok(()) => Spawn::Spawned,
+            Err(e) => Spawn::Failed(e),
         };
-        (crate::sys::epoll_ctl_raw(epfd, op, fd, event), spawn)
+        (epoll_ctl_raw(epfd, op, fd, event), spawn)
     }
 }
 

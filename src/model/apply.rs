@@ -103,6 +103,7 @@ pub(super) fn apply(m: &mut Model, step: &Step, got: &StepResult) -> Option<Stri
                 && let Some(s) = m.w.sock_mut(o)
             {
                 let backlog: i64 = op.int(1);
+                s.listened_by = Some(actor.to_string());
                 s.state = match std::mem::take(&mut s.state) {
                     SockState::Bound(a) => SockState::Listening {
                         addr: Some(a),
@@ -347,6 +348,10 @@ fn ctl_apply(m: &mut Model, actor: &str, op: &Op<Script>) {
         return;
     };
     let how: i32 = op.int(1);
+    let f = match super::calls::spawns(m, actor, &Look::Open(f)) {
+        Some(shared) if how == libc::EPOLL_CTL_ADD => spawn_local(m, actor, &name, shared),
+        _ => f,
+    };
     let event = op
         .event(3)
         .map(|e| (e.events, data_value(&m.w, actor, &e.data)));
@@ -370,4 +375,49 @@ fn ctl_apply(m: &mut Model, actor: &str, op: &Op<Script>) {
             _ => {}
         }
     }
+}
+
+/// The fast path's listen_spawn: `actor`'s fd `name` now refers to a new listener of its own
+/// on the same address, in the shared listener's SO_REUSEPORT group. Which of them a new
+/// connection reaches depends on the CPU that receives it, so both queues are uncertain from
+/// now on. The shared listener keeps what was queued on it (the emulation leaves a listener
+/// with a queue listening); one with nothing queued is retired (shut down, so it stops taking
+/// connections nobody may accept), which its other holders can see (EPOLLHUP): its readiness
+/// is then unspecified, as a shut-down listener's is.
+fn spawn_local(m: &mut Model, actor: &str, name: &str, shared: ObjId) -> ObjId {
+    let Some(s) = m.w.sock_mut(shared) else {
+        return shared;
+    };
+    let SockState::Listening {
+        addr,
+        backlog,
+        uncertain,
+        queue,
+    } = &mut s.state
+    else {
+        return shared;
+    };
+    *uncertain = true;
+    let retired = queue.is_empty();
+    let local = Sock {
+        family: s.family,
+        nonblock: s.nonblock,
+        reuseport: true,
+        listened_by: Some(actor.to_string()),
+        state: SockState::Listening {
+            addr: addr.clone(),
+            backlog: *backlog,
+            queue: VecDeque::new(),
+            uncertain: true,
+        },
+        ..Sock::default()
+    };
+    let addr = addr.clone();
+    s.rd_shut |= retired;
+    let o = m.w.add(Kind::Sock(local));
+    m.w.bind_fd(actor, name, o);
+    if let Some(addr) = addr {
+        m.w.addrs.entry(addr).or_default().push(o);
+    }
+    o
 }

@@ -630,6 +630,9 @@ fn epoll_ctl(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
             Allowed::Set(vec![Res::Val(0), Res::Err(Errno::EPERM)]),
             &rules::CTL_EPERM,
         ),
+        (0, _) if how == libc::EPOLL_CTL_ADD && spawns(m, actor, &fd).is_some() => {
+            (val(0), &rules::FASTSOCKET_SPAWN)
+        }
         (0, _) => (val(0), &rules::CTL_ADD),
         (1, _) => {
             let rule = match errs[0] {
@@ -647,6 +650,17 @@ fn epoll_ctl(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
             &rules::CTL_ERRORS_ANY,
         ),
     }
+}
+
+/// The listener an EPOLL_CTL_ADD of `fd` by `actor` gives its own local copy under the fast
+/// path (libfsocket's listen_spawn heuristic, as the emulation applies it): a TCP listener
+/// that another actor made listen. Only an ADD that succeeds spawns.
+pub(super) fn spawns(m: &Model, actor: &str, fd: &Look) -> Option<ObjId> {
+    let Look::Open(f) = fd else { return None };
+    let s = m.w.sock(*f)?;
+    let tcp = matches!(s.family, Some(Family::Inet | Family::Inet6));
+    let other = s.listened_by.as_deref().is_some_and(|by| by != actor);
+    (m.fastpath && tcp && other && matches!(s.state, SockState::Listening { .. })).then_some(*f)
 }
 
 /// epoll_wait, epoll_pwait and epoll_pwait2 (`blocking`: with no timeout).

@@ -87,6 +87,9 @@ pub struct Model {
     /// holds every call to a rule): what it created and changed would be invisible here, so
     /// from then on the model could exclude no result and never says "contradicts".
     opaque: bool,
+    /// Judge a run under the Fastsocket fast path: the documentation plus Fastsocket's own
+    /// (rule `fastsocket-spawn`).
+    fastpath: bool,
 }
 
 /// The model's word on a whole run.
@@ -117,6 +120,15 @@ impl Model {
             captures: HashMap::new(),
             plant: None,
             opaque: false,
+            fastpath: false,
+        }
+    }
+
+    /// The model of a run under the Fastsocket fast path (`--under fastsocket`).
+    pub fn under_fastsocket(family: Family) -> Model {
+        Model {
+            fastpath: true,
+            ..Model::new(family)
         }
     }
 
@@ -264,8 +276,17 @@ impl Model {
 /// The explanation of one run as text: one line per checked step (its script line, what it
 /// returned, the label and the rule), then the steps the run did not reach.
 pub fn render(scenario: &Scenario, report: &crate::scenario::ScenarioReport) -> String {
+    render_with(Model::new(report.family), scenario, report)
+}
+
+/// [`render`] with a given model (the fast path's, for a run under it).
+pub fn render_with(
+    model: Model,
+    scenario: &Scenario,
+    report: &crate::scenario::ScenarioReport,
+) -> String {
     use std::fmt::Write as _;
-    let ex = explain(scenario, report.family, &report.steps, &report.aggregates);
+    let ex = explain_with(model, scenario, &report.steps, &report.aggregates);
     let mut out = String::new();
     for j in &ex.judgements {
         let line = scenario.line(crate::scenario::Span {
@@ -298,5 +319,7 @@ pub fn render(scenario: &Scenario, report: &crate::scenario::ScenarioReport) -> 
 }
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fastsocket;
 #[cfg(test)]
 mod tests_fds;

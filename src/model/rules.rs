@@ -207,6 +207,8 @@ rules! {
         "setting a known option on a socket succeeds";
     RESOURCES = "resource-limit", "fork(2), socket(2), accept(2) ... ERRORS (EAGAIN, ENOMEM, EMFILE, ENFILE, ENOBUFS)",
         "a call may fail when a process, memory or fd limit is hit; the model assumes none is, so such a failure is unspecified";
+    FASTSOCKET_SPAWN = "fastsocket-spawn", "Fastsocket: libfsocket's listen_spawn, the per-core local listen table",
+        "under the fast path, a process other than the one that called listen that registers the listener in an epoll set gets its own local listen socket under the same fd; connections to the address are then spread over the local sockets (and the shared one) by the CPU that receives them; the emulation retires a shared listener with nothing queued (its readiness is then unspecified)";
     PLANTED = "planted-wrong-rule", "(a deliberately wrong rule planted by a test)",
         "textbook EPOLLET: a second connection to a listener whose first is unaccepted is never reported";
 }

@@ -65,6 +65,8 @@ pub struct Sock {
     pub unknown: bool,
     /// A datagram or seqpacket socket: the model follows only stream sockets' data.
     pub not_stream: bool,
+    /// The actor that made it listen (the fast path spawns in any other).
+    pub listened_by: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -121,6 +121,31 @@ pub fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> Result<i32, Errno> {
     Ok(value)
 }
 
+/// How many connections wait in the accept queue of the TCP listener `fd` (TCP_INFO reports
+/// a listener's accept queue as `tcpi_unacked`).
+pub fn tcp_accept_queue(fd: RawFd) -> Result<u32, Errno> {
+    // SAFETY: tcp_info is plain old data; all zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: info and len are valid for writes for the duration of the call; the kernel
+    // writes at most len bytes.
+    check(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    })?;
+    // include/net/tcp_states.h: TCP_LISTEN (libc does not export the states).
+    const TCP_LISTEN: u8 = 10;
+    if info.tcpi_state != TCP_LISTEN {
+        return Err(Errno::EINVAL);
+    }
+    Ok(info.tcpi_unacked)
+}
+
 pub fn close(fd: RawFd) -> Result<(), Errno> {
     // SAFETY: closing a number the caller owns; a wrong number fails with EBADF, it is not UB
     // for the kernel, and the traced callers never close fds owned by Rust objects.

@@ -165,6 +165,7 @@ fn judge(
 ) -> Option<(Check, String)> {
     let m = match ctx.plant {
         Some(p) => Model::planted(r.family, p),
+        None if fast => Model::under_fastsocket(r.family),
         None => Model::new(r.family),
     };
     let ex = timed(&ctx.model_us, || {

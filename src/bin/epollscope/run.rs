@@ -346,7 +346,7 @@ fn report(
                 print_indented(&r.render_trace(Format::RAW));
             }
             if args.explain {
-                let (text, n) = crate::explain::explain(r);
+                let (text, n) = crate::explain::explain(r, args.under == Under::Fastsocket);
                 contradictions += n;
                 print_indented(&text);
             }
