@@ -37,7 +37,7 @@ pub(super) fn apply(m: &mut Model, step: &Step, got: &StepResult) -> Option<Stri
     // An fd the script does not name is still open: hold it under its number.
     let new_fd = |m: &mut Model, obj: ObjId| {
         let name = bound.clone().unwrap_or_else(|| format!("#{value}"));
-        m.w.bind_fd(actor, &name, obj);
+        m.w.bind_fd_num(actor, &name, obj, Some(value));
         m.w.proc_mut(actor).nums.insert(name, value);
     };
     match fdcalls::apply(m, actor, op, bound.as_deref()) {
@@ -184,7 +184,7 @@ pub(super) fn apply(m: &mut Model, step: &Step, got: &StepResult) -> Option<Stri
                     if bound.as_deref() != Some(target.as_str()) {
                         close(m, actor, &FdArg::Name(target.clone()));
                     }
-                    m.w.bind_fd(actor, &target, o);
+                    m.w.bind_fd_num(actor, &target, o, Some(value));
                     m.w.proc_mut(actor).nums.insert(target.clone(), value);
                     bound.as_ref()?;
                 }

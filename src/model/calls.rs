@@ -30,9 +30,14 @@ pub(super) fn look(w: &World, actor: &str, fd: &FdArg) -> Look {
         return Look::Unknown;
     };
     match w.proc(actor).and_then(|a| a.fds.get(name).map(|f| (a, f))) {
-        Some((_, Fd { obj, open: true })) => Look::Open(*obj),
-        Some((a, _)) => Look::Closed {
-            maybe_reused: a.forked,
+        Some((
+            _,
+            Fd {
+                obj, open: true, ..
+            },
+        )) => Look::Open(*obj),
+        Some((a, f)) => Look::Closed {
+            maybe_reused: a.forked || f.reused,
         },
         None => Look::Unknown,
     }

@@ -754,3 +754,28 @@ fn every_call_of_the_language_has_a_model_rule() {
         assert!(!m.opaque, "{}: the model has no arm for it", spec.name);
     }
 }
+
+/// open(2): a new fd takes the lowest number not open, so a closed name's number may now be
+/// another file's; the runner still passes that number. EBADF only where it cannot be.
+#[test]
+fn a_closed_name_may_reach_a_new_fd_that_took_its_number() {
+    let got = |body: &str, results: &[Got]| *judge(Family::Unix, body, results).last().unwrap();
+    let prefix = "eventfd2(0, EFD_NONBLOCK) = A\nclose(A) = 0\n";
+    // Known numbers, different: A is still closed.
+    let body = format!("{prefix}eventfd2(0, EFD_NONBLOCK) = B\nread(A, ..., 8) = ?\n");
+    assert_eq!(
+        got(&body, &[ok(3), ok(0), ok(4), errno(Errno::EBADF)]),
+        (P, rules::BAD_FD.id)
+    );
+    // The same number: A now reaches B.
+    assert_eq!(
+        got(&body, &[ok(3), ok(0), ok(3), errno(Errno::EAGAIN)]),
+        (U, rules::FD_MAYBE_REUSED.id)
+    );
+    // A pipe's numbers are not in the results: either may have taken A's.
+    let body = format!("{prefix}pipe([R, W]) = 0\nread(A, ..., 8) = ?\n");
+    assert_eq!(
+        got(&body, &[ok(3), ok(0), ok(0), errno(Errno::EAGAIN)]),
+        (U, rules::FD_MAYBE_REUSED.id)
+    );
+}

@@ -154,7 +154,7 @@ impl Model {
                     .count();
                 let conn = self.handed.get_mut(listener).and_then(VecDeque::pop_front);
                 if let (Some(conn), Ok(v), Some(name)) = (conn, got.result, name) {
-                    self.w.bind_fd(&waiter.actor, name, conn);
+                    self.w.bind_fd_num(&waiter.actor, name, conn, Some(v));
                     self.w.release(conn);
                     self.w.proc_mut(&waiter.actor).nums.insert(name.clone(), v);
                 }

@@ -141,6 +141,9 @@ pub struct Obj {
 pub struct Fd {
     pub obj: ObjId,
     pub open: bool,
+    /// Closed, and since then a new fd may have taken its number (open(2): a new fd gets the
+    /// lowest number not open), so the name may now reach that fd.
+    pub reused: bool,
 }
 
 /// One process and its fd table, by the script name of the actor that is the process (its
@@ -214,12 +217,30 @@ impl World {
 
     /// Gives `actor` the fd `name` for `obj` (closing what the name held: a new number).
     pub fn bind_fd(&mut self, actor: &str, name: &str, obj: ObjId) {
+        self.bind_fd_num(actor, name, obj, None);
+    }
+
+    /// [`World::bind_fd`] for a new fd whose number may be known: a closed name whose number
+    /// it may have taken may now reach it.
+    pub fn bind_fd_num(&mut self, actor: &str, name: &str, obj: ObjId, num: Option<i64>) {
         self.objs[obj].refs += 1;
         let a = self.proc_mut(actor);
-        let old = a.fds.insert(name.to_string(), Fd { obj, open: true });
+        for (other, fd) in a.fds.iter_mut().filter(|(_, f)| !f.open) {
+            let closed = a.nums.get(other);
+            if num.is_none() || closed.is_none() || closed == num.as_ref() {
+                fd.reused = true;
+            }
+        }
+        let fresh = Fd {
+            obj,
+            open: true,
+            reused: false,
+        };
+        let old = a.fds.insert(name.to_string(), fresh);
         if let Some(Fd {
             obj: old,
             open: true,
+            ..
         }) = old
         {
             self.release(old);
