@@ -30,6 +30,7 @@ pub(super) fn look(w: &World, actor: &str, fd: &FdArg) -> Look {
         return Look::Unknown;
     };
     match w.proc(actor).and_then(|a| a.fds.get(name).map(|f| (a, f))) {
+        Some((_, Fd { doubtful: true, .. })) => Look::Unknown,
         Some((
             _,
             Fd {
@@ -158,6 +159,9 @@ pub(super) fn judge(m: &mut Model, step: &Step, got: &StepResult) -> Option<Judg
         },
     };
     let mut j = judgement(step, got, allowed, rule);
+    if got.result != Err(Errno::EBADF) {
+        through_numbers(m, actor, op);
+    }
     if j.label == Label::Contradicts && resource_error(op.name(), &got.result) {
         j.label = Label::Unspecified;
         j.rule = &rules::RESOURCES;
@@ -172,6 +176,44 @@ pub(super) fn judge(m: &mut Model, step: &Step, got: &StepResult) -> Option<Judg
         j.note = Some(note);
     }
     Some(j)
+}
+
+/// The fds a call reached by a number the model cannot tie to one of its fds: a literal
+/// number, or a closed name a newer fd may have taken the number of.
+fn through_numbers(m: &mut Model, actor: &str, op: &Op<Script>) {
+    let closes = matches!(op.name(), "close" | "dup2");
+    let mut reached = vec![];
+    for (i, arg) in op.args.iter().enumerate() {
+        let fds: Vec<&FdArg> = match arg {
+            Arg::Fd(fd) => vec![fd],
+            Arg::PollFds(list) => list.iter().map(|(fd, _)| fd).collect(),
+            _ => continue,
+        };
+        // dup2 closes its target (argument 1), not its source.
+        let closing = closes && (op.name() == "close" || i == 1);
+        for fd in fds {
+            match fd {
+                FdArg::Num(n) if *n >= 0 => reached.push((Some(i64::from(*n)), closing)),
+                FdArg::Name(name) => {
+                    if let Look::Closed { maybe_reused: true } = look(&m.w, actor, fd) {
+                        let num = m.w.proc(actor).and_then(|a| a.nums.get(name)).copied();
+                        reached.push((num, closing));
+                    }
+                }
+                FdArg::Num(_) => {}
+            }
+        }
+    }
+    if !reached.is_empty()
+        && op.name() == "epoll_ctl"
+        && let Look::Open(ep) = look(&m.w, actor, &op.fd(0))
+    {
+        // The registration went to whatever file holds that number.
+        m.w.lose(ep);
+    }
+    for (num, closing) in reached {
+        m.w.through_number(actor, num, closing);
+    }
 }
 
 /// Whether `got` is a documented failure for lack of resources (a process, memory or fd
@@ -565,6 +607,7 @@ fn epoll_ctl(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
     if let (Look::Open(e), Look::Open(f)) = (&ep, &fd) {
         let target_is_epoll = m.w.epoll(*f).is_some();
         match m.w.epoll(*e) {
+            Some(epoll) if epoll.unknown => unknown = true,
             None => errs.push(Errno::EINVAL),
             Some(_) if e == f => errs.push(Errno::EINVAL),
             Some(epoll) => {

@@ -139,7 +139,7 @@ pub fn modify(w: &World, e: &mut Entry, events: u32, data: Option<u64>) {
 
 /// What an epoll_wait on `ep` with `max` may return right now, and the rule that decides it.
 pub fn wait_allowed(w: &World, ep: usize, max: i64, blocking: bool) -> (Allowed, &'static Rule) {
-    let Some(epoll) = w.epoll(ep) else {
+    let Some(epoll) = w.epoll(ep).filter(|e| !e.unknown) else {
         return (Allowed::Unspecified, &rules::NOT_MODELLED);
     };
     let (mut sure, mut maybe) = (0i64, 0i64);
@@ -185,7 +185,7 @@ pub fn wait_allowed(w: &World, ep: usize, max: i64, blocking: bool) -> (Allowed,
 /// registrations disarmed. Returns a note when a reported event breaks the documented mask.
 pub fn apply_wait(w: &mut World, ep: usize, max: i64, events: &[(u32, u64)]) -> Option<String> {
     let mut note = None;
-    let epoll = w.epoll(ep)?;
+    let epoll = w.epoll(ep).filter(|e| !e.unknown)?;
     let entries = epoll.entries.clone();
     let mut reported = vec![Tri::No; entries.len()];
     let any_unknown_data = entries.iter().any(|e| e.data.is_none());

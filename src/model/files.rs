@@ -115,7 +115,11 @@ impl World {
                 t.armed = true;
                 None
             }
-            Kind::Epoll(_) | Kind::File | Kind::Closed => None,
+            Kind::Epoll(ep) => {
+                ep.unknown = true;
+                None
+            }
+            Kind::File | Kind::Closed => None,
         };
         if let Some(p) = other.and_then(|o| self.pipe_mut(o)) {
             p.unknown = true;

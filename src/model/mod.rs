@@ -60,15 +60,15 @@ enum WaitKind {
     Epoll {
         ep: ObjId,
         max: i64,
+        /// With a timeout: it may return 0, and when it returned the model does not know.
+        timed: bool,
     },
     /// poll or ppoll with no timeout, on its array.
     Poll {
         fds: Vec<(crate::scenario::ast::FdArg, u32)>,
     },
     /// A blocking read (or recvfrom) of a file the model follows.
-    Read {
-        obj: ObjId,
-    },
+    Read { obj: ObjId },
     /// A call the model does not follow in the background.
     Other,
 }

@@ -26,7 +26,7 @@ rules! {
     BAD_FD = "ebadf", "close(2), epoll_ctl(2), read(2) ... ERRORS",
         "a call on a number that is not an open file descriptor fails with EBADF";
     FD_MAYBE_REUSED = "fd-reused", "open(2) DESCRIPTION, fork(2)",
-        "a closed fd number may have been reused by an fd the model cannot see (the runner's own, after a fork)";
+        "a closed fd number may have been taken by a newer fd (open(2): the lowest free number) or by one the model cannot see (the runner's own, after a fork)";
     NOT_MODELLED = "not-modelled", "(none)",
         "the model has no rule for this call or state: unspecified (not modelled)";
     NOT_A_SOCKET = "enotsock", "bind(2), listen(2), accept(2), connect(2), shutdown(2) ERRORS",

@@ -779,3 +779,31 @@ fn a_closed_name_may_reach_a_new_fd_that_took_its_number() {
         (U, rules::FD_MAYBE_REUSED.id)
     );
 }
+
+/// A call through a closed name whose number a newer fd may hold reaches that fd: what it
+/// does there (a close, a registration) the model cannot see, so those fds and the epoll
+/// set become unknown rather than wrongly promised.
+#[test]
+fn a_call_through_a_reused_number_makes_what_it_may_reach_unknown() {
+    let body = "eventfd2(0, EFD_NONBLOCK) = A\nclose(A) = 0\npipe2([R, W], O_NONBLOCK) = 0\nepoll_create1(0) = E\n\
+                close(A) = ?\nread(R, ..., 8) = ?\nepoll_ctl(E, EPOLL_CTL_ADD, A, {events=EPOLLIN, data=1}) = ?\n\
+                epoll_wait(E, [...], 16, 0) = ?\n";
+    let got = judge(
+        Family::Unix,
+        body,
+        &[
+            ok(3),
+            ok(0),
+            ok(0),
+            ok(5),
+            ok(0),
+            errno(Errno::EBADF),
+            ok(0),
+            ok(0),
+        ],
+    );
+    assert_eq!(got[4], (U, rules::FD_MAYBE_REUSED.id));
+    // R may be the fd that close(A) closed: EAGAIN is no longer promised.
+    assert_eq!(got[5].0, U, "{got:?}");
+    assert_eq!(got[7].0, U, "E's interest list may have changed: {got:?}");
+}

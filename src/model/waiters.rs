@@ -52,12 +52,16 @@ impl Model {
                     },
                 }
             }
-            ("epoll_wait" | "epoll_pwait", Look::Open(ep)) if op.int::<i64>(3) < 0 => {
-                WaitKind::Epoll { ep, max: op.int(2) }
-            }
-            ("epoll_pwait2", Look::Open(ep)) if op.times(3).is_none() => {
-                WaitKind::Epoll { ep, max: op.int(2) }
-            }
+            ("epoll_wait" | "epoll_pwait", Look::Open(ep)) => WaitKind::Epoll {
+                ep,
+                max: op.int(2),
+                timed: op.int::<i64>(3) >= 0,
+            },
+            ("epoll_pwait2", Look::Open(ep)) => WaitKind::Epoll {
+                ep,
+                max: op.int(2),
+                timed: op.times(3).is_some(),
+            },
             ("poll", _) if op.int::<i64>(2) < 0 => WaitKind::Poll {
                 fds: op.poll_fds(0).to_vec(),
             },
@@ -170,14 +174,28 @@ impl Model {
                     (None, _) => (Allowed::Unspecified, &rules::WAKE_WHICH),
                 }
             }
-            (WaitKind::Epoll { ep, max }, Some(step)) => {
-                let entries = self.w.epoll(*ep).map_or(0, |e| e.entries.len());
+            (&WaitKind::Epoll { ep, max, timed }, Some(step)) => {
+                let entries = self.w.epoll(ep).map_or(0, |e| e.entries.len());
+                // A timed wait may have returned long before it is collected: what it did not
+                // report says nothing about later edges (a full list skips that inference).
+                let inference_max = if timed { 0 } else { max };
                 let note = match got.result {
-                    Ok(_) => epoll::apply_wait(&mut self.w, *ep, *max, &got.events),
+                    Ok(_) => epoll::apply_wait(&mut self.w, ep, inference_max, &got.events),
                     Err(_) => None,
                 };
-                let (allowed, rule) =
-                    interruptible(&waiter, Allowed::range(1, count(entries).min(*max)));
+                let (allowed, rule) = if timed {
+                    // It may have timed out before a signal came.
+                    let mut set = vec![Res::Range(0, count(entries).min(max))];
+                    if waiter.interrupted {
+                        set.push(Res::Err(Errno::EINTR));
+                    }
+                    (
+                        Allowed::Set(set),
+                        Some(&rules::SIGNAL_EINTR).filter(|_| waiter.interrupted),
+                    )
+                } else {
+                    interruptible(&waiter, Allowed::range(1, count(entries).min(max)))
+                };
                 let rule = rule.unwrap_or(&rules::WAIT_BLOCKING);
                 let mut j = judgement(step, got, allowed, rule);
                 if let Some(note) = note {
@@ -301,6 +319,10 @@ impl Model {
                     if !accept_pools.contains(listener) {
                         accept_pools.push(*listener);
                     }
+                }
+                WaitKind::Epoll { timed: true, .. } => {
+                    // It may have timed out, whatever happened.
+                    return (Allowed::Unspecified, &rules::NOT_MODELLED);
                 }
                 WaitKind::Epoll { ep, .. } => {
                     if self.w.undocumented(*ep) && w.ever != Tri::No {

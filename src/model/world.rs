@@ -112,6 +112,9 @@ impl Entry {
 #[derive(Clone, Debug, Default)]
 pub struct Epoll {
     pub entries: Vec<Entry>,
+    /// A call the model could not follow may have changed the interest list (a
+    /// registration made through a number another fd may hold).
+    pub unknown: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -144,6 +147,9 @@ pub struct Fd {
     /// Closed, and since then a new fd may have taken its number (open(2): a new fd gets the
     /// lowest number not open), so the name may now reach that fd.
     pub reused: bool,
+    /// Open, but a call through another name (a closed one whose number it may have taken,
+    /// or a literal number) may have closed or replaced it: the model no longer knows.
+    pub doubtful: bool,
 }
 
 /// One process and its fd table, by the script name of the actor that is the process (its
@@ -235,6 +241,7 @@ impl World {
             obj,
             open: true,
             reused: false,
+            doubtful: false,
         };
         let old = a.fds.insert(name.to_string(), fresh);
         if let Some(Fd {
@@ -244,6 +251,25 @@ impl World {
         }) = old
         {
             self.release(old);
+        }
+    }
+
+    /// A call reached the fd number `num` (`None`: not known) of `actor`'s table through a
+    /// name that may not be the one the model holds for it (a literal number, a closed name
+    /// whose number a newer fd may have taken). Every open fd that may hold that number
+    /// loses what the model knew; with `closes`, it may be gone.
+    pub fn through_number(&mut self, actor: &str, num: Option<i64>, closes: bool) {
+        let a = self.proc_mut(actor);
+        let mut hit = vec![];
+        for (name, fd) in a.fds.iter_mut().filter(|(_, f)| f.open) {
+            let theirs = a.nums.get(name);
+            if num.is_none() || theirs.is_none() || theirs == num.as_ref() {
+                fd.doubtful |= closes;
+                hit.push(fd.obj);
+            }
+        }
+        for o in hit {
+            self.lose(o);
         }
     }
 
@@ -317,6 +343,7 @@ impl World {
             return r;
         }
         match &self.objs[obj].kind {
+            Kind::Epoll(ep) if ep.unknown => Ready { must: 0, may: IN },
             Kind::Epoll(ep) => {
                 let mut r = Ready::default();
                 for e in &ep.entries {
@@ -388,7 +415,7 @@ impl World {
                         && !matches!(s.state, SockState::Listening { .. }))
                     || (matches!(s.state, SockState::Listening { .. }) && (s.rd_shut || s.wr_shut))
             }
-            Kind::Epoll(ep) => ep.entries.iter().any(|e| self.undocumented(e.obj)),
+            Kind::Epoll(ep) => ep.unknown || ep.entries.iter().any(|e| self.undocumented(e.obj)),
             _ => false,
         }
     }
