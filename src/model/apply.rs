@@ -181,6 +181,13 @@ pub(super) fn apply(m: &mut Model, step: &Step, got: &StepResult) -> Option<Stri
                 if op.name() == "dup2"
                     && let FdArg::Name(target) = op.fd(1)
                 {
+                    let nums = &m.w.proc_mut(actor).nums;
+                    let same_number = matches!(op.fd(0), FdArg::Name(src) if src == target
+                        || nums.get(&src).is_some_and(|n| nums.get(&target) == Some(n)));
+                    if same_number {
+                        // dup(2): dup2 of an fd onto itself does nothing.
+                        return None;
+                    }
                     if bound.as_deref() != Some(target.as_str()) {
                         close(m, actor, &FdArg::Name(target.clone()));
                     }

@@ -195,7 +195,13 @@ fn through_numbers(m: &mut Model, actor: &str, op: &Op<Script>) {
             match fd {
                 FdArg::Num(n) if *n >= 0 => reached.push((Some(i64::from(*n)), closing)),
                 FdArg::Name(name) => {
-                    if let Look::Closed { maybe_reused: true } = look(&m.w, actor, fd) {
+                    let doubtful =
+                        m.w.proc(actor)
+                            .and_then(|a| a.fds.get(name))
+                            .is_some_and(|f| f.doubtful);
+                    if doubtful
+                        || matches!(look(&m.w, actor, fd), Look::Closed { maybe_reused: true })
+                    {
                         let num = m.w.proc(actor).and_then(|a| a.nums.get(name)).copied();
                         reached.push((num, closing));
                     }
@@ -484,7 +490,7 @@ pub(super) fn write(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
     if s.not_stream {
         return (Allowed::Unspecified, &rules::NOT_STREAM);
     }
-    if s.unknown || s.peer_lost || s.peer_eof {
+    if s.unknown || s.peer_lost || s.peer_eof || m.w.peer_rd_shut(s) {
         return (Allowed::Unspecified, &rules::READY_UNSPECIFIED);
     }
     let peer_rx = s.peer.and_then(|p| m.w.sock(p)).map(|p| p.rx);

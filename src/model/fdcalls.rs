@@ -355,7 +355,8 @@ pub(super) fn apply_read(w: &mut World, o: ObjId, n: i64) {
         Kind::Eventfd(e) if n == 8 => {
             e.count = match (e.count, e.semaphore) {
                 (Some(c), true) => Some(c.saturating_sub(1)),
-                _ => Some(0),
+                (None, true) => None,
+                (_, false) => Some(0),
             };
             w.objs[o].activity += 1;
         }

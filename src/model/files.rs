@@ -94,6 +94,17 @@ impl World {
         }
     }
 
+    /// Whether reads of `obj` certainly block when there is nothing to read (not O_NONBLOCK).
+    pub fn blocking(&self, obj: ObjId) -> bool {
+        match &self.objs[obj].kind {
+            Kind::Sock(s) => !s.nonblock,
+            Kind::Pipe(p) => !p.nonblock,
+            Kind::Eventfd(e) => !e.nonblock,
+            Kind::Timer(t) => !t.nonblock,
+            _ => false,
+        }
+    }
+
     /// The model can no longer follow `obj` (a call it cannot see through touched it): its
     /// readiness and results become unspecified; so do a pipe's other end and a socket's.
     pub fn lose(&mut self, obj: ObjId) {

@@ -807,3 +807,45 @@ fn a_call_through_a_reused_number_makes_what_it_may_reach_unknown() {
     assert_eq!(got[5].0, U, "{got:?}");
     assert_eq!(got[7].0, U, "E's interest list may have changed: {got:?}");
 }
+
+/// Regressions found by random scenarios over these fds; each once gave a false
+/// contradiction.
+#[test]
+fn random_scenario_regressions() {
+    check(&[
+        Case {
+            what: "a write after the peer shut down reading: unix says EPIPE, the pages nothing",
+            body: "socketpair(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK, 0, [S, T]) = 0\nshutdown(T, SHUT_RD) = 0\nwrite(S, \"x\") = ?\n",
+            got: &[ok(0), ok(0), errno(Errno::EPIPE)],
+            want: &[(2, U, rules::READY_UNSPECIFIED.id)],
+        },
+        Case {
+            what: "dup2 of an fd onto itself does nothing",
+            body: "pipe2([R, W], O_NONBLOCK) = 0\ndup2(R, R) = ?\nread(R, ..., 8) = ?\n",
+            got: &[ok(0), ok(3), errno(Errno::EAGAIN)],
+            want: &[(1, P, rules::DUP2_TARGET.id), (2, P, rules::PIPE_READ.id)],
+        },
+    ]);
+    // A semaphore read of an unknown counter leaves it unknown (not 0).
+    let body = "pipe2([R, W], O_NONBLOCK) = 0\nclose(W) = 0\neventfd2(1, EFD_NONBLOCK|EFD_SEMAPHORE) = EV\n\
+                write(W, \"\\2\\0\\0\\0\\0\\0\\0\\0\") = ?\nread(EV, ..., 8) = ?\nread(EV, ..., 8) = ?\n";
+    let got = judge(
+        Family::Unix,
+        body,
+        &[ok(0), ok(0), ok(4), ok(8), ok(8), ok(8)],
+    );
+    assert_eq!(got[3], (U, rules::FD_MAYBE_REUSED.id), "W's number is EV's");
+    assert_eq!(got[5], (U, rules::EVENTFD_READ.id), "{got:?}");
+    // A background read of a non-blocking fd returns at once (EAGAIN), signal or not.
+    let body = "pipe2([R, W], O_NONBLOCK) = 0\nthread() = t\n[t] read(R, ..., 8) = ? &\nkill(t, SIGUSR1) = 0\nawait(t)\n";
+    let got = judge_bg(
+        body,
+        &[
+            (1, ok(0)),
+            (2, ok(9)),
+            (4, ok(0)),
+            (3, errno(Errno::EAGAIN)),
+        ],
+    );
+    assert!(got.iter().all(|j| j.1 != X), "{got:?}");
+}

@@ -70,8 +70,10 @@ impl Model {
             },
             // A read waits until the file is readable; then it may take what arrived at any
             // moment, so the model forgets the file's contents (after_step).
-            ("read", Look::Open(obj)) => WaitKind::Read { obj },
-            ("recvfrom", Look::Open(obj)) if op.int::<i64>(3) & !i64::from(libc::MSG_PEEK) == 0 => {
+            ("read", Look::Open(obj)) if self.w.blocking(obj) => WaitKind::Read { obj },
+            ("recvfrom", Look::Open(obj))
+                if op.int::<i64>(3) & !i64::from(libc::MSG_PEEK) == 0 && self.w.blocking(obj) =>
+            {
                 WaitKind::Read { obj }
             }
             _ => {

@@ -372,6 +372,7 @@ impl World {
                     (true, false) => Ready::default(),
                 },
                 SockState::Connected => {
+                    let peer_rd_shut = self.peer_rd_shut(s);
                     let mut r = Ready::default();
                     if s.rx > 0 || s.peer_eof {
                         r.must |= IN;
@@ -379,7 +380,7 @@ impl World {
                     if s.peer_eof {
                         r.must |= RDHUP;
                     }
-                    if s.peer_eof || s.rd_shut || s.wr_shut {
+                    if s.peer_eof || s.rd_shut || s.wr_shut || peer_rd_shut {
                         // After a shutdown the documentation names no exact mask.
                         r.may |= ANY;
                     } else {
@@ -391,6 +392,12 @@ impl World {
             },
             _ => Ready::default(),
         }
+    }
+
+    /// Whether the peer of `s` shut down its reading side: what a write to `s` then does is
+    /// not documented (unix sockets fail with EPIPE, TCP accepts and drops).
+    pub fn peer_rd_shut(&self, s: &Sock) -> bool {
+        s.peer.and_then(|p| self.sock(p)).is_some_and(|p| p.rd_shut)
     }
 
     /// Whether readiness depends on something the documentation does not describe.
@@ -411,7 +418,7 @@ impl World {
                             ..
                         }
                     )
-                    || ((s.rd_shut || s.wr_shut || s.peer_eof)
+                    || ((s.rd_shut || s.wr_shut || s.peer_eof || self.peer_rd_shut(s))
                         && !matches!(s.state, SockState::Listening { .. }))
                     || (matches!(s.state, SockState::Listening { .. }) && (s.rd_shut || s.wr_shut))
             }
