@@ -176,6 +176,17 @@ pub(super) fn apply(m: &mut Model, step: &Step, got: &StepResult) -> Option<Stri
                 }
             }
         }
+        "dup2" if !matches!(look(&m.w, actor, &op.fd(0)), Look::Open(_)) => {
+            // The source was not an fd the model follows: the target now holds something
+            // unknown.
+            if let FdArg::Name(target) = op.fd(1)
+                && let Some(fd) = m.w.proc_mut(actor).fds.get_mut(&target)
+            {
+                fd.doubtful = fd.open;
+                let o = fd.obj;
+                m.w.lose(o);
+            }
+        }
         "dup" | "dup2" => {
             if let Look::Open(o) = look(&m.w, actor, &op.fd(0)) {
                 if op.name() == "dup2"

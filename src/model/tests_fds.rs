@@ -826,6 +826,10 @@ fn random_scenario_regressions() {
             want: &[(1, P, rules::DUP2_TARGET.id), (2, P, rules::PIPE_READ.id)],
         },
     ]);
+    // dup2 from a closed name whose number a newer fd took: the target is now that fd.
+    let body = "pipe2([R, W], O_NONBLOCK) = 0\nclose(R) = 0\npipe2([R2, W2], O_NONBLOCK) = 0\ndup2(R, W2) = ?\nread(W2, ..., 8) = ?\n";
+    let got = judge(Family::Unix, body, &[ok(0), ok(0), ok(0), ok(6), ok(0)]);
+    assert_eq!(got[4].0, U, "{got:?}");
     // A semaphore read of an unknown counter leaves it unknown (not 0).
     let body = "pipe2([R, W], O_NONBLOCK) = 0\nclose(W) = 0\neventfd2(1, EFD_NONBLOCK|EFD_SEMAPHORE) = EV\n\
                 write(W, \"\\2\\0\\0\\0\\0\\0\\0\\0\") = ?\nread(EV, ..., 8) = ?\nread(EV, ..., 8) = ?\n";
