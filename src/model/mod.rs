@@ -3,18 +3,28 @@
 //! Run over a scenario (and the results one run observed), it says for every checked step
 //! which results the documentation allows and labels the observed one **promised** (the only
 //! documented outcome), **allowed** (one of several), **unspecified** (the documentation is
-//! silent, or the model does not cover the call) or **contradicts** (excluded by the
-//! documentation). Each judgement cites a rule from [`rules`].
+//! silent, or the model lost track of what the call touches) or **contradicts** (excluded by
+//! the documentation). Each judgement cites a rule from [`rules`].
 //!
 //! Where the documentation allows several outcomes, the model follows the one observed, so it
-//! stays exact for the next step. It depends only on the scenario's typed AST and the
-//! per-step results, never on the runner.
+//! stays exact for the next step. Where it cannot follow something (a timer's expirations, a
+//! signal's default action, a call through an fd number another fd may have taken), only the
+//! files involved become unknown (`World::lose`), never the rest of the scenario. It depends
+//! only on the scenario's typed AST and the per-step results, never on the runner.
 //!
-//! Adding a call: one arm in `calls::judge` (what it returns, how the state changes), its
-//! rules in [`rules`], and readiness in `world::World::readiness` if it makes a new file type.
+//! Where things are: sockets and epoll in `calls` (judging), `ctl` (epoll_ctl) and `apply`
+//! (state changes); pipes, socketpairs, eventfds, timerfds, opened files, sendto/recvfrom,
+//! kill and thread in `fdcalls`, their state and readiness in `files`; poll in `poll`;
+//! background calls (blocked waiters, EINTR) in `waiters`.
+//!
+//! Adding a call: one arm in `calls::judge` or `fdcalls::judge` (what it returns) and in
+//! `apply` or `fdcalls::apply` (how the state changes), its rules in [`rules`], readiness in
+//! `files` if it makes a new file type, and an example step in `tests_calls::EXAMPLES`
+//! (a test fails for a call of the language without one).
 
 mod apply;
 mod calls;
+mod ctl;
 mod epoll;
 mod fdcalls;
 mod files;
@@ -319,6 +329,8 @@ pub fn render_with(
 }
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_calls;
 #[cfg(test)]
 mod tests_fastsocket;
 #[cfg(test)]
