@@ -7,6 +7,8 @@ use nix::errno::Errno;
 
 use super::calls::{Look, data_value, listeners, look};
 use super::epoll;
+use super::fdcalls::{self, Applied};
+use super::poll;
 use super::world::{Kind, ObjId, Sock, SockState};
 use super::{Model, WaitKind};
 use crate::scenario::StepResult;
@@ -21,6 +23,11 @@ pub(super) fn apply(m: &mut Model, step: &Step, got: &StepResult) -> Option<Stri
         if op.name() == "connect" && matches!(got.result, Err(Errno::EINPROGRESS | Errno::EAGAIN)) {
             lose_connect(m, actor, op);
         }
+        if matches!(op.name(), "read" | "recvfrom")
+            && let Look::Open(o) = look(&m.w, actor, &op.fd(0))
+        {
+            fdcalls::apply_read_failed(&mut m.w, o);
+        }
         return None;
     };
     let bound = match &step.expect {
@@ -30,10 +37,17 @@ pub(super) fn apply(m: &mut Model, step: &Step, got: &StepResult) -> Option<Stri
     // An fd the script does not name is still open: hold it under its number.
     let new_fd = |m: &mut Model, obj: ObjId| {
         let name = bound.clone().unwrap_or_else(|| format!("#{value}"));
-        m.w.bind_fd(actor, &name, obj);
-        let a = m.w.actors.entry(actor.to_string()).or_default();
-        a.nums.insert(name, value);
+        m.w.bind_fd_num(actor, &name, obj, Some(value));
+        m.w.proc_mut(actor).nums.insert(name, value);
     };
+    match fdcalls::apply(m, actor, op, bound.as_deref()) {
+        Applied::NewFd(o) => {
+            new_fd(m, o);
+            return None;
+        }
+        Applied::Done => return None,
+        Applied::NotMine => {}
+    }
     match op.name() {
         "socket" => {
             let ty: i64 = op.int(1);
@@ -44,6 +58,7 @@ pub(super) fn apply(m: &mut Model, step: &Step, got: &StepResult) -> Option<Stri
             let o = m.w.add(Kind::Sock(Sock {
                 family: Some(family),
                 nonblock: ty & i64::from(libc::SOCK_NONBLOCK) != 0,
+                not_stream: ty & 0xf != i64::from(libc::SOCK_STREAM),
                 ..Sock::default()
             }));
             new_fd(m, o);
@@ -54,16 +69,14 @@ pub(super) fn apply(m: &mut Model, step: &Step, got: &StepResult) -> Option<Stri
         }
         "fork" => {
             if let Some(child) = &bound {
-                let mut copy = m.w.actors.get(actor).cloned().unwrap_or_default();
+                let mut copy = m.w.proc(actor).cloned().unwrap_or_default();
                 for f in copy.fds.values().filter(|f| f.open) {
                     m.w.objs[f.obj].refs += 1;
                 }
                 copy.forked = false;
                 m.w.actors.insert(child.clone(), copy);
             }
-            if let Some(a) = m.w.actors.get_mut(actor) {
-                a.forked = true;
-            }
+            m.w.proc_mut(actor).forked = true;
         }
         "setsockopt" => {
             if let Look::Open(o) = look(&m.w, actor, &op.fd(0))
@@ -163,42 +176,80 @@ pub(super) fn apply(m: &mut Model, step: &Step, got: &StepResult) -> Option<Stri
                 }
             }
         }
+        "dup2" if !matches!(look(&m.w, actor, &op.fd(0)), Look::Open(_)) => {
+            // The source was not an fd the model follows: the target now holds something
+            // unknown.
+            if let FdArg::Name(target) = op.fd(1)
+                && let Some(fd) = m.w.proc_mut(actor).fds.get_mut(&target)
+            {
+                fd.doubtful = fd.open;
+                let o = fd.obj;
+                m.w.lose(o);
+            }
+        }
         "dup" | "dup2" => {
             if let Look::Open(o) = look(&m.w, actor, &op.fd(0)) {
                 if op.name() == "dup2"
                     && let FdArg::Name(target) = op.fd(1)
                 {
+                    let nums = &m.w.proc_mut(actor).nums;
+                    let same_number = matches!(op.fd(0), FdArg::Name(src) if src == target
+                        || nums.get(&src).is_some_and(|n| nums.get(&target) == Some(n)));
+                    if same_number {
+                        // dup(2): dup2 of an fd onto itself does nothing.
+                        return None;
+                    }
                     if bound.as_deref() != Some(target.as_str()) {
                         close(m, actor, &FdArg::Name(target.clone()));
                     }
-                    m.w.bind_fd(actor, &target, o);
-                    if let Some(a) = m.w.actors.get_mut(actor) {
-                        a.nums.insert(target.clone(), value);
-                    }
+                    m.w.bind_fd_num(actor, &target, o, Some(value));
+                    m.w.proc_mut(actor).nums.insert(target.clone(), value);
                     bound.as_ref()?;
                 }
                 new_fd(m, o);
             }
         }
-        "read" => {
-            if let Look::Open(o) = look(&m.w, actor, &op.fd(0))
-                && let Some(s) = m.w.sock_mut(o)
-            {
-                s.rx = s.rx.saturating_sub(usize::try_from(value).unwrap_or(0));
-            }
-        }
-        "write" => {
-            if let Look::Open(o) = look(&m.w, actor, &op.fd(0))
-                && let Some(p) = m.w.sock(o).and_then(|s| s.peer)
-            {
-                m.w.objs[p].activity += 1;
-                if let Some(p) = m.w.sock_mut(p) {
-                    p.rx += usize::try_from(value).unwrap_or(0);
+        "read" | "recvfrom" => {
+            if let Look::Open(o) = look(&m.w, actor, &op.fd(0)) {
+                let flags: i64 = if op.name() == "recvfrom" {
+                    op.int(3)
+                } else {
+                    0
+                };
+                let peek = i64::from(libc::MSG_PEEK);
+                if flags & !(i64::from(libc::MSG_DONTWAIT) | peek) != 0 {
+                    m.w.lose(o);
+                } else if flags & peek != 0 {
+                    // MSG_PEEK leaves the data queued.
+                } else if let Some(s) = m.w.sock_mut(o) {
+                    s.rx = s.rx.saturating_sub(usize::try_from(value).unwrap_or(0));
+                } else {
+                    fdcalls::apply_read(&mut m.w, o, value);
                 }
             }
         }
+        "write" | "sendto" => {
+            if let Look::Open(o) = look(&m.w, actor, &op.fd(0)) {
+                let flags: i64 = if op.name() == "sendto" { op.int(3) } else { 0 };
+                let followed = i64::from(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+                if flags & !followed != 0 {
+                    m.w.lose(o);
+                } else if let Some(p) = m.w.sock(o).and_then(|s| s.peer) {
+                    m.w.objs[p].activity += 1;
+                    if let Some(p) = m.w.sock_mut(p) {
+                        p.rx += usize::try_from(value).unwrap_or(0);
+                    }
+                } else {
+                    fdcalls::apply_write(&mut m.w, o, op.bytes(1), value);
+                }
+            }
+        }
+        "poll" | "ppoll" => {
+            let slots = poll::slots(&m.w, actor, op.poll_fds(0));
+            return poll::check(&slots, &got.events);
+        }
         "epoll_ctl" => ctl_apply(m, actor, op),
-        "epoll_wait" | "epoll_pwait" => {
+        "epoll_wait" | "epoll_pwait" | "epoll_pwait2" => {
             if let Look::Open(ep) = look(&m.w, actor, &op.fd(0)) {
                 return epoll::apply_wait(&mut m.w, ep, op.int(2), &got.events);
             }
@@ -239,9 +290,9 @@ pub(super) fn lose_connect(m: &mut Model, actor: &str, op: &Op<Script>) {
 fn close(m: &mut Model, actor: &str, fd: &FdArg) {
     let FdArg::Name(name) = fd else { return };
     let obj =
-        m.w.actors
-            .get_mut(actor)
-            .and_then(|a| a.fds.get_mut(name))
+        m.w.proc_mut(actor)
+            .fds
+            .get_mut(name)
             .filter(|f| f.open)
             .map(|f| {
                 f.open = false;

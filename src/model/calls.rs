@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use super::epoll;
 use super::rules::{self, Rule};
 use super::verdict::{Allowed, Judgement, Label, Res, label, result_text};
-use super::world::{EXCLUSIVE, Fd, ObjId, Sock, SockState, World};
+use super::world::{Fd, ObjId, Sock, SockState, World};
 use super::{Model, Plant};
 use crate::addr::Family;
 use crate::scenario::StepResult;
@@ -29,14 +29,16 @@ pub(super) fn look(w: &World, actor: &str, fd: &FdArg) -> Look {
     let FdArg::Name(name) = fd else {
         return Look::Unknown;
     };
-    match w
-        .actors
-        .get(actor)
-        .and_then(|a| a.fds.get(name).map(|f| (a, f)))
-    {
-        Some((_, Fd { obj, open: true })) => Look::Open(*obj),
-        Some((a, _)) => Look::Closed {
-            maybe_reused: a.forked,
+    match w.proc(actor).and_then(|a| a.fds.get(name).map(|f| (a, f))) {
+        Some((_, Fd { doubtful: true, .. })) => Look::Unknown,
+        Some((
+            _,
+            Fd {
+                obj, open: true, ..
+            },
+        )) => Look::Open(*obj),
+        Some((a, f)) => Look::Closed {
+            maybe_reused: a.forked || f.reused,
         },
         None => Look::Unknown,
     }
@@ -77,7 +79,11 @@ fn val(v: i64) -> Allowed {
 }
 
 /// The (allowed, rule) for an fd that is not open, or the object it names.
-fn open_or(w: &World, actor: &str, fd: &FdArg) -> Result<ObjId, (Allowed, &'static Rule)> {
+pub(super) fn open_or(
+    w: &World,
+    actor: &str,
+    fd: &FdArg,
+) -> Result<ObjId, (Allowed, &'static Rule)> {
     match look(w, actor, fd) {
         Look::Open(o) => Ok(o),
         Look::Closed {
@@ -120,10 +126,18 @@ pub(super) fn judge(m: &mut Model, step: &Step, got: &StepResult) -> Option<Judg
             Ok(_) => (Allowed::one(Res::NewFd), &rules::DUP2_TARGET),
             Err(e) => e,
         },
-        "read" => read(m, actor, op),
+        "read" => read_at(m, actor, op, false),
         "write" => write(m, actor, op),
-        "epoll_ctl" => epoll_ctl(m, actor, op),
-        "epoll_wait" | "epoll_pwait" => epoll_wait(m, actor, op),
+        "epoll_ctl" => super::ctl::epoll_ctl(m, actor, op),
+        "epoll_wait" | "epoll_pwait" => epoll_wait(m, actor, op, op.int::<i64>(3) < 0),
+        "epoll_pwait2" => match op.times(3).map(|t| t[0]) {
+            None => epoll_wait(m, actor, op, true),
+            Some((sec, nsec)) if sec < 0 || !(0..1_000_000_000).contains(&nsec) => {
+                (Allowed::Unspecified, &rules::TIMESPEC_INVALID)
+            }
+            Some(_) => epoll_wait(m, actor, op, false),
+        },
+        "poll" | "ppoll" => super::poll::judge(&m.w, actor, op),
         "drain" => match open_or(&m.w, actor, &op.fd(0)) {
             Ok(o) => match m.w.sock(o).map(|s| &s.state) {
                 Some(SockState::Listening {
@@ -135,23 +149,77 @@ pub(super) fn judge(m: &mut Model, step: &Step, got: &StepResult) -> Option<Judg
             },
             Err(e) => e,
         },
-        _ => {
-            taint(m, actor, op);
-            m.opaque = true;
-            (Allowed::Unspecified, &rules::NOT_MODELLED)
-        }
+        _ => match super::fdcalls::judge(m, actor, op) {
+            Some(rules) => rules,
+            None => {
+                taint(m, actor, op);
+                m.opaque = true;
+                (Allowed::Unspecified, &rules::NOT_MODELLED)
+            }
+        },
     };
     let mut j = judgement(step, got, allowed, rule);
+    if got.result != Err(Errno::EBADF) {
+        through_numbers(m, actor, op);
+    }
     if j.label == Label::Contradicts && resource_error(op.name(), &got.result) {
         j.label = Label::Unspecified;
         j.rule = &rules::RESOURCES;
     }
     if let Some(note) = super::apply::apply(m, step, got) {
         j.label = Label::Contradicts;
-        j.rule = &rules::WAIT_MASK;
+        j.rule = if op.name().contains("poll") && !op.name().starts_with("epoll") {
+            &rules::POLL_REVENTS
+        } else {
+            &rules::WAIT_MASK
+        };
         j.note = Some(note);
     }
     Some(j)
+}
+
+/// The fds a call reached by a number the model cannot tie to one of its fds: a literal
+/// number, or a closed name a newer fd may have taken the number of.
+fn through_numbers(m: &mut Model, actor: &str, op: &Op<Script>) {
+    let closes = matches!(op.name(), "close" | "dup2");
+    let mut reached = vec![];
+    for (i, arg) in op.args.iter().enumerate() {
+        let fds: Vec<&FdArg> = match arg {
+            Arg::Fd(fd) => vec![fd],
+            Arg::PollFds(list) => list.iter().map(|(fd, _)| fd).collect(),
+            _ => continue,
+        };
+        // dup2 closes its target (argument 1), not its source.
+        let closing = closes && (op.name() == "close" || i == 1);
+        for fd in fds {
+            match fd {
+                FdArg::Num(n) if *n >= 0 => reached.push((Some(i64::from(*n)), closing)),
+                FdArg::Name(name) => {
+                    let doubtful =
+                        m.w.proc(actor)
+                            .and_then(|a| a.fds.get(name))
+                            .is_some_and(|f| f.doubtful);
+                    if doubtful
+                        || matches!(look(&m.w, actor, fd), Look::Closed { maybe_reused: true })
+                    {
+                        let num = m.w.proc(actor).and_then(|a| a.nums.get(name)).copied();
+                        reached.push((num, closing));
+                    }
+                }
+                FdArg::Num(_) => {}
+            }
+        }
+    }
+    if !reached.is_empty()
+        && op.name() == "epoll_ctl"
+        && let Look::Open(ep) = look(&m.w, actor, &op.fd(0))
+    {
+        // The registration went to whatever file holds that number.
+        m.w.lose(ep);
+    }
+    for (num, closing) in reached {
+        m.w.through_number(actor, num, closing);
+    }
 }
 
 /// Whether `got` is a documented failure for lack of resources (a process, memory or fd
@@ -159,7 +227,21 @@ pub(super) fn judge(m: &mut Model, step: &Step, got: &StepResult) -> Option<Judg
 fn resource_error(call: &str, got: &Result<i64, Errno>) -> bool {
     let creates = matches!(
         call,
-        "fork" | "socket" | "accept" | "accept4" | "dup" | "dup2" | "epoll_create1"
+        "fork"
+            | "thread"
+            | "socket"
+            | "socketpair"
+            | "accept"
+            | "accept4"
+            | "dup"
+            | "dup2"
+            | "epoll_create1"
+            | "epoll_create"
+            | "pipe"
+            | "pipe2"
+            | "eventfd2"
+            | "timerfd_create"
+            | "openat"
     );
     creates
         && matches!(
@@ -178,9 +260,8 @@ pub(super) fn taint(m: &mut Model, actor: &str, op: &Op<Script>) {
     for arg in &op.args {
         if let Arg::Fd(fd) = arg
             && let Look::Open(o) = look(&m.w, actor, fd)
-            && let Some(s) = m.w.sock_mut(o)
         {
-            s.unknown = true;
+            m.w.lose(o);
         }
     }
 }
@@ -195,6 +276,14 @@ type Rules = (Allowed, &'static Rule);
 /// The socket a call's first argument names, or the rule that says why there is none.
 fn sock_at<'w>(w: &'w World, actor: &str, op: &Op<Script>) -> Result<&'w Sock, Rules> {
     sock_or(w, open_or(w, actor, &op.fd(0))?)
+}
+
+/// [`sock_at`] for a call the model follows on stream sockets only.
+fn stream_at<'w>(w: &'w World, actor: &str, op: &Op<Script>) -> Result<&'w Sock, Rules> {
+    match sock_at(w, actor, op)? {
+        s if s.not_stream => Err((Allowed::Unspecified, &rules::NOT_STREAM)),
+        s => Ok(s),
+    }
 }
 
 fn setsockopt(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
@@ -240,7 +329,7 @@ fn bind(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
 }
 
 fn listen(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
-    match sock_at(&m.w, actor, op) {
+    match stream_at(&m.w, actor, op) {
         Err(e) => e,
         Ok(s) if s.unknown => (Allowed::Unspecified, &rules::NOT_MODELLED),
         Ok(s) => match s.state {
@@ -269,7 +358,7 @@ pub(super) fn listeners(w: &World, addr: &str) -> Vec<ObjId> {
 }
 
 fn connect(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
-    let s = match sock_at(&m.w, actor, op) {
+    let s = match stream_at(&m.w, actor, op) {
         Ok(s) => s,
         Err(e) => return e,
     };
@@ -322,7 +411,7 @@ fn connect(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
 }
 
 fn accept(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
-    let s = match sock_at(&m.w, actor, op) {
+    let s = match stream_at(&m.w, actor, op) {
         Ok(s) => s,
         Err(e) => return e,
     };
@@ -345,7 +434,7 @@ fn accept(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
 }
 
 fn shutdown(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
-    match sock_at(&m.w, actor, op) {
+    match stream_at(&m.w, actor, op) {
         Err(e) => e,
         Ok(s) if s.unknown || s.peer_lost => (Allowed::Unspecified, &rules::NOT_MODELLED),
         Ok(s) => match s.state {
@@ -356,15 +445,20 @@ fn shutdown(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
     }
 }
 
-fn read(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
+/// read(2), or recv with MSG_DONTWAIT (`dontwait`), on the fd of argument 0 for the count
+/// of argument 2.
+pub(super) fn read_at(m: &Model, actor: &str, op: &Op<Script>, dontwait: bool) -> Rules {
     let o = match open_or(&m.w, actor, &op.fd(0)) {
         Ok(o) => o,
         Err(e) => return e,
     };
     let want: i64 = op.int(2);
     let Some(s) = m.w.sock(o) else {
-        return (Allowed::Unspecified, &rules::NOT_MODELLED);
+        return super::fdcalls::read_file(&m.w, o, want, dontwait);
     };
+    if s.not_stream {
+        return (Allowed::Unspecified, &rules::NOT_STREAM);
+    }
     if s.unknown || s.peer_lost || s.rd_shut {
         return (Allowed::Unspecified, &rules::READY_UNSPECIFIED);
     }
@@ -374,7 +468,7 @@ fn read(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
             (Allowed::range(1, want.min(count(s.rx))), &rules::READ_DATA)
         }
         SockState::Connected if s.peer_eof => (val(0), &rules::READ_DATA),
-        SockState::Connected if s.nonblock => (err(Errno::EAGAIN), &rules::READ_EAGAIN),
+        SockState::Connected if s.nonblock || dontwait => (err(Errno::EAGAIN), &rules::READ_EAGAIN),
         SockState::Connected => (Allowed::Unspecified, &rules::READ_EAGAIN),
         _ => (
             Allowed::Set(vec![Res::Err(Errno::ENOTCONN), Res::Err(Errno::EINVAL)]),
@@ -383,16 +477,20 @@ fn read(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
     }
 }
 
-fn write(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
+/// write(2) (or send) of the bytes of argument 1 to the fd of argument 0.
+pub(super) fn write(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
     let o = match open_or(&m.w, actor, &op.fd(0)) {
         Ok(o) => o,
         Err(e) => return e,
     };
     let len = count(op.bytes(1).len());
     let Some(s) = m.w.sock(o) else {
-        return (Allowed::Unspecified, &rules::NOT_MODELLED);
+        return super::fdcalls::write_file(&m.w, o, op.bytes(1));
     };
-    if s.unknown || s.peer_lost || s.peer_eof {
+    if s.not_stream {
+        return (Allowed::Unspecified, &rules::NOT_STREAM);
+    }
+    if s.unknown || s.peer_lost || s.peer_eof || m.w.peer_rd_shut(s) {
         return (Allowed::Unspecified, &rules::READY_UNSPECIFIED);
     }
     let peer_rx = s.peer.and_then(|p| m.w.sock(p)).map(|p| p.rx);
@@ -409,187 +507,15 @@ fn write(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
     }
 }
 
-/// Whether epoll `outer` watches `inner`, directly or through nested epoll sets (ELOOP).
-fn contains(w: &World, outer: ObjId, inner: ObjId) -> bool {
-    let mut todo = vec![outer];
-    let mut seen = vec![];
-    while let Some(x) = todo.pop() {
-        if x == inner {
-            return true;
-        }
-        if seen.contains(&x) {
-            continue;
-        }
-        seen.push(x);
-        if let Some(ep) = w.epoll(x) {
-            todo.extend(ep.entries.iter().map(|e| e.obj));
-        }
-    }
-    false
-}
-
-/// The most epoll instances on one chain of nested sets that starts at `x` and goes inward
-/// (`x` itself counted).
-fn depth_in(w: &World, x: ObjId, seen: &mut Vec<ObjId>) -> usize {
-    let Some(ep) = w.epoll(x) else { return 0 };
-    if seen.contains(&x) {
-        return 0;
-    }
-    seen.push(x);
-    let inner = ep
-        .entries
-        .iter()
-        .map(|e| depth_in(w, e.obj, seen))
-        .max()
-        .unwrap_or(0);
-    seen.pop();
-    1 + inner
-}
-
-/// The most epoll instances on one chain of sets that ends at `x` and goes outward (`x`
-/// itself counted).
-fn depth_out(w: &World, x: ObjId, seen: &mut Vec<ObjId>) -> usize {
-    if seen.contains(&x) {
-        return 0;
-    }
-    seen.push(x);
-    let outer = (0..w.objs.len())
-        .filter(|&o| {
-            w.epoll(o)
-                .is_some_and(|ep| ep.entries.iter().any(|e| e.obj == x))
-        })
-        .map(|o| depth_out(w, o, seen))
-        .max()
-        .unwrap_or(0);
-    seen.pop();
-    1 + outer
-}
-
 /// The user data's value as the kernel will report it.
 pub(super) fn data_value(w: &World, actor: &str, data: &Data<Script>) -> Option<u64> {
     match data {
         Data::Num(n) => Some(*n),
         Data::Fd(FdArg::Num(n)) => u64::try_from(*n).ok(),
         Data::Fd(FdArg::Name(name)) => w
-            .actors
-            .get(actor)
+            .proc(actor)
             .and_then(|a| a.nums.get(name))
             .and_then(|&n| u64::try_from(n).ok()),
-    }
-}
-
-/// Whether an ELOOP for adding `fd` to `ep` comes from the depth limit, not a cycle.
-fn errs_are_nesting(m: &Model, ep: &Look, fd: &Look) -> bool {
-    match (ep, fd) {
-        (Look::Open(e), Look::Open(f)) => !contains(&m.w, *f, *e),
-        _ => false,
-    }
-}
-
-/// epoll_ctl(2)'s limit on nested epoll instances.
-const MAX_NESTING: usize = 5;
-
-fn epoll_ctl(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
-    let (ep, fd) = (look(&m.w, actor, &op.fd(0)), look(&m.w, actor, &op.fd(2)));
-    let how: i32 = op.int(1);
-    let events = op.event(3).map(|e| e.events);
-    let mut errs = vec![];
-    let mut unknown = false;
-    for l in [&ep, &fd] {
-        match l {
-            Look::Closed {
-                maybe_reused: false,
-            } => errs.push(Errno::EBADF),
-            Look::Closed { maybe_reused: true } | Look::Unknown => unknown = true,
-            Look::Open(_) => {}
-        }
-    }
-    if let (Look::Open(e), Look::Open(f)) = (&ep, &fd) {
-        let target_is_epoll = m.w.epoll(*f).is_some();
-        match m.w.epoll(*e) {
-            None => errs.push(Errno::EINVAL),
-            Some(_) if e == f => errs.push(Errno::EINVAL),
-            Some(epoll) => {
-                let FdArg::Name(name) = op.fd(2) else {
-                    return (Allowed::Unspecified, &rules::NOT_MODELLED);
-                };
-                let existing = epoll.entries.iter().find(|x| x.obj == *f && x.fd == name);
-                let ev = events.unwrap_or(0);
-                match (how, existing) {
-                    (libc::EPOLL_CTL_ADD, Some(_)) => errs.push(Errno::EEXIST),
-                    (libc::EPOLL_CTL_ADD, None) if events.is_none() => unknown = true,
-                    (libc::EPOLL_CTL_ADD, None) => {
-                        let allowed_with_excl = libc::EPOLLIN as u32
-                            | libc::EPOLLOUT as u32
-                            | libc::EPOLLERR as u32
-                            | libc::EPOLLHUP as u32
-                            | libc::EPOLLWAKEUP as u32
-                            | libc::EPOLLET as u32
-                            | EXCLUSIVE;
-                        if ev & EXCLUSIVE != 0 && (ev & !allowed_with_excl != 0 || target_is_epoll)
-                        {
-                            errs.push(Errno::EINVAL);
-                        }
-                        if target_is_epoll && contains(&m.w, *f, *e) {
-                            errs.push(Errno::ELOOP);
-                        } else if target_is_epoll {
-                            // epoll_ctl(2): ELOOP for "a nesting depth of epoll instances
-                            // greater than 5". Whether the depth counts instances or the links
-                            // between them the page does not say: past 5 both ways ELOOP is
-                            // the documented result, at the boundary either is.
-                            let instances =
-                                depth_out(&m.w, *e, &mut vec![]) + depth_in(&m.w, *f, &mut vec![]);
-                            if instances > MAX_NESTING + 1 {
-                                errs.push(Errno::ELOOP);
-                            } else if instances > MAX_NESTING {
-                                return (
-                                    Allowed::Set(vec![Res::Val(0), Res::Err(Errno::ELOOP)]),
-                                    &rules::CTL_NESTING,
-                                );
-                            }
-                        }
-                    }
-                    (libc::EPOLL_CTL_MOD | libc::EPOLL_CTL_DEL, None) => {
-                        errs.push(Errno::ENOENT);
-                        if how == libc::EPOLL_CTL_MOD && ev & EXCLUSIVE != 0 {
-                            errs.push(Errno::EINVAL);
-                        }
-                    }
-                    (libc::EPOLL_CTL_MOD, Some(x)) => {
-                        if ev & EXCLUSIVE != 0 || x.events & EXCLUSIVE != 0 {
-                            errs.push(Errno::EINVAL);
-                        }
-                        if events.is_none() {
-                            unknown = true;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    errs.dedup();
-    match (errs.len(), unknown) {
-        (_, true) => (Allowed::Unspecified, &rules::NOT_MODELLED),
-        (0, _) if how == libc::EPOLL_CTL_ADD && spawns(m, actor, &fd).is_some() => {
-            (val(0), &rules::FASTSOCKET_SPAWN)
-        }
-        (0, _) => (val(0), &rules::CTL_ADD),
-        (1, _) => {
-            let rule = match errs[0] {
-                Errno::EBADF => &rules::CTL_EBADF,
-                Errno::EEXIST => &rules::CTL_EEXIST,
-                Errno::ENOENT => &rules::CTL_ENOENT,
-                Errno::ELOOP if errs_are_nesting(m, &ep, &fd) => &rules::CTL_NESTING,
-                Errno::ELOOP => &rules::CTL_ELOOP,
-                _ => &rules::CTL_EINVAL,
-            };
-            (err(errs[0]), rule)
-        }
-        _ => (
-            Allowed::Set(errs.into_iter().map(Res::Err).collect()),
-            &rules::CTL_ERRORS_ANY,
-        ),
     }
 }
 
@@ -604,20 +530,21 @@ pub(super) fn spawns(m: &Model, actor: &str, fd: &Look) -> Option<ObjId> {
     (m.fastpath && tcp && other && matches!(s.state, SockState::Listening { .. })).then_some(*f)
 }
 
-fn epoll_wait(m: &Model, actor: &str, op: &Op<Script>) -> Rules {
+/// epoll_wait, epoll_pwait and epoll_pwait2 (`blocking`: with no timeout).
+fn epoll_wait(m: &Model, actor: &str, op: &Op<Script>, blocking: bool) -> Rules {
     let ep = match open_or(&m.w, actor, &op.fd(0)) {
         Ok(o) => o,
         Err((Allowed::Set(_), _)) => return (err(Errno::EBADF), &rules::WAIT_NOT_EPOLL),
         Err(e) => return e,
     };
-    let (max, timeout): (i64, i64) = (op.int(2), op.int(3));
+    let max: i64 = op.int(2);
     if m.w.epoll(ep).is_none() {
         return (err(Errno::EINVAL), &rules::WAIT_NOT_EPOLL);
     }
     if max <= 0 {
         return (err(Errno::EINVAL), &rules::WAIT_MAXEVENTS);
     }
-    let (allowed, rule) = epoll::wait_allowed(&m.w, ep, max, timeout < 0);
+    let (allowed, rule) = epoll::wait_allowed(&m.w, ep, max, blocking);
     if m.plant == Some(Plant::TextbookEt)
         && rule.id == rules::WAIT_ET_MORE.id
         && let Allowed::Set(set) = &allowed

@@ -53,6 +53,18 @@ pub fn reportable(w: &World, e: &Entry) -> (Tri, Cause) {
 /// After a step: edge-triggered registrations gain an edge when their file became ready (or
 /// may have), or saw new input while ready.
 pub fn update_edges(w: &mut World) {
+    // An epoll set's readiness comes from its own registrations: a change seen in an inner
+    // set reaches the sets watching it on the next round (nesting is at most 5 deep).
+    for _ in 0..8 {
+        if !update_edges_once(w) {
+            break;
+        }
+    }
+}
+
+/// One round of [`update_edges`]; whether anything changed.
+fn update_edges_once(w: &mut World) -> bool {
+    let mut changed = false;
     let mut updates = vec![];
     for (ep, o) in w.objs.iter().enumerate() {
         if let Kind::Epoll(epoll) = &o.kind {
@@ -78,11 +90,13 @@ pub fn update_edges(w: &mut World) {
     for (ep, i, edge, now, activity) in updates {
         if let Kind::Epoll(epoll) = &mut w.objs[ep].kind {
             let e = &mut epoll.entries[i];
+            changed |= e.edge != edge || e.last != now || e.last_activity != activity;
             e.edge = edge;
             e.last = now;
             e.last_activity = activity;
         }
     }
+    changed
 }
 
 /// A new registration's starting state.
@@ -125,7 +139,7 @@ pub fn modify(w: &World, e: &mut Entry, events: u32, data: Option<u64>) {
 
 /// What an epoll_wait on `ep` with `max` may return right now, and the rule that decides it.
 pub fn wait_allowed(w: &World, ep: usize, max: i64, blocking: bool) -> (Allowed, &'static Rule) {
-    let Some(epoll) = w.epoll(ep) else {
+    let Some(epoll) = w.epoll(ep).filter(|e| !e.unknown) else {
         return (Allowed::Unspecified, &rules::NOT_MODELLED);
     };
     let (mut sure, mut maybe) = (0i64, 0i64);
@@ -171,14 +185,27 @@ pub fn wait_allowed(w: &World, ep: usize, max: i64, blocking: bool) -> (Allowed,
 /// registrations disarmed. Returns a note when a reported event breaks the documented mask.
 pub fn apply_wait(w: &mut World, ep: usize, max: i64, events: &[(u32, u64)]) -> Option<String> {
     let mut note = None;
-    let epoll = w.epoll(ep)?;
+    let epoll = w.epoll(ep).filter(|e| !e.unknown)?;
     let entries = epoll.entries.clone();
     let mut reported = vec![Tri::No; entries.len()];
     let any_unknown_data = entries.iter().any(|e| e.data.is_none());
+    let mut learned = vec![];
     for &(mask, data) in events {
-        let candidates: Vec<usize> = (0..entries.len())
-            .filter(|&i| entries[i].data == Some(data) && reportable(w, &entries[i]).0 != Tri::No)
+        let ready = |i: usize, d: Option<u64>| {
+            entries[i].data == d && reportable(w, &entries[i]).0 != Tri::No
+        };
+        let mut candidates: Vec<usize> = (0..entries.len())
+            .filter(|&i| ready(i, Some(data)))
             .collect();
+        if candidates.is_empty() {
+            // No registration known to carry this data: if exactly one whose data the model
+            // does not know (a pipe end's number) may be reported, this is it.
+            let unknown: Vec<usize> = (0..entries.len()).filter(|&i| ready(i, None)).collect();
+            if let [i] = unknown.as_slice() {
+                learned.push((*i, data));
+                candidates = unknown;
+            }
+        }
         match candidates.as_slice() {
             [] if !any_unknown_data => {
                 note = Some(format!(
@@ -204,6 +231,9 @@ pub fn apply_wait(w: &mut World, ep: usize, max: i64, events: &[(u32, u64)]) -> 
     }
     let full = i64::try_from(events.len()).unwrap_or(i64::MAX) >= max;
     if let Some(Kind::Epoll(epoll)) = w.objs.get_mut(ep).map(|o| &mut o.kind) {
+        for (i, data) in learned {
+            epoll.entries[i].data = Some(data);
+        }
         for (e, rep) in epoll.entries.iter_mut().zip(reported) {
             match rep {
                 Tri::Yes => {

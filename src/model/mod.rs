@@ -3,19 +3,32 @@
 //! Run over a scenario (and the results one run observed), it says for every checked step
 //! which results the documentation allows and labels the observed one **promised** (the only
 //! documented outcome), **allowed** (one of several), **unspecified** (the documentation is
-//! silent, or the model does not cover the call) or **contradicts** (excluded by the
-//! documentation). Each judgement cites a rule from [`rules`].
+//! silent, or the model lost track of what the call touches) or **contradicts** (excluded by
+//! the documentation). Each judgement cites a rule from [`rules`].
 //!
 //! Where the documentation allows several outcomes, the model follows the one observed, so it
-//! stays exact for the next step. It depends only on the scenario's typed AST and the
-//! per-step results, never on the runner.
+//! stays exact for the next step. Where it cannot follow something (a timer's expirations, a
+//! signal's default action, a call through an fd number another fd may have taken), only the
+//! files involved become unknown (`World::lose`), never the rest of the scenario. It depends
+//! only on the scenario's typed AST and the per-step results, never on the runner.
 //!
-//! Adding a call: one arm in `calls::judge` (what it returns, how the state changes), its
-//! rules in [`rules`], and readiness in `world::World::readiness` if it makes a new file type.
+//! Where things are: sockets and epoll in `calls` (judging), `ctl` (epoll_ctl) and `apply`
+//! (state changes); pipes, socketpairs, eventfds, timerfds, opened files, sendto/recvfrom,
+//! kill and thread in `fdcalls`, their state and readiness in `files`; poll in `poll`;
+//! background calls (blocked waiters, EINTR) in `waiters`.
+//!
+//! Adding a call: one arm in `calls::judge` or `fdcalls::judge` (what it returns) and in
+//! `apply` or `fdcalls::apply` (how the state changes), its rules in [`rules`], readiness in
+//! `files` if it makes a new file type, and an example step in `tests_calls::EXAMPLES`
+//! (a test fails for a call of the language without one).
 
 mod apply;
 mod calls;
+mod ctl;
 mod epoll;
+mod fdcalls;
+mod files;
+mod poll;
 pub mod rules;
 mod verdict;
 mod waiters;
@@ -44,6 +57,8 @@ struct Waiter {
     span: crate::scenario::Span,
     /// Whether what it waits for has been ready at some point since it started.
     ever: world::Tri,
+    /// A caught signal (kill) reached it while it waited.
+    interrupted: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -55,7 +70,15 @@ enum WaitKind {
     Epoll {
         ep: ObjId,
         max: i64,
+        /// With a timeout: it may return 0, and when it returned the model does not know.
+        timed: bool,
     },
+    /// poll or ppoll with no timeout, on its array.
+    Poll {
+        fds: Vec<(crate::scenario::ast::FdArg, u32)>,
+    },
+    /// A blocking read (or recvfrom) of a file the model follows.
+    Read { obj: ObjId },
     /// A call the model does not follow in the background.
     Other,
 }
@@ -70,9 +93,9 @@ pub struct Model {
     /// What the documentation allowed for each captured value.
     captures: HashMap<String, bool>,
     plant: Option<Plant>,
-    /// The scenario made a call the model does not know (a pipe, an eventfd, a thread...):
-    /// what it created and what it changed are invisible here, so from then on the model
-    /// cannot exclude any result and never says "contradicts".
+    /// The scenario made a call the model does not know (none of the call table: a test
+    /// holds every call to a rule): what it created and changed would be invisible here, so
+    /// from then on the model could exclude no result and never says "contradicts".
     opaque: bool,
     /// Judge a run under the Fastsocket fast path: the documentation plus Fastsocket's own
     /// (rule `fastsocket-spawn`).
@@ -146,6 +169,16 @@ pub fn explain_with(
     steps: &[StepResult],
     aggregates: &[AggregateValue],
 ) -> Explanation {
+    walk(&mut m, scenario, steps, aggregates)
+}
+
+/// [`explain_with`] on a model the caller keeps (tests look at its state afterwards).
+fn walk(
+    m: &mut Model,
+    scenario: &Scenario,
+    steps: &[StepResult],
+    aggregates: &[AggregateValue],
+) -> Explanation {
     let mut results = steps.iter();
     let mut aggs = aggregates.iter();
     let mut out = vec![];
@@ -167,7 +200,7 @@ pub fn explain_with(
                     if got.span != step.span || got.actor != step.actor {
                         break;
                     }
-                    let j = calls::judge(&mut m, step, got);
+                    let j = calls::judge(m, step, got);
                     if let (Some(Expect::Capture(var)), Some(j)) = (&step.expect, &j) {
                         m.captures.insert(var.clone(), j.label == Label::Promised);
                     }
@@ -225,10 +258,12 @@ impl Model {
     }
 
     fn exit(&mut self, actor: &str) {
+        // exit(3) ends the whole process, every thread of it.
+        let table = self.w.table(actor).to_string();
         let fds: Vec<ObjId> = self
             .w
             .actors
-            .get_mut(actor)
+            .get_mut(&table)
             .map(|a| {
                 a.exited = true;
                 a.fds
@@ -295,4 +330,8 @@ pub fn render_with(
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_calls;
+#[cfg(test)]
 mod tests_fastsocket;
+#[cfg(test)]
+mod tests_fds;

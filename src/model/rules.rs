@@ -26,7 +26,7 @@ rules! {
     BAD_FD = "ebadf", "close(2), epoll_ctl(2), read(2) ... ERRORS",
         "a call on a number that is not an open file descriptor fails with EBADF";
     FD_MAYBE_REUSED = "fd-reused", "open(2) DESCRIPTION, fork(2)",
-        "a closed fd number may have been reused by an fd the model cannot see (the runner's own, after a fork)";
+        "a closed fd number may have been taken by a newer fd (open(2): the lowest free number) or by one the model cannot see (the runner's own, after a fork)";
     NOT_MODELLED = "not-modelled", "(none)",
         "the model has no rule for this call or state: unspecified (not modelled)";
     NOT_A_SOCKET = "enotsock", "bind(2), listen(2), accept(2), connect(2), shutdown(2) ERRORS",
@@ -86,7 +86,7 @@ rules! {
     CTL_ENOENT = "ctl-enoent", "epoll_ctl(2) ERRORS",
         "MOD or DEL of an fd not registered fails with ENOENT";
     CTL_EINVAL = "ctl-einval", "epoll_ctl(2) ERRORS",
-        "EINVAL when epfd is not an epoll fd, fd is epfd itself, or EPOLLEXCLUSIVE is used with MOD or on an exclusive registration";
+        "EINVAL when epfd is not an epoll fd, fd is epfd itself, op is unknown, or EPOLLEXCLUSIVE is used with MOD or on an exclusive registration";
     CTL_ELOOP = "ctl-eloop", "epoll_ctl(2) ERRORS",
         "ELOOP when adding an epoll fd to a set would make a cycle of epoll sets";
     CTL_NESTING = "ctl-eloop-depth", "epoll_ctl(2) ERRORS",
@@ -133,6 +133,70 @@ rules! {
         "which of several waiters returns (FIFO, LIFO) is not said";
     DRAIN = "drain", "accept(2) (the runner's drain built-in)",
         "drain accepts and closes what is queued: the queue length";
+    NOT_STREAM = "not-stream", "socket(7), unix(7), udp(7) (message sockets)",
+        "datagram and seqpacket sockets keep message boundaries and addresses; the model follows only stream sockets: their results are unspecified";
+    PIPE_NEW = "pipe-new", "pipe(2) DESCRIPTION and ERRORS",
+        "pipe() and pipe2() with flags among O_NONBLOCK, O_CLOEXEC, O_DIRECT make a read end and a write end; another flag is EINVAL";
+    PIPE_NOTIFICATION = "pipe-notification", "pipe(2) DESCRIPTION (O_NOTIFICATION_PIPE)",
+        "O_NOTIFICATION_PIPE needs a kernel built with watch queues: whether it is accepted is not fixed";
+    PIPE_READ = "pipe-read", "pipe(7) I/O on pipes and FIFOs, read(2) RETURN VALUE",
+        "a read returns queued bytes (1 up to count); on an empty pipe it returns 0 (end of file) once every write end is closed, else fails with EAGAIN (O_NONBLOCK) or blocks";
+    PIPE_WRITE = "pipe-write", "pipe(7) PIPE_BUF and Pipe capacity",
+        "a write is taken whole while what was written since the pipe was last empty stays within PIPE_BUF (a pipe holds at least one page); past that it may block, be partial or fail with EAGAIN";
+    PIPE_EPIPE = "pipe-epipe", "pipe(7) I/O on pipes and FIFOs",
+        "a write with every read end closed raises SIGPIPE; the runner's actors ignore it, so the write fails with EPIPE";
+    PIPE_WRONG_END = "pipe-wrong-end", "read(2), write(2) ERRORS (EBADF)",
+        "reading a pipe's write end or writing its read end fails with EBADF: the fd is not open for that";
+    READY_PIPE = "ready-pipe", "poll(2) POLLHUP and POLLERR, pipe(7)",
+        "a read end is readable with data and hung up (POLLHUP) once every writer is gone; a write end is writable while the pipe is empty and in error (POLLERR) once every reader is gone";
+    SOCKETPAIR_OK = "socketpair-ok", "socketpair(2) DESCRIPTION, unix(7)",
+        "socketpair(AF_UNIX, type, 0) makes two sockets connected to each other; a stream pair behaves as a connection";
+    SOCKETPAIR_DOMAIN = "socketpair-domain", "socketpair(2) DESCRIPTION and ERRORS",
+        "on Linux only AF_UNIX (and AF_TIPC) make pairs: another family fails (EAFNOSUPPORT, EOPNOTSUPP or EPROTONOSUPPORT)";
+    EVENTFD_NEW = "eventfd-new", "eventfd(2) DESCRIPTION and ERRORS",
+        "eventfd2() with flags among EFD_SEMAPHORE, EFD_NONBLOCK, EFD_CLOEXEC returns a new fd whose counter starts at the initial value; another flag is EINVAL";
+    EVENTFD_READ = "eventfd-read", "eventfd(2) read(2)",
+        "a read of 8 bytes or more returns 8: the counter, then reset to 0 (with EFD_SEMAPHORE: 1, the counter decremented); a zero counter fails with EAGAIN (non-blocking) or blocks; fewer than 8 bytes is EINVAL";
+    EVENTFD_WRITE = "eventfd-write", "eventfd(2) write(2)",
+        "a write of 8 bytes adds their value to the counter and returns 8; fewer than 8 bytes or the value 0xffffffffffffffff is EINVAL; a sum past 0xfffffffffffffffe fails with EAGAIN (non-blocking) or blocks";
+    READY_EVENTFD = "ready-eventfd", "eventfd(2) poll(2), select(2) (and similar)",
+        "an eventfd is readable while its counter is above 0 and writable while 1 can be added without blocking";
+    EPOLL_CREATE_SIZE = "epoll-create-size", "epoll_create(2) DESCRIPTION and ERRORS",
+        "epoll_create(size) ignores a positive size and returns a new epoll fd; a size of 0 or less is EINVAL";
+    TIMERFD_NEW = "timerfd-new", "timerfd_create(2) DESCRIPTION and ERRORS",
+        "timerfd_create() on CLOCK_REALTIME, CLOCK_MONOTONIC or CLOCK_BOOTTIME with flags among TFD_NONBLOCK, TFD_CLOEXEC returns a new disarmed timer; another clock or flag is EINVAL (the _ALARM clocks need CAP_WAKE_ALARM)";
+    TIMERFD_SETTIME = "timerfd-settime", "timerfd_create(2) timerfd_settime() and ERRORS",
+        "timerfd_settime() arms the timer (a non-zero it_value) or disarms it and returns 0; a tv_nsec outside 0..999999999, an unknown flag or an fd that is not a timerfd is EINVAL";
+    TIMERFD_READ = "timerfd-read", "timerfd_create(2) read(2)",
+        "a read of 8 bytes or more returns 8 once an expiration occurred; with none it fails with EAGAIN (non-blocking) or blocks until the next; fewer than 8 bytes is EINVAL";
+    TIMERFD_TIME = "timerfd-time", "timerfd_create(2) (time-dependent)",
+        "when an armed timer expires depends on time, which the model does not follow: its readiness and what a non-blocking read returns are not fixed";
+    OPENAT_FS = "openat-fs", "open(2) (depends on the file system)",
+        "whether a path opens, and what the file is (regular, device, fifo: which decides how it polls), depend on the file system";
+    CTL_EPERM = "ctl-eperm", "epoll_ctl(2) ERRORS (EPERM)",
+        "a file that does not support epoll (a regular file, a directory) cannot be registered: EPERM; what an opened path is the model does not know";
+    SEND_CONNECTED = "send-connected", "send(2), recv(2) DESCRIPTION",
+        "on a connected stream socket sendto() is write() (its address ignored, or EISCONN) and recvfrom() is read(); MSG_DONTWAIT makes one call non-blocking";
+    SEND_ENOTSOCK = "send-enotsock", "send(2), recv(2) ERRORS",
+        "sendto() or recvfrom() on an fd that is not a socket fails with ENOTSOCK";
+    POLL_REVENTS = "poll-revents", "poll(2) DESCRIPTION",
+        "poll() returns how many entries got revents: the requested events that are ready plus POLLERR and POLLHUP (always), POLLNVAL for an fd that is not open, nothing for a negative fd; with none ready it waits for one or the timeout";
+    POLL_EINVAL = "poll-einval", "poll(2) ERRORS",
+        "ppoll() with a negative timeout fails with EINVAL";
+    TIMESPEC_INVALID = "timespec-invalid", "poll(2), epoll_wait(2) (silent)",
+        "a timeout whose tv_nsec is outside 0..999999999 (or, for epoll_pwait2, negative): the pages name no outcome";
+    SIGNAL_EINTR = "signal-eintr", "signal(7) Interruption of system calls and library functions by signal handlers",
+        "the runner's actors catch SIGUSR1 and SIGUSR2 with a handler installed without SA_RESTART: a blocked epoll_wait, poll, read or accept it interrupts fails with EINTR";
+    KILL_OK = "kill-ok", "kill(2) RETURN VALUE and ERRORS",
+        "sending a valid signal to a live process (or one thread: tgkill) of the same user returns 0; an invalid signal is EINVAL";
+    KILL_DEFAULT = "kill-default-action", "signal(7) Standard signals",
+        "a signal the actors do not catch takes its default action (often death): what the process holds becomes unknown";
+    THREAD_SHARES = "thread-shares-fds", "clone(2) CLONE_FILES, pthread_create(3)",
+        "a new thread shares its process's fd table: an fd one thread makes or closes is made or closed for all";
+    WAKE_READ = "wake-read", "read(2), pipe(7)",
+        "a blocked read returns once data or end of file arrives (another reader may take it first), not before";
+    WAKE_POLL = "wake-poll", "poll(2) DESCRIPTION",
+        "a blocked poll returns as soon as one of its fds is ready: while one is, it is not blocked";
     FORK = "fork", "fork(2) DESCRIPTION",
         "the child gets a copy of the parent's fds, referring to the same open file descriptions";
     AGGREGATE = "aggregate", "(sum of the steps above)",

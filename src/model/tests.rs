@@ -14,11 +14,11 @@ use Label::{Allowed as A, Contradicts as X, Promised as P, Unspecified as U};
 const IN: u32 = libc::EPOLLIN as u32;
 
 /// A fabricated result: the return value and epoll_wait's (mask, data) events.
-type Got = (Result<i64, Errno>, &'static [(u32, u64)]);
+pub(super) type Got = (Result<i64, Errno>, &'static [(u32, u64)]);
 
 /// Judges `body` (one step per line, main actor) with the given results; returns the labels
 /// and rule ids.
-fn judge(family: Family, body: &str, results: &[Got]) -> Vec<(Label, &'static str)> {
+pub(super) fn judge(family: Family, body: &str, results: &[Got]) -> Vec<(Label, &'static str)> {
     let text = format!("# t\nfamily: {family}\n{body}");
     let scenario = parse(std::path::Path::new("t.scn"), &text).expect("parses");
     let steps: Vec<StepResult> = scenario
@@ -46,11 +46,11 @@ fn judge(family: Family, body: &str, results: &[Got]) -> Vec<(Label, &'static st
 const LISTENER: &str =
     "socket(FAMILY, SOCK_STREAM|SOCK_NONBLOCK, 0) = L\nbind(L, ADDR) = 0\nlisten(L, 8) = 0\n";
 
-fn ok(v: i64) -> Got {
+pub(super) fn ok(v: i64) -> Got {
     (Ok(v), &[])
 }
 
-fn errno(e: Errno) -> Got {
+pub(super) fn errno(e: Errno) -> Got {
     (Err(e), &[])
 }
 
@@ -277,8 +277,8 @@ fn epoll_ctl_errors() {
 
 #[test]
 fn close_removes_registration_only_with_the_last_fd() {
-    let tail = "epoll_create1(0) = E\nepoll_ctl(E, EPOLL_CTL_ADD, L, {events=EPOLLIN, data=7}) = 0\ndup(L) = D\nclose(L) = 0\n\
-                socket(FAMILY, SOCK_STREAM, 0) = C\nconnect(C, ADDR) = 0\nepoll_wait(E, 16, 0) = ?\nepoll_ctl(E, EPOLL_CTL_DEL, L, NULL) = ?\n";
+    let tail = "epoll_create1(0) = E\nepoll_ctl(E, EPOLL_CTL_ADD, L, {events=EPOLLIN, data=7}) = 0\ndup(L) = D\n\
+                socket(FAMILY, SOCK_STREAM, 0) = C\nclose(L) = 0\nconnect(C, ADDR) = 0\nepoll_wait(E, 16, 0) = ?\nepoll_ctl(E, EPOLL_CTL_DEL, L, NULL) = ?\n";
     let ev: &[(u32, u64)] = &[(IN, 7)];
     let got = judge(
         Family::Unix,
@@ -290,8 +290,10 @@ fn close_removes_registration_only_with_the_last_fd() {
             ok(4),
             ok(0),
             ok(5),
+            // C is made before L is closed: a later fd could take L's number (3), and the
+            // name L would reach it.
+            ok(6),
             ok(0),
-            ok(3),
             ok(0),
             (Ok(1), ev),
             errno(Errno::EBADF),
@@ -386,20 +388,6 @@ fn epoll_create1_rules() {
         judge(Family::Unix, "epoll_create1(-1) = ?\n", &[ok(3)]),
         [(X, rules::EPOLL_CREATE_FLAGS.id)]
     );
-}
-
-/// After a call the model does not know (here a pipe), what it created is invisible to the
-/// model: a wait reporting it is not judged a contradiction.
-#[test]
-fn an_unmodelled_call_makes_later_results_unspecified_not_contradictions() {
-    let body = "pipe([R, W]) = 0\nepoll_create1(0) = E\nepoll_ctl(E, EPOLL_CTL_ADD, R, {events=EPOLLIN, data=R}) = 0\nepoll_wait(E, [...], 16, 0) = ?\n";
-    let got = judge(
-        Family::Unix,
-        body,
-        &[ok(0), ok(5), ok(0), (Ok(1), &[(1, 3)])],
-    );
-    assert!(got.iter().all(|(l, _)| *l != X), "{got:?}");
-    assert_eq!(got[0], (U, rules::NOT_MODELLED.id));
 }
 
 #[test]

@@ -3,12 +3,14 @@
 
 use std::collections::VecDeque;
 
+use nix::errno::Errno;
+
 use super::apply::lose_connect;
 use super::calls::{Look, judgement, look, taint};
 use super::epoll;
 use super::rules::{self, Rule};
 use super::verdict::{Allowed, Judgement, Label, Res, label, result_text};
-use super::world::{EXCLUSIVE, Kind, ONESHOT, ObjId, SockState, Tri};
+use super::world::{ERR, EXCLUSIVE, HUP, IN, Kind, ONESHOT, ObjId, SockState, Tri};
 use super::{Model, WaitKind, Waiter};
 use crate::scenario::StepResult;
 use crate::scenario::ast::{Aggregate, Scenario, Span, Step};
@@ -33,12 +35,6 @@ impl Model {
             Some(crate::scenario::ast::Arg::Fd(fd)) => look(&self.w, actor, fd),
             _ => Look::Unknown,
         };
-        if !matches!(
-            op.name(),
-            "accept" | "accept4" | "epoll_wait" | "epoll_pwait" | "connect" | "read"
-        ) {
-            self.opaque = true;
-        }
         let kind = match (op.name(), first) {
             ("accept" | "accept4", Look::Open(l)) => {
                 let queued = match self.w.sock_mut(l).map(|s| &mut s.state) {
@@ -56,8 +52,29 @@ impl Model {
                     },
                 }
             }
-            ("epoll_wait" | "epoll_pwait", Look::Open(ep)) if op.int::<i64>(3) < 0 => {
-                WaitKind::Epoll { ep, max: op.int(2) }
+            ("epoll_wait" | "epoll_pwait", Look::Open(ep)) => WaitKind::Epoll {
+                ep,
+                max: op.int(2),
+                timed: op.int::<i64>(3) >= 0,
+            },
+            ("epoll_pwait2", Look::Open(ep)) => WaitKind::Epoll {
+                ep,
+                max: op.int(2),
+                timed: op.times(3).is_some(),
+            },
+            ("poll", _) if op.int::<i64>(2) < 0 => WaitKind::Poll {
+                fds: op.poll_fds(0).to_vec(),
+            },
+            ("ppoll", _) if op.times(2).is_none() => WaitKind::Poll {
+                fds: op.poll_fds(0).to_vec(),
+            },
+            // A read waits until the file is readable; then it may take what arrived at any
+            // moment, so the model forgets the file's contents (after_step).
+            ("read", Look::Open(obj)) if self.w.blocking(obj) => WaitKind::Read { obj },
+            ("recvfrom", Look::Open(obj))
+                if op.int::<i64>(3) & !i64::from(libc::MSG_PEEK) == 0 && self.w.blocking(obj) =>
+            {
+                WaitKind::Read { obj }
             }
             _ => {
                 if op.name() == "connect" {
@@ -72,6 +89,7 @@ impl Model {
             kind,
             span: step.span,
             ever: Tri::No,
+            interrupted: false,
         });
         self.after_step();
     }
@@ -80,6 +98,31 @@ impl Model {
     pub(super) fn after_step(&mut self) {
         epoll::update_edges(&mut self.w);
         for i in 0..self.waiters.len() {
+            match &self.waiters[i].kind {
+                WaitKind::Poll { fds } => {
+                    let (now, _) = super::poll::ready_now(&self.w, &self.waiters[i].actor, fds);
+                    self.waiters[i].ever = self.waiters[i].ever.max(now);
+                    continue;
+                }
+                &WaitKind::Read { obj } => {
+                    let before = self.waiters[i].ever;
+                    let r = self.w.readiness(obj);
+                    let bits = IN | HUP | ERR;
+                    let now = if r.must & bits != 0 {
+                        Tri::Yes
+                    } else if r.may & bits != 0 {
+                        Tri::Maybe
+                    } else {
+                        Tri::No
+                    };
+                    self.waiters[i].ever = self.waiters[i].ever.max(now);
+                    if before == Tri::No && now != Tri::No {
+                        self.w.lose(obj);
+                    }
+                    continue;
+                }
+                _ => {}
+            }
             let WaitKind::Epoll { ep, .. } = self.waiters[i].kind else {
                 continue;
             };
@@ -117,23 +160,46 @@ impl Model {
                     .count();
                 let conn = self.handed.get_mut(listener).and_then(VecDeque::pop_front);
                 if let (Some(conn), Ok(v), Some(name)) = (conn, got.result, name) {
-                    self.w.bind_fd(&waiter.actor, name, conn);
+                    self.w.bind_fd_num(&waiter.actor, name, conn, Some(v));
                     self.w.release(conn);
-                    if let Some(a) = self.w.actors.get_mut(&waiter.actor) {
-                        a.nums.insert(name.clone(), v);
-                    }
+                    self.w.proc_mut(&waiter.actor).nums.insert(name.clone(), v);
                 }
                 match (conn, peers) {
+                    (None, _) if waiter.interrupted => {
+                        (Allowed::one(Res::Err(Errno::EINTR)), &rules::SIGNAL_EINTR)
+                    }
+                    (Some(_), _) if waiter.interrupted => {
+                        (Allowed::Unspecified, &rules::WAKE_WHICH)
+                    }
                     (Some(_), 0) => (Allowed::one(Res::NewFd), &rules::ACCEPT_FIRST),
                     (Some(_), _) => (Allowed::Unspecified, &rules::WAKE_WHICH),
                     (None, _) => (Allowed::Unspecified, &rules::WAKE_WHICH),
                 }
             }
-            (WaitKind::Epoll { ep, max }, Some(step)) => {
-                let entries = self.w.epoll(*ep).map_or(0, |e| e.entries.len());
-                let note = epoll::apply_wait(&mut self.w, *ep, *max, &got.events);
-                let allowed = Allowed::range(1, count(entries).min(*max));
-                let mut j = judgement(step, got, allowed, &rules::WAIT_BLOCKING);
+            (&WaitKind::Epoll { ep, max, timed }, Some(step)) => {
+                let entries = self.w.epoll(ep).map_or(0, |e| e.entries.len());
+                // A timed wait may have returned long before it is collected: what it did not
+                // report says nothing about later edges (a full list skips that inference).
+                let inference_max = if timed { 0 } else { max };
+                let note = match got.result {
+                    Ok(_) => epoll::apply_wait(&mut self.w, ep, inference_max, &got.events),
+                    Err(_) => None,
+                };
+                let (allowed, rule) = if timed {
+                    // It may have timed out before a signal came.
+                    let mut set = vec![Res::Range(0, count(entries).min(max))];
+                    if waiter.interrupted {
+                        set.push(Res::Err(Errno::EINTR));
+                    }
+                    (
+                        Allowed::Set(set),
+                        Some(&rules::SIGNAL_EINTR).filter(|_| waiter.interrupted),
+                    )
+                } else {
+                    interruptible(&waiter, Allowed::range(1, count(entries).min(max)))
+                };
+                let rule = rule.unwrap_or(&rules::WAIT_BLOCKING);
+                let mut j = judgement(step, got, allowed, rule);
                 if let Some(note) = note {
                     j.label = Label::Contradicts;
                     j.rule = &rules::WAIT_MASK;
@@ -141,6 +207,20 @@ impl Model {
                 }
                 self.after_step();
                 return j;
+            }
+            (WaitKind::Poll { fds }, _) => {
+                let (allowed, rule) = interruptible(&waiter, Allowed::range(1, count(fds.len())));
+                (allowed, rule.unwrap_or(&rules::WAKE_POLL))
+            }
+            (&WaitKind::Read { obj }, _) => {
+                if got.result.is_ok() {
+                    // What it read, and when, the model did not follow.
+                    self.w.lose(obj);
+                }
+                match interruptible(&waiter, Allowed::Unspecified) {
+                    (a, Some(rule)) => (a, rule),
+                    (a, None) => (a, &rules::WAKE_READ),
+                }
             }
             _ => (Allowed::Unspecified, &rules::NOT_MODELLED),
         };
@@ -210,11 +290,41 @@ impl Model {
                 hi += 1;
                 continue;
             };
+            if w.interrupted {
+                // A caught signal ends the wait (signal(7)), if nothing ended it before.
+                lo += 1;
+                hi += 1;
+                rule = &rules::SIGNAL_EINTR;
+                continue;
+            }
             match &w.kind {
+                WaitKind::Poll { fds } => {
+                    let (now, undocumented) = super::poll::ready_now(&self.w, &w.actor, fds);
+                    if undocumented && w.ever != Tri::No {
+                        return (Allowed::Unspecified, &rules::READY_UNSPECIFIED);
+                    }
+                    if now == Tri::Yes {
+                        lo += 1;
+                    }
+                    if w.ever != Tri::No {
+                        hi += 1;
+                        rule = &rules::WAKE_POLL;
+                    }
+                }
+                WaitKind::Read { .. } => {
+                    if w.ever != Tri::No {
+                        hi += 1;
+                        rule = &rules::WAKE_READ;
+                    }
+                }
                 WaitKind::Accept { listener, .. } => {
                     if !accept_pools.contains(listener) {
                         accept_pools.push(*listener);
                     }
+                }
+                WaitKind::Epoll { timed: true, .. } => {
+                    // It may have timed out, whatever happened.
+                    return (Allowed::Unspecified, &rules::NOT_MODELLED);
                 }
                 WaitKind::Epoll { ep, .. } => {
                     if self.w.undocumented(*ep) && w.ever != Tri::No {
@@ -264,6 +374,21 @@ impl Model {
             }
         }
         (Allowed::range(lo, hi), rule)
+    }
+}
+
+/// What an interrupted waiter may return: only EINTR (signal(7)) when nothing it waits for
+/// was ready, else also what it returns when woken (`woken`, unspecified for a read).
+fn interruptible(w: &Waiter, woken: Allowed) -> (Allowed, Option<&'static Rule>) {
+    let eintr = Res::Err(Errno::EINTR);
+    match (w.interrupted, w.ever, woken) {
+        (false, _, woken) => (woken, None),
+        (true, Tri::No, _) => (Allowed::one(eintr), Some(&rules::SIGNAL_EINTR)),
+        (true, _, Allowed::Set(mut set)) => {
+            set.push(eintr);
+            (Allowed::Set(set), Some(&rules::SIGNAL_EINTR))
+        }
+        (true, _, Allowed::Unspecified) => (Allowed::Unspecified, Some(&rules::SIGNAL_EINTR)),
     }
 }
 

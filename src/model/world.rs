@@ -20,8 +20,9 @@ pub const EXCLUSIVE: u32 = libc::EPOLLEXCLUSIVE as u32;
 pub const ANY: u32 = IN | OUT | PRI | ERR | HUP | RDHUP;
 
 /// Yes, no, or the documentation does not say.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tri {
+    #[default]
     No,
     Maybe,
     Yes,
@@ -62,6 +63,8 @@ pub struct Sock {
     pub peer_lost: bool,
     /// The model lost track of this socket (an unmodelled call touched it).
     pub unknown: bool,
+    /// A datagram or seqpacket socket: the model follows only stream sockets' data.
+    pub not_stream: bool,
     /// The actor that made it listen (the fast path spawns in any other).
     pub listened_by: Option<String>,
 }
@@ -109,12 +112,20 @@ impl Entry {
 #[derive(Clone, Debug, Default)]
 pub struct Epoll {
     pub entries: Vec<Entry>,
+    /// A call the model could not follow may have changed the interest list (a
+    /// registration made through a number another fd may hold).
+    pub unknown: bool,
 }
 
 #[derive(Clone, Debug)]
 pub enum Kind {
     Sock(Sock),
     Epoll(Epoll),
+    Pipe(super::files::Pipe),
+    Eventfd(super::files::Eventfd),
+    Timer(super::files::Timer),
+    /// A file opened by path (openat): what it is depends on the file system.
+    File,
     /// The last fd was closed.
     Closed,
 }
@@ -133,9 +144,16 @@ pub struct Obj {
 pub struct Fd {
     pub obj: ObjId,
     pub open: bool,
+    /// Closed, and since then a new fd may have taken its number (open(2): a new fd gets the
+    /// lowest number not open), so the name may now reach that fd.
+    pub reused: bool,
+    /// Open, but a call through another name (a closed one whose number it may have taken,
+    /// or a literal number) may have closed or replaced it: the model no longer knows.
+    pub doubtful: bool,
 }
 
-/// One actor (process) and its fd table, by script name.
+/// One process and its fd table, by the script name of the actor that is the process (its
+/// threads share it: clone(2) CLONE_FILES).
 #[derive(Clone, Debug, Default)]
 pub struct Actor {
     pub fds: HashMap<String, Fd>,
@@ -152,9 +170,27 @@ pub struct World {
     pub actors: HashMap<String, Actor>,
     /// Bound addresses, by script name: the sockets holding them.
     pub addrs: HashMap<String, Vec<ObjId>>,
+    /// Threads, by script name: the actor whose process (and fd table) they belong to.
+    pub threads: HashMap<String, String>,
 }
 
 impl World {
+    /// The actor whose fd table `actor` uses (itself, unless it is a thread).
+    pub fn table<'a>(&'a self, actor: &'a str) -> &'a str {
+        self.threads.get(actor).map_or(actor, String::as_str)
+    }
+
+    /// The fd table `actor` uses.
+    pub fn proc(&self, actor: &str) -> Option<&Actor> {
+        self.actors.get(self.table(actor))
+    }
+
+    /// The fd table `actor` uses, made if new.
+    pub fn proc_mut(&mut self, actor: &str) -> &mut Actor {
+        let table = self.table(actor).to_string();
+        self.actors.entry(table).or_default()
+    }
+
     pub fn add(&mut self, kind: Kind) -> ObjId {
         self.objs.push(Obj {
             kind,
@@ -187,15 +223,53 @@ impl World {
 
     /// Gives `actor` the fd `name` for `obj` (closing what the name held: a new number).
     pub fn bind_fd(&mut self, actor: &str, name: &str, obj: ObjId) {
+        self.bind_fd_num(actor, name, obj, None);
+    }
+
+    /// [`World::bind_fd`] for a new fd whose number may be known: a closed name whose number
+    /// it may have taken may now reach it.
+    pub fn bind_fd_num(&mut self, actor: &str, name: &str, obj: ObjId, num: Option<i64>) {
         self.objs[obj].refs += 1;
-        let a = self.actors.entry(actor.to_string()).or_default();
-        let old = a.fds.insert(name.to_string(), Fd { obj, open: true });
+        let a = self.proc_mut(actor);
+        for (other, fd) in a.fds.iter_mut().filter(|(_, f)| !f.open) {
+            let closed = a.nums.get(other);
+            if num.is_none() || closed.is_none() || closed == num.as_ref() {
+                fd.reused = true;
+            }
+        }
+        let fresh = Fd {
+            obj,
+            open: true,
+            reused: false,
+            doubtful: false,
+        };
+        let old = a.fds.insert(name.to_string(), fresh);
         if let Some(Fd {
             obj: old,
             open: true,
+            ..
         }) = old
         {
             self.release(old);
+        }
+    }
+
+    /// A call reached the fd number `num` (`None`: not known) of `actor`'s table through a
+    /// name that may not be the one the model holds for it (a literal number, a closed name
+    /// whose number a newer fd may have taken). Every open fd that may hold that number
+    /// loses what the model knew; with `closes`, it may be gone.
+    pub fn through_number(&mut self, actor: &str, num: Option<i64>, closes: bool) {
+        let a = self.proc_mut(actor);
+        let mut hit = vec![];
+        for (name, fd) in a.fds.iter_mut().filter(|(_, f)| f.open) {
+            let theirs = a.nums.get(name);
+            if num.is_none() || theirs.is_none() || theirs == num.as_ref() {
+                fd.doubtful |= closes;
+                hit.push(fd.obj);
+            }
+        }
+        for o in hit {
+            self.lose(o);
         }
     }
 
@@ -249,7 +323,11 @@ impl World {
                     self.unbind(addr, obj);
                 }
             }
-            Kind::Epoll(_) | Kind::Closed => {}
+            Kind::Pipe(p) => {
+                // The other end sees end of file (a reader) or loses its readers (a writer).
+                self.objs[p.other].activity += 1;
+            }
+            Kind::Epoll(_) | Kind::Eventfd(_) | Kind::Timer(_) | Kind::File | Kind::Closed => {}
         }
     }
 
@@ -261,8 +339,11 @@ impl World {
 
     /// What the file `obj` is ready for, as far as the documentation says.
     pub fn readiness(&self, obj: ObjId) -> Ready {
+        if let Some(r) = self.file_readiness(obj) {
+            return r;
+        }
         match &self.objs[obj].kind {
-            Kind::Closed => Ready::default(),
+            Kind::Epoll(ep) if ep.unknown => Ready { must: 0, may: IN },
             Kind::Epoll(ep) => {
                 let mut r = Ready::default();
                 for e in &ep.entries {
@@ -275,7 +356,9 @@ impl World {
                 r.may &= !r.must;
                 r
             }
-            Kind::Sock(s) if s.unknown || s.peer_lost => Ready { must: 0, may: ANY },
+            Kind::Sock(s) if s.unknown || s.peer_lost || s.not_stream => {
+                Ready { must: 0, may: ANY }
+            }
             Kind::Sock(s) => match &s.state {
                 SockState::Fresh | SockState::Bound(_) => Ready { must: 0, may: ANY },
                 SockState::Listening { .. } if s.rd_shut || s.wr_shut => {
@@ -289,6 +372,7 @@ impl World {
                     (true, false) => Ready::default(),
                 },
                 SockState::Connected => {
+                    let peer_rd_shut = self.peer_rd_shut(s);
                     let mut r = Ready::default();
                     if s.rx > 0 || s.peer_eof {
                         r.must |= IN;
@@ -296,7 +380,7 @@ impl World {
                     if s.peer_eof {
                         r.must |= RDHUP;
                     }
-                    if s.peer_eof || s.rd_shut || s.wr_shut {
+                    if s.peer_eof || s.rd_shut || s.wr_shut || peer_rd_shut {
                         // After a shutdown the documentation names no exact mask.
                         r.may |= ANY;
                     } else {
@@ -306,14 +390,25 @@ impl World {
                     r
                 }
             },
+            _ => Ready::default(),
         }
+    }
+
+    /// Whether the peer of `s` shut down its reading side: what a write to `s` then does is
+    /// not documented (unix sockets fail with EPIPE, TCP accepts and drops).
+    pub fn peer_rd_shut(&self, s: &Sock) -> bool {
+        s.peer.and_then(|p| self.sock(p)).is_some_and(|p| p.rd_shut)
     }
 
     /// Whether readiness depends on something the documentation does not describe.
     pub fn undocumented(&self, obj: ObjId) -> bool {
+        if let Some(u) = self.file_undocumented(obj) {
+            return u;
+        }
         match &self.objs[obj].kind {
             Kind::Sock(s) => {
                 s.unknown
+                    || s.not_stream
                     || s.peer_lost
                     || matches!(s.state, SockState::Fresh | SockState::Bound(_))
                     || matches!(
@@ -323,12 +418,12 @@ impl World {
                             ..
                         }
                     )
-                    || ((s.rd_shut || s.wr_shut || s.peer_eof)
+                    || ((s.rd_shut || s.wr_shut || s.peer_eof || self.peer_rd_shut(s))
                         && !matches!(s.state, SockState::Listening { .. }))
                     || (matches!(s.state, SockState::Listening { .. }) && (s.rd_shut || s.wr_shut))
             }
-            Kind::Epoll(ep) => ep.entries.iter().any(|e| self.undocumented(e.obj)),
-            Kind::Closed => false,
+            Kind::Epoll(ep) => ep.unknown || ep.entries.iter().any(|e| self.undocumented(e.obj)),
+            _ => false,
         }
     }
 }
