@@ -99,11 +99,12 @@ pub(super) fn apply(m: &mut Model, step: &Step, got: &StepResult) -> Option<Stri
             }
         }
         "listen" => {
+            let process = m.w.table(actor).to_string();
             if let Look::Open(o) = look(&m.w, actor, &op.fd(0))
                 && let Some(s) = m.w.sock_mut(o)
             {
                 let backlog: i64 = op.int(1);
-                s.listened_by = Some(actor.to_string());
+                s.listened_by = Some(process);
                 s.state = match std::mem::take(&mut s.state) {
                     SockState::Bound(a) => SockState::Listening {
                         addr: Some(a),
@@ -403,6 +404,7 @@ fn ctl_apply(m: &mut Model, actor: &str, op: &Op<Script>) {
 /// connections nobody may accept), which its other holders can see (EPOLLHUP): its readiness
 /// is then unspecified, as a shut-down listener's is.
 fn spawn_local(m: &mut Model, actor: &str, name: &str, shared: ObjId) -> ObjId {
+    let process = m.w.table(actor).to_string();
     let Some(s) = m.w.sock_mut(shared) else {
         return shared;
     };
@@ -421,7 +423,7 @@ fn spawn_local(m: &mut Model, actor: &str, name: &str, shared: ObjId) -> ObjId {
         family: s.family,
         nonblock: s.nonblock,
         reuseport: true,
-        listened_by: Some(actor.to_string()),
+        listened_by: Some(process),
         state: SockState::Listening {
             addr: addr.clone(),
             backlog: *backlog,
@@ -433,7 +435,9 @@ fn spawn_local(m: &mut Model, actor: &str, name: &str, shared: ObjId) -> ObjId {
     let addr = addr.clone();
     s.rd_shut |= retired;
     let o = m.w.add(Kind::Sock(local));
-    m.w.bind_fd(actor, name, o);
+    // The same number, now naming the worker's own listener.
+    let num = m.w.proc(actor).and_then(|a| a.nums.get(name)).copied();
+    m.w.bind_fd_num(actor, name, o, num);
     if let Some(addr) = addr {
         m.w.addrs.entry(addr).or_default().push(o);
     }

@@ -521,12 +521,16 @@ pub(super) fn data_value(w: &World, actor: &str, data: &Data<Script>) -> Option<
 
 /// The listener an EPOLL_CTL_ADD of `fd` by `actor` gives its own local copy under the fast
 /// path (libfsocket's listen_spawn heuristic, as the emulation applies it): a TCP listener
-/// that another actor made listen. Only an ADD that succeeds spawns.
+/// that another process made listen. Only an ADD that succeeds spawns.
 pub(super) fn spawns(m: &Model, actor: &str, fd: &Look) -> Option<ObjId> {
     let Look::Open(f) = fd else { return None };
     let s = m.w.sock(*f)?;
     let tcp = matches!(s.family, Some(Family::Inet | Family::Inet6));
-    let other = s.listened_by.as_deref().is_some_and(|by| by != actor);
+    // Per process, as the shim's listen table is: a thread is its process.
+    let other = s
+        .listened_by
+        .as_deref()
+        .is_some_and(|by| by != m.w.table(actor));
     (m.fastpath && tcp && other && matches!(s.state, SockState::Listening { .. })).then_some(*f)
 }
 
