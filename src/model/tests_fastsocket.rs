@@ -102,3 +102,31 @@ fn the_listening_process_and_unix_listeners_never_spawn() {
     );
     assert_eq!(got[4], (Label::Promised, rules::CTL_ADD.id));
 }
+
+#[test]
+fn a_thread_of_the_listening_process_does_not_spawn_but_a_thread_of_a_worker_does() {
+    // The shim's listen table is per process: a thread is its process.
+    let body = format!(
+        "{SHARED}thread() = t1\n[t1] epoll_ctl(E2, EPOLL_CTL_ADD, L1, {{events=EPOLLIN, data=L1}}) = ?\n\
+         fork() = w1\n[w1] thread() = t2\n[t2] epoll_create1(0) = E3\n\
+         [t2] epoll_ctl(E3, EPOLL_CTL_ADD, L1, {{events=EPOLLIN, data=L1}}) = ?\n"
+    );
+    let got = judge(
+        Model::under_fastsocket(Family::Inet),
+        &body,
+        &[
+            Ok(3),
+            Ok(0),
+            Ok(0),
+            Ok(4),
+            Ok(0),
+            Ok(0),
+            Ok(100),
+            Ok(0),
+            Ok(5),
+            Ok(0),
+        ],
+    );
+    assert_eq!(got[5], (Label::Promised, rules::CTL_ADD.id));
+    assert_eq!(got[9], (Label::Promised, rules::FASTSOCKET_SPAWN.id));
+}
