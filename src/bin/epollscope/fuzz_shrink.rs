@@ -1,9 +1,18 @@
 //! Shrinking a finding: drop actors (a fork and every line of its actor), connections (every
 //! line naming a client), then single lines, while the scenario still parses and the same
 //! check still fails. Greedy and bounded.
+//!
+//! Dropping a line can leave a background call that nothing wakes any more (the connect that
+//! woke it is gone), so a candidate may hang: candidates run with a short step timeout, which
+//! costs a hanging candidate a fraction of a second instead of the default two. A candidate
+//! that hangs fails as a run failure; it stays only if that is the very check being shrunk.
 
 /// Most check runs one shrink may spend.
 const BUDGET: usize = 200;
+
+/// The step timeout of a candidate: far above what any generated step takes (a few ms), far
+/// below the default.
+const CANDIDATE_STEP_TIMEOUT: &str = "step-timeout: 300ms";
 
 /// Returns the smallest text found for which `fails` still reports, and its detail.
 pub fn shrink(
@@ -31,7 +40,7 @@ pub fn shrink(
                 continue;
             }
             spent += 1;
-            if let Some(d) = fails(&t) {
+            if let Some(d) = fails(&with_short_steps(&t)) {
                 lines = candidate;
                 detail = d;
                 progress = true;
@@ -41,6 +50,26 @@ pub fn shrink(
         if !progress {
             return (join(&lines), detail);
         }
+    }
+}
+
+/// `text` with [`CANDIDATE_STEP_TIMEOUT`] after its `family:` line (or first, without one).
+fn with_short_steps(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + CANDIDATE_STEP_TIMEOUT.len() + 1);
+    let mut added = false;
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if !added && line.starts_with("family:") {
+            out.push_str(CANDIDATE_STEP_TIMEOUT);
+            out.push('\n');
+            added = true;
+        }
+    }
+    if added {
+        out
+    } else {
+        format!("{CANDIDATE_STEP_TIMEOUT}\n{text}")
     }
 }
 
