@@ -27,6 +27,11 @@ use std::fmt::Write as _;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use mixed::Chan;
+
+mod background;
+mod mixed;
+
 /// The seed of case `index` of a run started with `seed`.
 pub fn case_seed(seed: u64, index: u64) -> u64 {
     seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(index)
@@ -61,28 +66,6 @@ struct Listener {
     /// Workers blocked in accept on it, and how many of them were surely handed a connection.
     acceptors: Vec<usize>,
     handed: usize,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ChanKind {
-    Pipe,
-    SocketPair,
-    Eventfd,
-    Datagram,
-}
-
-/// Something one end writes and another reads: a pipe, a socketpair (S0 writes, S1 reads), an
-/// eventfd, or a bound datagram socket and its sender.
-struct Chan {
-    kind: ChanKind,
-    reader: String,
-    writer: String,
-    /// The datagram socket's address.
-    addr: String,
-    nonblock: bool,
-    /// Whether anything may be unread (an edge-triggered wake is sure only from empty).
-    written: bool,
-    writes: usize,
 }
 
 struct Reg {
@@ -133,9 +116,6 @@ const FLAGS: &[&str] = &[
     "EPOLLIN|EPOLLRDHUP|EPOLLET",
 ];
 
-/// Most writes to one channel: far below any pipe, socket or datagram queue limit.
-const MAX_WRITES: usize = 8;
-
 struct Gen {
     rng: StdRng,
     out: String,
@@ -176,7 +156,12 @@ impl Gen {
         }
     }
 
+    /// Writes one step of `actor`; a background call of its (surely returning: see
+    /// [`Self::usable`]) is collected by that step first, as the runner does.
     fn line(&mut self, actor: usize, text: &str) {
+        if self.actors[actor].busy != Busy::Idle {
+            self.collected(actor);
+        }
         if actor != 0 {
             let _ = write!(self.out, "[{}] ", self.actors[actor].name);
         }
@@ -259,75 +244,6 @@ impl Gen {
         }
     }
 
-    fn make_chan(&mut self) {
-        let i = self.chans.len();
-        let nonblock = self.rng.random_bool(0.5);
-        let kind = [
-            ChanKind::Pipe,
-            ChanKind::SocketPair,
-            ChanKind::Eventfd,
-            ChanKind::Datagram,
-        ][self.rng.random_range(0..4)];
-        let (reader, writer, mut addr) = match kind {
-            ChanKind::Pipe => (format!("R{i}"), format!("W{i}"), String::new()),
-            ChanKind::SocketPair => (format!("Y{i}"), format!("X{i}"), String::new()),
-            ChanKind::Eventfd => (format!("EV{i}"), format!("EV{i}"), String::new()),
-            ChanKind::Datagram => (format!("U{i}"), format!("V{i}"), format!("ADDR{}", 3 + i)),
-        };
-        let nb = |yes: &str| {
-            if nonblock {
-                yes.to_string()
-            } else {
-                "0".into()
-            }
-        };
-        match kind {
-            ChanKind::Pipe => {
-                let flags = nb("O_NONBLOCK");
-                self.line(0, &format!("pipe2([{reader}, {writer}], {flags}) = 0"));
-            }
-            ChanKind::SocketPair => {
-                let ty = ["SOCK_STREAM", "SOCK_SEQPACKET"][self.rng.random_range(0..2)];
-                let ty = if nonblock {
-                    format!("{ty}|SOCK_NONBLOCK")
-                } else {
-                    ty.to_string()
-                };
-                self.line(
-                    0,
-                    &format!("socketpair(AF_UNIX, {ty}, 0, [{writer}, {reader}]) = 0"),
-                );
-            }
-            ChanKind::Eventfd => {
-                let flags = nb("EFD_NONBLOCK");
-                self.line(0, &format!("eventfd2(0, {flags}) = {reader}"));
-            }
-            ChanKind::Datagram => {
-                let ty = if nonblock {
-                    "SOCK_DGRAM|SOCK_NONBLOCK"
-                } else {
-                    "SOCK_DGRAM"
-                };
-                self.line(0, &format!("socket(FAMILY, {ty}, 0) = {reader}"));
-                self.line(0, &format!("bind({reader}, {addr}) = 0"));
-                self.line(0, &format!("socket(FAMILY, SOCK_DGRAM, 0) = {writer}"));
-                addr = addr.clone();
-            }
-        }
-        self.actors[0]
-            .names
-            .push((reader.clone(), Target::Chan(i), true));
-        self.chans.push(Chan {
-            kind,
-            reader,
-            writer,
-            addr,
-            nonblock,
-            written: false,
-            writes: 0,
-        });
-    }
-
     /// A new epoll set made by `actor`, with a few registrations.
     fn make_set(&mut self, actor: usize) {
         let s = self.sets.len();
@@ -387,99 +303,6 @@ impl Gen {
         }
     }
 
-    /// Whether `actor` may take a step: idle, or its background call surely returns.
-    fn usable(&self, actor: usize) -> bool {
-        match &self.actors[actor].busy {
-            Busy::Idle => true,
-            Busy::Accept(l) => {
-                let l = &self.listeners[*l];
-                l.handed == l.acceptors.len()
-            }
-            Busy::Wait { certain, .. } => *certain,
-        }
-    }
-
-    /// Bookkeeping of a surely returning background call being collected.
-    fn collected(&mut self, actor: usize) {
-        if let Busy::Accept(l) = self.actors[actor].busy {
-            let l = &mut self.listeners[l];
-            l.acceptors.retain(|&a| a != actor);
-            l.handed -= 1;
-        }
-        self.actors[actor].busy = Busy::Idle;
-    }
-
-    /// A usable actor (main if `workers` is false may be chosen too), collected if it was busy.
-    fn actor(&mut self, workers_only: bool) -> Option<usize> {
-        let from = usize::from(workers_only);
-        let ok: Vec<usize> = (from..self.actors.len())
-            .filter(|&a| self.usable(a))
-            .collect();
-        let a = self.pick(&ok)?;
-        if self.actors[a].busy != Busy::Idle {
-            // Its next step collects the call first.
-            self.collected(a);
-        }
-        Some(a)
-    }
-
-    /// An idle worker, for a new background call.
-    fn idle_worker(&mut self) -> Option<usize> {
-        let ok: Vec<usize> = (1..self.actors.len())
-            .filter(|&a| self.actors[a].busy == Busy::Idle)
-            .collect();
-        self.pick(&ok)
-    }
-
-    fn watchers(&self, t: Target) -> Vec<usize> {
-        (1..self.actors.len())
-            .filter(|&a| match &self.actors[a].busy {
-                Busy::Idle => false,
-                Busy::Accept(l) => t == Target::Listener(*l),
-                Busy::Wait { watches, .. } => watches.contains(&t),
-            })
-            .collect()
-    }
-
-    /// Whether set `s` has a waiter.
-    fn set_busy(&self, s: usize) -> bool {
-        self.actors
-            .iter()
-            .any(|a| matches!(&a.busy, Busy::Wait { set: Some(x), .. } if *x == s))
-    }
-
-    /// `t` just became ready (from empty, if `was_empty`): a sole blocked watcher surely wakes,
-    /// and is awaited at once, before any step could take the readiness back.
-    fn woke(&mut self, t: Target, was_empty: bool) {
-        let who = self.watchers(t);
-        let [w] = who[..] else {
-            return;
-        };
-        let Busy::Wait { set, certain, .. } = &self.actors[w].busy else {
-            return;
-        };
-        if *certain {
-            return;
-        }
-        let sure = match set {
-            None => true,
-            Some(s) => self.sets[*s].regs.iter().any(|r| {
-                r.target == t
-                    && !r.flags.contains("ONESHOT")
-                    && (!r.flags.contains("EPOLLET") || was_empty)
-            }),
-        };
-        if sure {
-            if self.rng.random_bool(0.3) {
-                let name = self.actors[w].name.clone();
-                self.line(0, &format!("expect woken({name}) = 0..1"));
-            }
-            let name = self.actors[w].name.clone();
-            self.line(0, &format!("await({name})"));
-            self.collected(w);
-        }
-    }
-
     fn action(&mut self) {
         let choice = self.rng.random_range(0..if self.mixed { 24 } else { 18 });
         match choice {
@@ -536,7 +359,14 @@ impl Gen {
 
     fn epoll_wait_now(&mut self) {
         let Some(a) = self.actor(false) else { return };
-        let Some((e, _)) = self.pick(&self.actors[a].sets.clone()) else {
+        // Not on a set a blocked call waits on: which of the two gets an event is timing.
+        let sets: Vec<String> = self.actors[a]
+            .sets
+            .iter()
+            .filter(|(_, s)| !self.set_busy(*s))
+            .map(|x| x.0.clone())
+            .collect();
+        let Some(e) = self.pick(&sets) else {
             return;
         };
         let max = [1, 16][self.rng.random_range(0..2)];
@@ -555,7 +385,7 @@ impl Gen {
         let li = &self.listeners[l];
         // On a blocking listener only while a connection is surely queued and nobody else
         // accepts (a woken accept must find its connection).
-        if li.blocking && (li.queued == 0 || !li.acceptors.is_empty()) {
+        if li.blocking && (li.queued == 0 || !li.acceptors.is_empty()) || self.contended(l) {
             return;
         }
         let Some(a) = self.actor(false) else { return };
@@ -609,7 +439,7 @@ impl Gen {
 
     fn drain(&mut self) {
         let l = self.rng.random_range(0..self.listeners.len());
-        if !self.listeners[l].acceptors.is_empty() {
+        if !self.listeners[l].acceptors.is_empty() || self.contended(l) {
             return;
         }
         let Some(a) = self.actor(false) else { return };
@@ -656,339 +486,7 @@ impl Gen {
             }
         }
     }
-
-    /// A worker blocks in accept on a blocking listener.
-    fn block_accept(&mut self) {
-        let ls: Vec<usize> = (0..self.listeners.len())
-            .filter(|&l| self.listeners[l].blocking && self.listeners[l].handed == 0)
-            .collect();
-        let Some(l) = self.pick(&ls) else { return };
-        let Some(w) = self.idle_worker() else { return };
-        let name = self.listeners[l].name.clone();
-        if self.rng.random_bool(0.5) {
-            self.line(w, &format!("accept({name}, NULL, NULL) = ? &"));
-        } else {
-            self.line(w, &format!("accept4({name}, ..., SOCK_NONBLOCK) = ? &"));
-        }
-        let li = &mut self.listeners[l];
-        if li.queued > 0 {
-            // No acceptor is waiting (connections go to waiters first): it takes one at once.
-            li.queued -= 1;
-            li.handed += 1;
-        }
-        li.acceptors.push(w);
-        self.actors[w].busy = Busy::Accept(l);
-    }
-
-    /// What a blocked epoll_wait on set `s` watches, and whether it returns at once.
-    fn set_watch(&self, s: usize) -> (Vec<Target>, bool) {
-        let regs = &self.sets[s].regs;
-        let at_once = regs.iter().any(|r| {
-            matches!(r.target, Target::Listener(l) if self.listeners[l].queued > 0)
-                && !r.flags.contains("EPOLLET")
-                && !r.flags.contains("ONESHOT")
-        });
-        (regs.iter().map(|r| r.target).collect(), at_once)
-    }
-
-    /// A worker blocks in epoll_wait (for ever) on a set nobody else waits on.
-    fn block_epoll(&mut self) {
-        let Some(w) = self.idle_worker() else { return };
-        let sets: Vec<(String, usize)> = self.actors[w]
-            .sets
-            .iter()
-            .filter(|(_, s)| !self.set_busy(*s))
-            .cloned()
-            .collect();
-        let Some((e, s)) = self.pick(&sets) else {
-            return;
-        };
-        let max = [1, 16][self.rng.random_range(0..2)];
-        if self.mixed && self.rng.random_bool(0.3) {
-            self.line(
-                w,
-                &format!("epoll_pwait2({e}, [...], {max}, NULL, NULL, 8) = ? &"),
-            );
-        } else {
-            self.line(w, &format!("epoll_wait({e}, {max}, -1) = ? &"));
-        }
-        let (watches, certain) = self.set_watch(s);
-        self.actors[w].busy = Busy::Wait {
-            watches,
-            set: Some(s),
-            certain,
-        };
-    }
-
-    /// Several workers, each with its own set on one listener, block; one connection; how
-    /// many woke is the model's to judge. Those not surely woken stay blocked.
-    fn herd(&mut self) {
-        let ls: Vec<usize> = (0..self.listeners.len())
-            .filter(|&l| !self.listeners[l].blocking)
-            .collect();
-        let Some(l) = self.pick(&ls) else { return };
-        let flags =
-            ["EPOLLIN", "EPOLLIN|EPOLLEXCLUSIVE", "EPOLLIN|EPOLLET"][self.rng.random_range(0..3)];
-        let name = self.listeners[l].name.clone();
-        let mut herd = vec![];
-        for _ in 0..self.rng.random_range(2..=3) {
-            let Some(w) = self.idle_worker() else { break };
-            self.make_set_with(w, &name, flags);
-            let s = self.actors[w].sets.last().map_or(0, |x| x.1);
-            let e = self.actors[w]
-                .sets
-                .last()
-                .map_or(String::new(), |x| x.0.clone());
-            self.line(w, &format!("epoll_wait({e}, 16, -1) = ? &"));
-            let (watches, certain) = self.set_watch(s);
-            self.actors[w].busy = Busy::Wait {
-                watches,
-                set: Some(s),
-                certain,
-            };
-            herd.push(w);
-        }
-        if herd.is_empty() {
-            return;
-        }
-        self.connect_to(l);
-        let names: Vec<String> = herd.iter().map(|&w| self.actors[w].name.clone()).collect();
-        self.line(
-            0,
-            &format!("expect woken({}) = 0..{}", names.join(", "), names.len()),
-        );
-    }
-
-    fn make_set_with(&mut self, w: usize, listener: &str, flags: &'static str) {
-        let s = self.sets.len();
-        let e = self.fresh("E");
-        self.line(w, &format!("epoll_create1(0) = {e}"));
-        self.sets.push(Set {
-            regs: vec![],
-            owner: Some(w),
-        });
-        self.actors[w].sets.push((e.clone(), s));
-        self.ctl(w, &e, s, "EPOLL_CTL_ADD", listener, flags);
-    }
-
-    /// Main connects to listener `l` (if there is room), with the same bookkeeping as
-    /// [`Self::connect`].
-    fn connect_to(&mut self, l: usize) {
-        let li = &self.listeners[l];
-        if li.queued + li.handed + 1 >= li.backlog {
-            return;
-        }
-        let addr = li.addr.clone();
-        let c = self.fresh("C");
-        self.line(0, &format!("socket(FAMILY, SOCK_STREAM, 0) = {c}"));
-        self.line(0, &format!("connect({c}, {addr}) = ?"));
-        self.actors[0].clients.push((c, l));
-        let was_empty = self.listeners[l].queued == 0;
-        self.listeners[l].queued += 1;
-        self.woke(Target::Listener(l), was_empty);
-    }
-
-    fn expect_woken(&mut self) {
-        let busy: Vec<String> = self.actors[1..]
-            .iter()
-            .filter(|a| a.busy != Busy::Idle)
-            .map(|a| a.name.clone())
-            .collect();
-        if busy.is_empty() {
-            return;
-        }
-        let n = self.rng.random_range(1..=busy.len());
-        let names = &busy[..n];
-        self.line(
-            0,
-            &format!("expect woken({}) = 0..{}", names.join(", "), names.len()),
-        );
-    }
-
-    fn await_some(&mut self) {
-        let ready: Vec<usize> = (1..self.actors.len())
-            .filter(|&a| self.actors[a].busy != Busy::Idle && self.usable(a))
-            .collect();
-        if ready.is_empty() {
-            return;
-        }
-        let n = self.rng.random_range(1..=ready.len());
-        let names: Vec<String> = ready[..n]
-            .iter()
-            .map(|&a| self.actors[a].name.clone())
-            .collect();
-        self.line(0, &format!("await({})", names.join(", ")));
-        for &a in &ready[..n] {
-            self.collected(a);
-        }
-    }
-
-    fn chan_write(&mut self) {
-        let Some(c) = self.pick(&(0..self.chans.len()).collect::<Vec<_>>()) else {
-            return;
-        };
-        if self.chans[c].writes >= MAX_WRITES {
-            return;
-        }
-        let Some(a) = self.actor(false) else { return };
-        let ch = &self.chans[c];
-        let text = match ch.kind {
-            ChanKind::Pipe | ChanKind::SocketPair => format!("write({}, \"ping\") = ?", ch.writer),
-            ChanKind::Eventfd => format!("write({}, \"\\1\\0\\0\\0\\0\\0\\0\\0\") = ?", ch.writer),
-            ChanKind::Datagram => format!(
-                "sendto({}, \"x\", 1, MSG_DONTWAIT, {}) = ?",
-                ch.writer, ch.addr
-            ),
-        };
-        self.line(a, &text);
-        let ch = &mut self.chans[c];
-        let was_empty = !ch.written;
-        ch.written = true;
-        ch.writes += 1;
-        self.woke(Target::Chan(c), was_empty);
-    }
-
-    /// A read that cannot block, or a poll/ppoll that does not wait.
-    fn chan_read_or_poll(&mut self) {
-        let Some(a) = self.actor(false) else { return };
-        if self.rng.random_bool(0.5) {
-            let ok: Vec<usize> = (0..self.chans.len())
-                .filter(|&c| self.chans[c].nonblock)
-                .collect();
-            if let Some(c) = self.pick(&ok) {
-                let text = read_text(&self.chans[c]);
-                self.line(a, &format!("{text} = ?"));
-            }
-            return;
-        }
-        let fds = self.poll_fds(a);
-        if fds.is_empty() {
-            return;
-        }
-        let list = poll_list(&fds);
-        if self.rng.random_bool(0.5) {
-            self.line(a, &format!("poll([{list}], {}, 0) = ?", fds.len()));
-        } else {
-            self.line(
-                a,
-                &format!(
-                    "ppoll([{list}], {}, {{tv_sec=0, tv_nsec=0}}, NULL, 8) = ?",
-                    fds.len()
-                ),
-            );
-        }
-    }
-
-    /// One to three of `a`'s watchable fds (never a blocking listener).
-    fn poll_fds(&mut self, a: usize) -> Vec<(String, Target)> {
-        let names: Vec<(String, Target)> = self.actors[a]
-            .names
-            .iter()
-            .map(|n| (n.0.clone(), n.1))
-            .collect();
-        let mut out: Vec<(String, Target)> = vec![];
-        for _ in 0..self.rng.random_range(1..=3) {
-            if let Some(n) = self.pick(&names)
-                && !out.contains(&n)
-            {
-                out.push(n);
-            }
-        }
-        out
-    }
-
-    /// A worker blocks in read, recvfrom, poll or ppoll (for ever, or for a few ms), or in a
-    /// timed epoll_wait.
-    fn block_other(&mut self) {
-        let Some(w) = self.idle_worker() else { return };
-        let ms = self.rng.random_range(1..=3);
-        match self.rng.random_range(0..3) {
-            0 => {
-                let Some(c) = self.pick(&(0..self.chans.len()).collect::<Vec<_>>()) else {
-                    return;
-                };
-                if !self.watchers(Target::Chan(c)).is_empty() {
-                    return;
-                }
-                let text = read_text(&self.chans[c]);
-                self.line(w, &format!("{text} = ? &"));
-                self.actors[w].busy = Busy::Wait {
-                    watches: vec![Target::Chan(c)],
-                    set: None,
-                    certain: self.chans[c].nonblock,
-                };
-            }
-            1 => {
-                let fds = self.poll_fds(w);
-                if fds.is_empty() {
-                    return;
-                }
-                let list = poll_list(&fds);
-                let n = fds.len();
-                let timed = self.rng.random_bool(0.5);
-                let text = match (self.rng.random_bool(0.5), timed) {
-                    (true, true) => format!("poll([{list}], {n}, {ms})"),
-                    (true, false) => format!("poll([{list}], {n}, -1)"),
-                    (false, true) => format!(
-                        "ppoll([{list}], {n}, {{tv_sec=0, tv_nsec={}}}, NULL, 8)",
-                        ms * 1_000_000
-                    ),
-                    (false, false) => format!("ppoll([{list}], {n}, NULL, NULL, 8)"),
-                };
-                self.line(w, &format!("{text} = ? &"));
-                self.actors[w].busy = Busy::Wait {
-                    watches: fds.iter().map(|f| f.1).collect(),
-                    set: None,
-                    certain: timed,
-                };
-            }
-            _ => {
-                let sets: Vec<(String, usize)> = self.actors[w]
-                    .sets
-                    .iter()
-                    .filter(|(_, s)| !self.set_busy(*s))
-                    .cloned()
-                    .collect();
-                let Some((e, s)) = self.pick(&sets) else {
-                    return;
-                };
-                self.line(w, &format!("epoll_wait({e}, 16, {ms}) = ? &"));
-                let (watches, _) = self.set_watch(s);
-                self.actors[w].busy = Busy::Wait {
-                    watches,
-                    set: Some(s),
-                    certain: true,
-                };
-            }
-        }
-    }
-
-    /// Interrupts a blocked epoll, poll or read waiter (a signal without SA_RESTART ends the
-    /// call at once, or finds it returned) and awaits it. Never a blocked accept: one that was
-    /// handed a connection could return EINTR and leave it queued.
-    fn kill(&mut self) {
-        let ok: Vec<usize> = (1..self.actors.len())
-            .filter(|&a| matches!(self.actors[a].busy, Busy::Wait { .. }))
-            .collect();
-        let Some(w) = self.pick(&ok) else { return };
-        let name = self.actors[w].name.clone();
-        self.line(0, &format!("kill({name}, SIGUSR1) = ?"));
-        self.line(0, &format!("await({name})"));
-        self.actors[w].busy = Busy::Idle;
-    }
 }
 
-fn read_text(ch: &Chan) -> String {
-    match ch.kind {
-        ChanKind::Pipe | ChanKind::SocketPair => format!("read({}, ..., 64)", ch.reader),
-        ChanKind::Eventfd => format!("read({}, ..., 8)", ch.reader),
-        ChanKind::Datagram => format!("recvfrom({}, ..., 64, 0)", ch.reader),
-    }
-}
-
-fn poll_list(fds: &[(String, Target)]) -> String {
-    fds.iter()
-        .map(|(name, _)| format!("{{fd={name}, events=POLLIN}}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+#[cfg(test)]
+mod tests;
