@@ -304,7 +304,7 @@ impl Gen {
     }
 
     fn action(&mut self) {
-        let choice = self.rng.random_range(0..if self.mixed { 24 } else { 18 });
+        let choice = self.rng.random_range(0..if self.mixed { 26 } else { 20 });
         match choice {
             0..=3 => self.connect(),
             4..=5 => self.epoll_wait_now(),
@@ -318,10 +318,11 @@ impl Gen {
             15 => self.herd(),
             16 => self.expect_woken(),
             17 => self.await_some(),
-            18..=19 => self.chan_write(),
-            20 => self.chan_read_or_poll(),
-            21 => self.block_other(),
-            22 => self.kill(),
+            18..=19 => self.burst(),
+            20..=21 => self.chan_write(),
+            22 => self.chan_read_or_poll(),
+            23 => self.block_other(),
+            24 => self.kill(),
             _ => {
                 if let Some(w) = self.idle_worker() {
                     self.make_set(w);
@@ -332,6 +333,24 @@ impl Gen {
 
     fn connect(&mut self) {
         let l = self.rng.random_range(0..self.listeners.len());
+        self.connect_on(l);
+    }
+
+    /// Back-to-back connections to one non-blocking listener, then a look at an epoll set:
+    /// the seed's question (is a second connection to an unaccepted edge-triggered listener a
+    /// new edge?) in all its variations.
+    fn burst(&mut self) {
+        let ls: Vec<usize> = (0..self.listeners.len())
+            .filter(|&l| !self.listeners[l].blocking)
+            .collect();
+        let Some(l) = self.pick(&ls) else { return };
+        for _ in 0..self.rng.random_range(2..=3) {
+            self.connect_on(l);
+        }
+        self.epoll_wait_now();
+    }
+
+    fn connect_on(&mut self, l: usize) {
         let li = &self.listeners[l];
         // A full backlog would block the connect (or drop its SYN): only while there is room.
         if li.queued + li.handed + 1 >= li.backlog {
