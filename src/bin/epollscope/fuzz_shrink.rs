@@ -58,14 +58,19 @@ pub fn shrink(
 }
 
 /// What must stay the same while shrinking: for a detail of the form "line N: STATEMENT:
-/// what happened", the statement and what happened without their numbers (line numbers, fd
-/// numbers, pids, counts change as lines go); other details (a comparison of two runs) are not
-/// tied to one statement.
+/// what happened", the statement and what happened without the words that hold numbers (line
+/// and fd numbers, pids, counts and timeouts change as lines go and candidates run); other
+/// details (a comparison of two runs) are not tied to one statement.
 fn signature(detail: &str) -> Option<String> {
     let rest = detail.strip_prefix("line ")?;
     let (_, rest) = rest.split_once(": ")?;
     let first = rest.lines().next().unwrap_or("");
-    Some(first.chars().filter(|c| !c.is_ascii_digit()).collect())
+    // Words with a digit go whole: "2s" against a candidate's "300ms" is the same hang.
+    let words: Vec<&str> = first
+        .split(' ')
+        .filter(|w| !w.contains(|c: char| c.is_ascii_digit()))
+        .collect();
+    Some(words.join(" "))
 }
 
 /// `text` with [`CANDIDATE_STEP_TIMEOUT`] after its `family:` line (or first, without one).
@@ -137,7 +142,8 @@ mod tests {
     const TEXT: &str = "socket(FAMILY, SOCK_STREAM, 0) = L\nbind(L, ADDR) = 0\n\
         listen(L, 8) = 0\nfork() = w1\n[w1] accept(L, NULL, NULL) = ? &\n\
         socket(FAMILY, SOCK_STREAM, 0) = C\nconnect(C, ADDR) = ?\nawait(w1)\n";
-    const HUNG: &str = "line 5: [w1] accept(L, NULL, NULL) = ? &: step hung: process w1 (pid 7)";
+    const HUNG: &str =
+        "line 5: [w1] accept(L, NULL, NULL) = ? &: step hung: process w1 (pid 7) within 2s";
 
     #[test]
     fn a_run_failure_does_not_shrink_into_another_one() {
@@ -156,7 +162,8 @@ mod tests {
         // The same statement failing the same way, with other numbers: that shrinks.
         let (shrunk, _) = shrink(TEXT, HUNG, |t| {
             t.contains("accept").then(|| {
-                "line 3: [w1] accept(L, NULL, NULL) = ? &: step hung: process w1 (pid 8)".into()
+                "line 3: [w1] accept(L, NULL, NULL) = ? &: step hung: process w1 (pid 8) within 300ms"
+                    .into()
             })
         });
         assert!(shrunk.lines().count() < TEXT.lines().count(), "{shrunk}");
