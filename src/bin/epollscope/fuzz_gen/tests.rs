@@ -54,8 +54,11 @@ fn a_sample_runs_to_completion_without_a_hang() {
     }
 }
 
+/// Whether a (trimmed) scenario line shows a construct.
+type Shows = fn(&str) -> bool;
+
 /// Each construct, and how a line that shows it starts or what it contains.
-const CONSTRUCTS: &[(&str, fn(&str) -> bool)] = &[
+const CONSTRUCTS: &[(&str, Shows)] = &[
     ("blocked accept", |l| {
         l.contains("accept") && l.ends_with(" &")
     }),
