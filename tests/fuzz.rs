@@ -67,8 +67,10 @@ fn a_planted_wrong_rule_is_found_and_shrunk() {
             "7",
             "--count",
             "200",
+            // One job: cases run in order and the first finding ends the run, so the bound is
+            // on cases, not on which thread is faster (seed 7 finds it at case 54).
             "-j",
-            "2",
+            "1",
             "--max-findings",
             "1",
         ])
