@@ -318,9 +318,10 @@ fn the_incoming_cpu_is_measured_exactly_without_steering() {
 }
 
 /// FINDINGS.md F3: under the fast path, a worker's ADD of a listener its inherited epoll set
-/// already holds must fail with EEXIST as it does natively, and a connection queued on the
-/// shared listener before the worker's spawn must still reach the parent (the scenario says
-/// both, and passes natively).
+/// already holds must fail with EEXIST as it does natively, a connection queued on the
+/// shared listener before a worker's ADD must still reach the parent, and one queued before
+/// the worker's ADD must be reported to the worker and stay connected (the scenarios say so,
+/// and pass natively).
 #[test]
 fn a_worker_re_adding_an_inherited_registration_sees_eexist_and_nothing_queued_is_lost() {
     for under in ["native", "fastsocket"] {
@@ -328,6 +329,7 @@ fn a_worker_re_adding_an_inherited_registration_sees_eexist_and_nothing_queued_i
             common::tool("epollscope")
                 .args(["run", "--under", under])
                 .arg("scenarios/fork-inherited-registration-eexist.scn")
+                .arg("scenarios/fork-worker-sees-connections-queued-before.scn")
                 .env("EPOLLSCOPE_PRELOAD", preload_lib()),
         );
         assert_eq!(

@@ -283,6 +283,10 @@ impl FastPath for EmulatedBackend {
         result.map(drop)
     }
 
+    fn has_queue(&self, fd: RawFd) -> bool {
+        sys::tcp_accept_queue(fd).is_ok_and(|n| n > 0)
+    }
+
     /// Spawn only in a process other than the one that called listen (a forked worker).
     /// Registering its own, retired, listener makes the listening process listen again.
     fn wants_spawn(&self, fd: RawFd, pid: i32) -> bool {

@@ -102,6 +102,10 @@ pub trait FastPath: Send + Sync {
     fn spawn_listen(&self, fd: RawFd, cpu: i32) -> Result<(), Errno>;
     /// Whether an epoll_ctl(ADD) of `fd` in process `pid` should spawn first.
     fn wants_spawn(&self, fd: RawFd, pid: i32) -> bool;
+    /// Whether connections wait in listener `fd`'s queue (then a spawn waits).
+    fn has_queue(&self, _fd: RawFd) -> bool {
+        false
+    }
     /// Called in a new child process right after fork, before it runs any of its own code.
     fn after_fork_child(&self) {}
     /// Called in the parent right after a fork.
@@ -118,7 +122,9 @@ pub trait FastPath: Send + Sync {
     /// The program sees what this ADD does natively. It first registers the shared listener,
     /// as the native call would: if that fails (EEXIST because the set, inherited from the
     /// parent, already holds it; EINVAL; ELOOP...), the failure is the answer and nothing is
-    /// spawned. Otherwise that registration is taken back and the worker's own listener is
+    /// spawned. If connections are queued on the shared listener, the registration stays
+    /// and nothing is spawned either: a new listener would hide them from the worker.
+    /// Otherwise that registration is taken back and the worker's own listener is
     /// registered under the same number. The registration exists for a moment in a set the
     /// parent may share, which the parent could see natively too: it is the same one.
     fn epoll_ctl(
@@ -135,6 +141,11 @@ pub trait FastPath: Send + Sync {
         }
         if let Err(e) = epoll_ctl_raw(epfd, op, fd, event.as_deref_mut()) {
             return (Err(e), Spawn::NotNeeded);
+        }
+        // Connections wait on the shared listener: the worker's own would not show them, so
+        // it keeps the shared one for now (a later ADD tries again).
+        if self.has_queue(fd) {
+            return (Ok(()), Spawn::NotNeeded);
         }
         // Before the spawn: once the number names the worker's listener, the shared one's
         // registration could no longer be named (epoll keys on file and number).

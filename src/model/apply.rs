@@ -252,7 +252,7 @@ pub(super) fn apply(m: &mut Model, step: &Step, got: &StepResult) -> Option<Stri
         "epoll_ctl" => ctl_apply(m, actor, op),
         "epoll_wait" | "epoll_pwait" | "epoll_pwait2" => {
             if let Look::Open(ep) = look(&m.w, actor, &op.fd(0)) {
-                return epoll::apply_wait(&mut m.w, ep, op.int(2), &got.events);
+                return epoll::apply_wait(&mut m.w, ep, op.int(2), &got.events, false);
             }
         }
         "drain" => {

@@ -521,7 +521,8 @@ pub(super) fn data_value(w: &World, actor: &str, data: &Data<Script>) -> Option<
 
 /// The listener an EPOLL_CTL_ADD of `fd` by `actor` gives its own local copy under the fast
 /// path (libfsocket's listen_spawn heuristic, as the emulation applies it): a TCP listener
-/// that another process made listen. Only an ADD that succeeds spawns.
+/// that another process made listen, with nothing queued on it. Only an ADD that succeeds
+/// spawns.
 pub(super) fn spawns(m: &Model, actor: &str, fd: &Look) -> Option<ObjId> {
     let Look::Open(f) = fd else { return None };
     let s = m.w.sock(*f)?;
@@ -531,7 +532,9 @@ pub(super) fn spawns(m: &Model, actor: &str, fd: &Look) -> Option<ObjId> {
         .listened_by
         .as_deref()
         .is_some_and(|by| by != m.w.table(actor));
-    (m.fastpath && tcp && other && matches!(s.state, SockState::Listening { .. })).then_some(*f)
+    // With connections queued the fast path keeps the shared listener (they would be hidden).
+    let idle = matches!(&s.state, SockState::Listening { queue, .. } if queue.is_empty());
+    (m.fastpath && tcp && other && idle).then_some(*f)
 }
 
 /// epoll_wait, epoll_pwait and epoll_pwait2 (`blocking`: with no timeout).

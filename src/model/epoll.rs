@@ -183,7 +183,19 @@ pub fn wait_allowed(w: &World, ep: usize, max: i64, blocking: bool) -> (Allowed,
 
 /// Applies what an epoll_wait reported: reported edges are consumed and one-shot
 /// registrations disarmed. Returns a note when a reported event breaks the documented mask.
-pub fn apply_wait(w: &mut World, ep: usize, max: i64, events: &[(u32, u64)]) -> Option<String> {
+/// Applies what an epoll_wait on `ep` reported. `late`: it is a background wait collected
+/// after steps it may have returned before, so the state at its return is not the state now:
+/// what it reported may have been ready then and not now, and arrivals after its return are
+/// still pending; the model checks only that each report names a registration, and leaves
+/// the edges of what it reported open.
+pub fn apply_wait(
+    w: &mut World,
+    ep: usize,
+    max: i64,
+    events: &[(u32, u64)],
+    late: bool,
+) -> Option<String> {
+    let max = if late { 0 } else { max };
     let mut note = None;
     let epoll = w.epoll(ep).filter(|e| !e.unknown)?;
     let entries = epoll.entries.clone();
@@ -192,7 +204,7 @@ pub fn apply_wait(w: &mut World, ep: usize, max: i64, events: &[(u32, u64)]) -> 
     let mut learned = vec![];
     for &(mask, data) in events {
         let ready = |i: usize, d: Option<u64>| {
-            entries[i].data == d && reportable(w, &entries[i]).0 != Tri::No
+            entries[i].data == d && (late || reportable(w, &entries[i]).0 != Tri::No)
         };
         let mut candidates: Vec<usize> = (0..entries.len())
             .filter(|&i| ready(i, Some(data)))
@@ -213,6 +225,7 @@ pub fn apply_wait(w: &mut World, ep: usize, max: i64, events: &[(u32, u64)]) -> 
                 ))
             }
             [] => reported.iter_mut().for_each(|r| *r = (*r).max(Tri::Maybe)),
+            [i] if late => reported[*i] = Tri::Maybe,
             [i] => {
                 reported[*i] = Tri::Yes;
                 let e = &entries[*i];

@@ -59,6 +59,23 @@ struct Waiter {
     ever: world::Tri,
     /// A caught signal (kill) reached it while it waited.
     interrupted: bool,
+    /// Arrivals on the files it watches, counted at its start (see [`World::arrivals`]).
+    arrivals_at_start: u64,
+    /// Whether what it waits for was ready when it started (it may have returned at once).
+    ready_at_start: world::Tri,
+}
+
+impl Waiter {
+    /// Whether it may have returned before an arrival on what it watches: then that arrival
+    /// is not in its result, and its result is not the state at its collection. One arrival
+    /// after a start that found nothing ready is the one that woke it.
+    fn late(&self, w: &World) -> bool {
+        let arrivals = match self.kind {
+            WaitKind::Epoll { ep, .. } => w.arrivals(ep).saturating_sub(self.arrivals_at_start),
+            _ => return true,
+        };
+        arrivals >= 2 || (arrivals == 1 && self.ready_at_start != world::Tri::No)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -335,3 +352,5 @@ mod tests_calls;
 mod tests_fastsocket;
 #[cfg(test)]
 mod tests_fds;
+#[cfg(test)]
+mod tests_late;

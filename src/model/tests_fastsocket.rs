@@ -130,3 +130,28 @@ fn a_thread_of_the_listening_process_does_not_spawn_but_a_thread_of_a_worker_doe
     assert_eq!(got[5], (Label::Promised, rules::CTL_ADD.id));
     assert_eq!(got[9], (Label::Promised, rules::FASTSOCKET_SPAWN.id));
 }
+
+#[test]
+fn with_connections_queued_the_worker_keeps_the_shared_listener() {
+    let body = format!(
+        "{SHARED}fork() = w1\nsocket(FAMILY, SOCK_STREAM, 0) = C\nconnect(C, ADDR1) = 0\n\
+         [w1] epoll_create1(0) = E3\n\
+         [w1] epoll_ctl(E3, EPOLL_CTL_ADD, L1, {{events=EPOLLIN, data=L1}}) = ?\n\
+         [w1] drain(L1) = ?\n"
+    );
+    let results = [
+        Ok(3),
+        Ok(0),
+        Ok(0),
+        Ok(4),
+        Ok(100),
+        Ok(5),
+        Ok(0),
+        Ok(6),
+        Ok(0),
+        Ok(1),
+    ];
+    let got = judge(Model::under_fastsocket(Family::Inet), &body, &results);
+    assert_eq!(got[8], (Label::Promised, rules::CTL_ADD.id));
+    assert_eq!(got[9], (Label::Promised, rules::DRAIN.id));
+}

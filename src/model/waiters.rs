@@ -84,14 +84,26 @@ impl Model {
                 WaitKind::Other
             }
         };
+        let kind_ep = match kind {
+            WaitKind::Epoll { ep, .. } => Some(ep),
+            _ => None,
+        };
         self.waiters.push(Waiter {
             actor: actor.to_string(),
             kind,
             span: step.span,
             ever: Tri::No,
             interrupted: false,
+            arrivals_at_start: match kind_ep {
+                Some(ep) => self.w.arrivals(ep),
+                None => 0,
+            },
+            ready_at_start: Tri::No,
         });
         self.after_step();
+        if let Some(w) = self.waiters.last_mut() {
+            w.ready_at_start = w.ever;
+        }
     }
 
     /// After each step: pending epoll waiters may have returned and consumed edges.
@@ -181,8 +193,9 @@ impl Model {
                 // A timed wait may have returned long before it is collected: what it did not
                 // report says nothing about later edges (a full list skips that inference).
                 let inference_max = if timed { 0 } else { max };
+                let late = waiter.late(&self.w);
                 let note = match got.result {
-                    Ok(_) => epoll::apply_wait(&mut self.w, ep, inference_max, &got.events),
+                    Ok(_) => epoll::apply_wait(&mut self.w, ep, inference_max, &got.events, late),
                     Err(_) => None,
                 };
                 let (allowed, rule) = if timed {

@@ -337,6 +337,21 @@ impl World {
         }
     }
 
+    /// Arrivals so far on the files registered in epoll set `ep` (and in the sets it holds):
+    /// how a waiter knows whether something came after the arrival that woke it.
+    pub fn arrivals(&self, ep: ObjId) -> u64 {
+        fn sum(w: &World, ep: ObjId, depth: usize) -> u64 {
+            let Some(set) = w.epoll(ep).filter(|_| depth <= 6) else {
+                return 0;
+            };
+            set.entries
+                .iter()
+                .map(|e| w.objs[e.obj].activity + sum(w, e.obj, depth + 1))
+                .sum()
+        }
+        sum(self, ep, 0)
+    }
+
     /// What the file `obj` is ready for, as far as the documentation says.
     pub fn readiness(&self, obj: ObjId) -> Ready {
         if let Some(r) = self.file_readiness(obj) {

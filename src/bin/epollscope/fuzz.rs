@@ -63,6 +63,8 @@ enum Check {
     Model(String),
     /// The run failed (a bound name's call failed, a step hung, an actor died).
     RunFailed,
+    /// The run under the shim failed (natively it passed).
+    ShimRunFailed,
     /// The trace-mode shim changed the symbolic trace.
     ShimTrace,
     /// Under fastsocket, a result the model excludes.
@@ -78,6 +80,7 @@ impl Check {
                 format!("observed result outside the model's allowed set (rule {rule})")
             }
             Check::RunFailed => "the run failed".into(),
+            Check::ShimRunFailed => "the run under the shim failed (natively it passed)".into(),
             Check::ShimTrace => "the trace-mode shim changed the symbolic trace".into(),
             Check::Fastsocket(rule) => {
                 format!("under fastsocket, a result outside the model's allowed set (rule {rule})")
@@ -193,7 +196,12 @@ fn judge(
             || r.summary(),
             |f| format!("line {}: {}: {}", f.line, f.script, f.message),
         );
-        return Some((Check::RunFailed, detail));
+        let check = if fast {
+            Check::ShimRunFailed
+        } else {
+            Check::RunFailed
+        };
+        return Some((check, detail));
     }
     None
 }
