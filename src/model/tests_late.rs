@@ -9,9 +9,12 @@ use crate::addr::Family;
 use crate::scenario::parse;
 use crate::scenario::{StepResult, ast::Stmt};
 
+/// A step's result and the (mask, data) events an epoll_wait reported.
+type Got = (Result<i64, Errno>, Vec<(u32, u64)>);
+
 /// Judges `text` with `results` in the order the runner records them (a background step's
 /// result where it is collected) and returns the labels.
-fn labels(text: &str, results: &[(Result<i64, Errno>, Vec<(u32, u64)>)]) -> Vec<Label> {
+fn labels(text: &str, results: &[Got]) -> Vec<Label> {
     let scenario = parse(std::path::Path::new("t.scn"), text).expect("parses");
     // The steps whose results are recorded, in recording order: foreground steps where they
     // stand, a background one at its collection (`await`).
