@@ -125,6 +125,9 @@ pub struct Explanation {
     pub judgements: Vec<Judgement>,
     /// Steps the run did not reach (it failed first).
     pub unreached: usize,
+    /// Background calls still blocked where the run's record ends: (script line, whether the
+    /// documentation promises that something woke them by then).
+    pub blocked: Vec<(usize, bool)>,
 }
 
 impl Explanation {
@@ -205,7 +208,9 @@ fn walk(
         match stmt {
             Stmt::Step(step) => {
                 if let Some(i) = m.waiting(&step.actor) {
-                    let Some(got) = results.next() else { break };
+                    let Some(got) = results.next().filter(|g| m.collects(i, g)) else {
+                        break;
+                    };
                     out.push(m.collect(i, scenario, got));
                 }
                 if step.background {
@@ -230,7 +235,7 @@ fn walk(
                     let Some(i) = m.waiting(actor) else {
                         break 'body;
                     };
-                    let Some(got) = results.next() else {
+                    let Some(got) = results.next().filter(|g| m.collects(i, g)) else {
                         break 'body;
                     };
                     out.push(m.collect(i, scenario, got));
@@ -263,9 +268,41 @@ fn walk(
             j.note = Some("the scenario uses calls the model does not know".into());
         }
     }
+    let blocked = m
+        .waiters
+        .iter()
+        .map(|w| (w.span.line, m.wake_promised(w)))
+        .collect();
     Explanation {
         judgements: out,
         unreached: total - reached,
+        blocked,
+    }
+}
+
+impl Model {
+    /// Whether `got` is background call `i`'s result (a run that failed may have recorded
+    /// none: a call that never returned).
+    fn collects(&self, i: usize, got: &StepResult) -> bool {
+        let w = &self.waiters[i];
+        got.span == w.span && got.actor == w.actor
+    }
+
+    /// Whether waiter `w` is certainly woken by what happened so far: what it waits for was
+    /// certainly ready at some point (an accept: a connection was handed to it alone).
+    fn wake_promised(&self, w: &Waiter) -> bool {
+        match &w.kind {
+            WaitKind::Accept { listener, .. } => {
+                let peers = self
+                    .waiters
+                    .iter()
+                    .filter(|o| matches!(o.kind, WaitKind::Accept { listener: l, .. } if l == *listener))
+                    .count();
+                peers == 1 && self.handed.get(listener).is_some_and(|q| !q.is_empty())
+            }
+            WaitKind::Other => false,
+            _ => w.ever == world::Tri::Yes,
+        }
     }
 }
 

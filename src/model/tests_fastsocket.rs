@@ -155,3 +155,52 @@ fn with_connections_queued_the_worker_keeps_the_shared_listener() {
     assert_eq!(got[8], (Label::Promised, rules::CTL_ADD.id));
     assert_eq!(got[9], (Label::Promised, rules::DRAIN.id));
 }
+
+#[test]
+fn a_worker_blocked_on_its_own_listener_is_not_promised_a_wake_up() {
+    // The connection may sit on the shared listener or another worker's: under the fast path
+    // a wait that never returns is allowed (`fuzz` does not report that hang), natively the
+    // wait is promised to return.
+    let body = format!(
+        "{SHARED}fork() = w1\n[w1] epoll_create1(0) = E3\n\
+         [w1] epoll_ctl(E3, EPOLL_CTL_ADD, L1, {{events=EPOLLIN, data=L1}}) = ?\n\
+         socket(FAMILY, SOCK_STREAM, 0) = C\nconnect(C, ADDR1) = 0\n\
+         [w1] epoll_wait(E3, 16, -1) = ? &\n"
+    );
+    let text = format!("# t\nfamily: inet\n{body}");
+    let scenario = parse(std::path::Path::new("t.scn"), &text).expect("parses");
+    let results: Vec<Result<i64, Errno>> = vec![
+        Ok(3),
+        Ok(0),
+        Ok(0),
+        Ok(4),
+        Ok(100),
+        Ok(5),
+        Ok(0),
+        Ok(6),
+        Ok(0),
+    ];
+    let steps: Vec<StepResult> = scenario
+        .body
+        .iter()
+        .filter_map(|s| match s {
+            Stmt::Step(step) if !step.background => Some(step),
+            _ => None,
+        })
+        .zip(results)
+        .map(|(step, result)| StepResult {
+            span: step.span,
+            actor: step.actor.clone(),
+            result,
+            events: vec![],
+        })
+        .collect();
+    let wait_line = 12;
+    for (model, promised) in [
+        (Model::under_fastsocket(Family::Inet), false),
+        (Model::new(Family::Inet), true),
+    ] {
+        let ex = explain_with(model, &scenario, &steps, &[]);
+        assert_eq!(ex.blocked, vec![(wait_line, promised)]);
+    }
+}
