@@ -47,6 +47,16 @@ impl FlowSocket<'_> {
         self.readable(side)?.buf.peek(buf)
     }
 
+    /// [`FlowSocket::peek`] without the copy: `read` gets the bytes where they lie.
+    pub fn peek_in_place(
+        &mut self,
+        side: Side,
+        max: usize,
+        read: impl FnMut(&[u8]),
+    ) -> Result<usize, MonError> {
+        self.readable(side)?.buf.peek_in_place(max, read)
+    }
+
     /// `mtcp_ppeek`: reads at stream offset `offset` (0 = first byte after the ISN), from
     /// in-order data or a stored fragment, without moving the peek offset.
     pub fn ppeek(&mut self, side: Side, buf: &mut [u8], offset: u64) -> Result<usize, MonError> {

@@ -409,6 +409,20 @@ impl SideBuf {
 
     /// `mtcp_peek`: reads from the peek offset and advances it.
     pub fn peek(&mut self, buf: &mut [u8]) -> Result<usize, MonError> {
+        let mut n = 0;
+        self.peek_in_place(buf.len(), |part| {
+            buf[n..n + part.len()].copy_from_slice(part);
+            n += part.len();
+        })
+    }
+
+    /// [`SideBuf::peek`] without the copy: hands up to `max` bytes at the peek offset to
+    /// `read` where they lie in the buffer (in one or two parts: it is a ring), and advances.
+    pub fn peek_in_place(
+        &mut self,
+        max: usize,
+        mut read: impl FnMut(&[u8]),
+    ) -> Result<usize, MonError> {
         if self.disabled {
             return Err(MonError::BufferDisabled);
         }
@@ -425,8 +439,16 @@ impl SideBuf {
         if avail == 0 {
             return Err(MonError::NoData);
         }
-        let n = buf.len().min(usize::try_from(avail).unwrap_or(usize::MAX));
-        self.copy_out(self.read, &mut buf[..n]);
+        let n = max.min(usize::try_from(avail).unwrap_or(usize::MAX));
+        if n > 0 {
+            let phys = self.ring.len();
+            let idx = (self.read % phys as u64) as usize;
+            let first = n.min(phys - idx);
+            read(&self.ring[idx..idx + first]);
+            if n > first {
+                read(&self.ring[..n - first]);
+            }
+        }
         self.read += n as u64;
         Ok(n)
     }

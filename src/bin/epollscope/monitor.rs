@@ -30,6 +30,9 @@ pub const EXIT_DAMAGED: u8 = 3;
 /// `inf`, `nan`, negative) is a mistake, refused in one line.
 const MAX_SECONDS: f64 = 365.0 * 86_400.0;
 
+/// The most bytes one peek hands over (as the 64 KiB read buffer it replaced did).
+const PEEK_MAX: usize = 1 << 16;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SideArg {
     Cli,
@@ -137,7 +140,6 @@ struct Run {
     flows: BTreeMap<u64, FlowOut>,
     events: Vec<Event>,
     pending: Vec<Event>,
-    scratch: Vec<u8>,
     chunk: Shown,
     first_ts: Option<u64>,
     counted: [u64; 2],
@@ -227,7 +229,6 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         flows: BTreeMap::new(),
         events: vec![],
         pending: vec![],
-        scratch: vec![0; 1 << 16],
         chunk: Shown::default(),
         first_ts: None,
         counted: [0; 2],
@@ -391,17 +392,21 @@ impl Run {
                 let info = keep_bytes.then(|| sock.info());
                 if matches!(ev.kind, EventKind::NewData { .. } | EventKind::Gap { .. }) {
                     loop {
-                        match sock.peek(side, &mut self.scratch) {
-                            Ok(n) => {
-                                self.counted[side.index()] += n as u64;
-                                let bytes = &self.scratch[..n];
-                                // Files get the bytes straight from the peek buffer.
-                                match (&mut self.dir, &info) {
-                                    (Some(dir), Some(info)) => dir.write(info, side, bytes)?,
-                                    _ if keep_bytes => self.chunk.data.extend_from_slice(bytes),
-                                    _ => {}
+                        // The bytes where they lie in the flow's buffer: counted, written to
+                        // the direction's file or kept for printing, never copied to read.
+                        let mut written = Ok(());
+                        let (dir, chunk) = (&mut self.dir, &mut self.chunk);
+                        let peeked =
+                            sock.peek_in_place(side, PEEK_MAX, |bytes| match (&mut *dir, &info) {
+                                (Some(dir), Some(info)) if written.is_ok() => {
+                                    written = dir.write(info, side, bytes);
                                 }
-                            }
+                                _ if keep_bytes => chunk.data.extend_from_slice(bytes),
+                                _ => {}
+                            });
+                        written?;
+                        match peeked {
+                            Ok(n) => self.counted[side.index()] += n as u64,
                             Err(MonError::Hole { len, .. }) => {
                                 self.chunk.gaps.push((self.chunk.data.len(), len));
                             }
