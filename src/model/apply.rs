@@ -364,6 +364,13 @@ fn ctl_apply(m: &mut Model, actor: &str, op: &Op<Script>) {
         look(&m.w, actor, &op.fd(2)),
         op.fd(2),
     ) else {
+        // A call that succeeded on a set through a target the model cannot name (a number
+        // another fd may hold) changed the set in a way it cannot follow.
+        if let Look::Open(ep) = look(&m.w, actor, &op.fd(0))
+            && m.w.epoll(ep).is_some()
+        {
+            m.w.lose(ep);
+        }
         return;
     };
     let how: i32 = op.int(1);

@@ -101,6 +101,7 @@ enum WaitKind {
 }
 
 /// The model's state over one scenario instance.
+#[derive(Clone)]
 pub struct Model {
     w: World,
     family: Family,
@@ -128,6 +129,9 @@ pub struct Explanation {
     /// Background calls still blocked where the run's record ends: (script line, whether the
     /// documentation promises that something woke them by then).
     pub blocked: Vec<(usize, bool)>,
+    /// The foreground step the record ends before (a run that failed there, e.g. a call that
+    /// never returned): its script line, and whether the documentation determines its result.
+    pub stalled: Option<(usize, bool)>,
 }
 
 impl Explanation {
@@ -200,6 +204,7 @@ fn walk(
     aggregates: &[AggregateValue],
 ) -> Explanation {
     let mut results = steps.iter();
+    let mut stalled = None;
     let mut aggs = aggregates.iter();
     let mut out = vec![];
     let mut reached = 0;
@@ -218,7 +223,10 @@ fn walk(
                 } else if step.op.name() == "exit" {
                     m.exit(&step.actor);
                 } else {
-                    let Some(got) = results.next() else { break };
+                    let Some(got) = results.next() else {
+                        stalled = Some((step.span.line, m.determined(step)));
+                        break;
+                    };
                     if got.span != step.span || got.actor != step.actor {
                         break;
                     }
@@ -277,6 +285,7 @@ fn walk(
         judgements: out,
         unreached: total - reached,
         blocked,
+        stalled,
     }
 }
 
@@ -286,6 +295,19 @@ impl Model {
     fn collects(&self, i: usize, got: &StepResult) -> bool {
         let w = &self.waiters[i];
         got.span == w.span && got.actor == w.actor
+    }
+
+    /// Whether the documentation determines what foreground `step` returns here (judged on
+    /// a copy of the model, with a stand-in result).
+    fn determined(&self, step: &crate::scenario::ast::Step) -> bool {
+        let mut probe = self.clone();
+        let stand_in = StepResult {
+            span: step.span,
+            actor: step.actor.clone(),
+            result: Err(nix::errno::Errno::EINTR),
+            events: vec![],
+        };
+        calls::judge(&mut probe, step, &stand_in).is_some_and(|j| j.allowed != Allowed::Unspecified)
     }
 
     /// Whether waiter `w` is certainly woken by what happened so far: what it waits for was

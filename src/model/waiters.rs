@@ -188,6 +188,14 @@ impl Model {
                     (None, _) => (Allowed::Unspecified, &rules::WAKE_WHICH),
                 }
             }
+            (&WaitKind::Epoll { ep, .. }, Some(step))
+                if self.w.epoll(ep).is_some_and(|e| e.unknown) =>
+            {
+                // What the set holds is unknown: so is what the wait returned.
+                let j = judgement(step, got, Allowed::Unspecified, &rules::NOT_MODELLED);
+                self.after_step();
+                return j;
+            }
             (&WaitKind::Epoll { ep, max, timed }, Some(step)) => {
                 let entries = self.w.epoll(ep).map_or(0, |e| e.entries.len());
                 // A timed wait may have returned long before it is collected: what it did not

@@ -211,15 +211,17 @@ fn judge(
     None
 }
 
-/// Whether `r` failed only because a background call never returned that the model does not
-/// promise to be woken.
+/// Whether `r` failed only because a call never returned whose outcome the model leaves
+/// open: a background call it does not promise to be woken, or a foreground call whose result
+/// it does not determine (a connect to a listener group whose chosen listener is full).
 fn hung_where_allowed(ex: &model::Explanation, r: &ScenarioReport) -> bool {
     let Some(f) = &r.failure else { return false };
     f.message.contains("did not return")
-        && ex
+        && (ex
             .blocked
             .iter()
             .any(|&(line, promised)| line == f.line && !promised)
+            || ex.stalled == Some((f.line, false)))
 }
 
 fn first_difference(a: &str, b: &str) -> String {

@@ -126,13 +126,17 @@ impl Gen {
         self.actors[w].busy = Busy::Accept(l);
     }
 
-    /// What a blocked epoll_wait on set `s` watches, and whether it returns at once.
+    /// What a blocked epoll_wait on set `s` watches, and whether it returns at once. An
+    /// EPOLLEXCLUSIVE registration on a ready listener is no promise: the wake-up that made it
+    /// ready may have gone to another set only, and this set's ready list never got it
+    /// (scenarios/epollexclusive-later-sets-miss-event.scn).
     pub(super) fn set_watch(&self, s: usize) -> (Vec<Target>, bool) {
         let regs = &self.sets[s].regs;
         let at_once = regs.iter().any(|r| {
             matches!(r.target, Target::Listener(l) if self.listeners[l].queued > 0)
                 && !r.flags.contains("EPOLLET")
                 && !r.flags.contains("ONESHOT")
+                && !r.flags.contains("EXCLUSIVE")
         });
         (regs.iter().map(|r| r.target).collect(), at_once)
     }
