@@ -97,7 +97,10 @@ pub fn file_pid(name: &str) -> Option<i32> {
 }
 
 /// Every JSON trace line in `dir`, with the pid of the file it came from. Every line must
-/// parse, but the last of a file, which a running process may be writing right now.
+/// parse, but the last of a file, which a running process may be writing right now, and the
+/// pieces of a stretch with zeros in it: a line a thread has reserved and not yet copied (or
+/// one cut short by a kill) is zeros, and a read that races the writers may also see the
+/// tail of a later line in a page read after that (the file is read an extent at a time).
 pub fn trace_lines(dir: &Path) -> Vec<(i32, serde_json::Value)> {
     let mut out = vec![];
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
@@ -106,15 +109,21 @@ pub fn trace_lines(dir: &Path) -> Vec<(i32, serde_json::Value)> {
             continue;
         };
         let bytes = epollscope::shim::merge::read_written(&entry.path()).unwrap();
-        let lines: Vec<&[u8]> = epollscope::shim::merge::lines(&bytes).collect();
-        for (i, line) in lines.iter().enumerate() {
-            match serde_json::from_slice(line) {
-                Ok(v) => out.push((pid, v)),
-                Err(_) if i + 1 == lines.len() => {}
-                Err(e) => panic!(
-                    "bad trace line in {name}: {e}: {}",
-                    String::from_utf8_lossy(line)
-                ),
+        let stretches: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+        for (i, stretch) in stretches.iter().enumerate() {
+            let torn = stretch.contains(&0) || i + 1 == stretches.len();
+            for line in stretch.split(|b| *b == 0) {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                match serde_json::from_slice(line) {
+                    Ok(v) => out.push((pid, v)),
+                    Err(_) if torn => {}
+                    Err(e) => panic!(
+                        "bad trace line in {name}: {e}: {}",
+                        String::from_utf8_lossy(line)
+                    ),
+                }
             }
         }
     }
