@@ -1,5 +1,5 @@
-//! One kernel's run: `epollscope run --json ...` natively (the host kernel) or inside a VM
-//! booted with virtme-ng, with its results written to a shared directory.
+//! One kernel's run: `epollscope run --json ...` (or `fuzz --json ...`) natively (the host
+//! kernel) or inside a VM booted with virtme-ng, with its results written to a shared directory.
 //!
 //! Clean-up does not depend on epollscope living to do it. Each run gets a scratch directory
 //! and its processes one process group; a guard (`sh`, in a group of its own so Ctrl-C does
@@ -143,15 +143,22 @@ pub fn probe_kvm(tools: &Tools, image: &KernelImage, scratch_parent: &Path) -> R
     }
 }
 
-/// One kernel's run of `epollscope run --json ARGS`.
+/// One kernel's run of `epollscope ARGS` (e.g. `run --json ...`), whose standard output is
+/// the result document.
 #[derive(Clone, Debug)]
 pub struct GuestJob {
     pub kernel: Kernel,
     pub accel: Accel,
     /// The epollscope binary (the guest sees this machine's file system, so the same path).
     pub exe: PathBuf,
-    /// What follows `run --json`: scenario paths (absolute) and run flags.
-    pub run_args: Vec<OsString>,
+    /// What follows the binary: the subcommand, its flags and scenario paths.
+    pub args: Vec<OsString>,
+    /// Environment set for the command.
+    pub env: Vec<(String, OsString)>,
+    /// A flag naming a directory for the files the command writes (e.g. `--out`) and where on
+    /// this machine they are copied after the run: the guest writes only to the shared
+    /// scratch directory, so the flag gets a directory inside it.
+    pub out: Option<(OsString, PathBuf)>,
     pub cwd: PathBuf,
     /// From start until the guest's script runs (VM boot).
     pub boot_timeout: Duration,
@@ -186,6 +193,8 @@ pub struct GuestOutcome {
     /// The end of what virtme-ng and the guest console printed (for a failed boot).
     pub console: String,
     pub timed_out: Option<Phase>,
+    /// The names of the files copied from the command's output directory (`GuestJob::out`).
+    pub files: Vec<String>,
 }
 
 /// Single-quotes `arg` for sh.
@@ -201,6 +210,9 @@ fn sh_quote(arg: &OsStr) -> Vec<u8> {
     out.push(b'\'');
     out
 }
+
+/// The command's output directory inside the scratch directory.
+const OUT_DIR: &str = "out";
 
 /// The script run on the kernel: what it writes is the whole protocol.
 fn script(job: &GuestJob, dir: &Path) -> Vec<u8> {
@@ -218,11 +230,21 @@ fn script(job: &GuestJob, dir: &Path) -> Vec<u8> {
         // The guest's root is this machine's, read-only; its /tmp is a fresh writable overlay.
         s.extend_from_slice(b"TMPDIR=/tmp; export TMPDIR\n");
     }
+    for (name, value) in &job.env {
+        s.extend_from_slice(format!("{name}=").as_bytes());
+        s.extend(sh_quote(value));
+        s.extend_from_slice(format!("; export {name}\n").as_bytes());
+    }
     s.extend(q(&job.exe));
-    s.extend_from_slice(b" run --json");
-    for arg in &job.run_args {
+    for arg in &job.args {
         s.push(b' ');
         s.extend(sh_quote(arg));
+    }
+    if let Some((flag, _)) = &job.out {
+        s.push(b' ');
+        s.extend(sh_quote(flag));
+        s.push(b' ');
+        s.extend(file(OUT_DIR));
     }
     s.extend_from_slice(b" > ");
     s.extend(file("result.json"));
@@ -324,6 +346,26 @@ fn tail(path: &Path, max: usize) -> String {
     let data = std::fs::read(path).unwrap_or_default();
     let start = data.len().saturating_sub(max);
     String::from_utf8_lossy(&data[start..]).into_owned()
+}
+
+/// Copies the regular files of `from` (not its subdirectories) to `to`, which is created; the
+/// names copied, sorted.
+fn copy_files(from: &Path, to: &Path) -> Result<Vec<String>, VmError> {
+    let mut names = vec![];
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return Ok(names);
+    };
+    std::fs::create_dir_all(to).map_err(io(format!("creating {}", to.display())))?;
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            let dest = to.join(entry.file_name());
+            std::fs::copy(entry.path(), &dest)
+                .map_err(io(format!("copying the guest's {}", dest.display())))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// Runs the job and returns what came back. Errors are set-up failures (no directory, no
@@ -428,6 +470,10 @@ pub fn run(job: &GuestJob, tools: Option<&Tools>) -> Result<GuestOutcome, VmErro
         stderr: read_text(&dir.join("stderr")).unwrap_or_default(),
         console: tail(&console_path, 4096),
         timed_out,
+        files: match &job.out {
+            Some((_, dest)) if status.is_some() => copy_files(&dir.join(OUT_DIR), dest)?,
+            _ => vec![],
+        },
     };
     drop(guard);
     Ok(outcome)

@@ -28,10 +28,15 @@ pub struct Plan {
     pub kernels: Vec<(String, Kernel)>,
     pub accel: AccelRequest,
     pub exe: PathBuf,
-    /// What follows `run --json` on every kernel.
-    pub run_args: Vec<OsString>,
-    /// Added after `run_args` in VMs only.
+    /// What follows the binary on every kernel (e.g. `run --json` and scenario paths).
+    pub args: Vec<OsString>,
+    /// Added after `args` in VMs only.
     pub vm_args: Vec<OsString>,
+    /// Environment for the command on every kernel.
+    pub env: Vec<(String, OsString)>,
+    /// The command's output-directory flag and the directory on this machine under which each
+    /// kernel's files land, in [`out_subdir`].
+    pub out: Option<(OsString, PathBuf)>,
     pub cwd: PathBuf,
     pub boot_timeout: Duration,
     /// How long the host kernel's run may take.
@@ -72,9 +77,70 @@ fn choose_accel(plan: &Plan, tools: &Tools) -> (Accel, String) {
     }
 }
 
+/// The subdirectory of [`Plan::out`] that holds a kernel's files: `host`, or the image's
+/// release.
+pub fn out_subdir(kernel: &Kernel) -> String {
+    match kernel {
+        Kernel::Host(_) => "host".into(),
+        Kernel::Image(i) => i.release.text.clone(),
+    }
+}
+
+/// What one kernel's guest run gave.
+pub struct GuestRun<'a> {
+    pub spec: &'a str,
+    pub kernel: &'a Kernel,
+    pub host: bool,
+    /// The accelerator, for VMs.
+    pub accel: Option<Accel>,
+    /// The deadline its run had once started.
+    pub run_timeout: Duration,
+    pub outcome: Result<guest::GuestOutcome, VmError>,
+}
+
 /// Runs the plan. Set-up errors (missing tools) come before anything starts; a kernel that
 /// fails to boot or hangs is a [`KernelRun`] with its error, not an `Err`.
 pub fn run(plan: &Plan, progress: &(dyn Fn(Progress) + Sync)) -> Result<Matrix, VmError> {
+    let kernels = run_each(
+        plan,
+        &|accel, why| progress(Progress::Accel { accel, why }),
+        &|g: GuestRun| {
+            let run = match g.outcome {
+                Ok(outcome) => KernelRun::from_outcome(
+                    g.spec.to_string(),
+                    g.kernel.release().text.clone(),
+                    g.host,
+                    g.accel,
+                    &outcome,
+                    (plan.boot_timeout, g.run_timeout),
+                ),
+                Err(e) => KernelRun {
+                    spec: g.spec.to_string(),
+                    release: g.kernel.release().text.clone(),
+                    host: g.host,
+                    accel: g.accel,
+                    boot_s: None,
+                    wall_s: 0.0,
+                    exit_status: None,
+                    error: Some(e.to_string()),
+                    instances: vec![],
+                },
+            };
+            progress(Progress::Done(&run));
+            run
+        },
+    )?;
+    Ok(Matrix::build(plan.expected.clone(), kernels))
+}
+
+/// Runs the plan's command on every kernel (the host's natively, the images in VMs, as many
+/// at once as `vm_slots`) and returns what `finish` makes of each, in the kernels' order.
+/// `finish` is called as each kernel ends; `accel_chosen` once, before any VM boots.
+pub fn run_each<R: Send>(
+    plan: &Plan,
+    accel_chosen: &(dyn Fn(Accel, String) + Sync),
+    finish: &(dyn Fn(GuestRun) -> R + Sync),
+) -> Result<Vec<R>, VmError> {
     let needs_vm = plan
         .kernels
         .iter()
@@ -83,17 +149,17 @@ pub fn run(plan: &Plan, progress: &(dyn Fn(Progress) + Sync)) -> Result<Matrix, 
     let accel = match &tools {
         Some(t) => {
             let (accel, why) = choose_accel(plan, t);
-            progress(Progress::Accel { accel, why });
+            accel_chosen(accel, why);
             accel
         }
         None => Accel::Tcg,
     };
-    let run_one = |index: usize| -> KernelRun {
+    let run_one = |index: usize| -> R {
         let (spec, kernel) = &plan.kernels[index];
         let host = matches!(kernel, Kernel::Host(_));
-        let mut run_args = plan.run_args.clone();
+        let mut args = plan.args.clone();
         if !host {
-            run_args.extend(plan.vm_args.iter().cloned());
+            args.extend(plan.vm_args.iter().cloned());
         }
         let run_timeout = if host {
             plan.run_timeout
@@ -104,43 +170,34 @@ pub fn run(plan: &Plan, progress: &(dyn Fn(Progress) + Sync)) -> Result<Matrix, 
             kernel: kernel.clone(),
             accel,
             exe: plan.exe.clone(),
-            run_args,
+            args,
+            env: plan.env.clone(),
+            out: plan
+                .out
+                .as_ref()
+                .map(|(flag, base)| (flag.clone(), base.join(out_subdir(kernel)))),
             cwd: plan.cwd.clone(),
             boot_timeout: plan.boot_timeout,
             run_timeout,
             scratch_parent: plan.scratch_parent.clone(),
         };
-        let accel_shown = (!host).then_some(accel);
-        match guest::run(&job, tools.as_ref()) {
-            Ok(outcome) => KernelRun::from_outcome(
-                spec.clone(),
-                kernel.release().text.clone(),
-                host,
-                accel_shown,
-                &outcome,
-                (plan.boot_timeout, run_timeout),
-            ),
-            Err(e) => KernelRun {
-                spec: spec.clone(),
-                release: kernel.release().text.clone(),
-                host,
-                accel: accel_shown,
-                boot_s: None,
-                wall_s: 0.0,
-                exit_status: None,
-                error: Some(e.to_string()),
-                instances: vec![],
-            },
-        }
+        finish(GuestRun {
+            spec,
+            kernel,
+            host,
+            accel: (!host).then_some(accel),
+            run_timeout,
+            outcome: guest::run(&job, tools.as_ref()),
+        })
     };
 
-    let results: Mutex<Vec<Option<KernelRun>>> = Mutex::new(vec![None; plan.kernels.len()]);
+    let results: Mutex<Vec<Option<R>>> =
+        Mutex::new((0..plan.kernels.len()).map(|_| None).collect());
     let vm_queue: Vec<usize> = (0..plan.kernels.len())
         .filter(|&i| matches!(plan.kernels[i].1, Kernel::Image(_)))
         .collect();
     let next = Mutex::new(0usize);
-    let finish = |i: usize, run: KernelRun| {
-        progress(Progress::Done(&run));
+    let finish = |i: usize, run: R| {
         results.lock().expect("lock")[i] = Some(run);
     };
     std::thread::scope(|scope| {
@@ -163,11 +220,10 @@ pub fn run(plan: &Plan, progress: &(dyn Fn(Progress) + Sync)) -> Result<Matrix, 
             });
         }
     });
-    let kernels = results
+    Ok(results
         .into_inner()
         .expect("lock")
         .into_iter()
         .map(|r| r.expect("every kernel ran"))
-        .collect();
-    Ok(Matrix::build(plan.expected.clone(), kernels))
+        .collect())
 }

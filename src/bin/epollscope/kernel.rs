@@ -13,17 +13,14 @@ use epollscope::vm::image::{self, BOOT_DIR, Kernel};
 use epollscope::vm::plan::{self, AccelRequest, Plan, Progress};
 use epollscope::vm::{Accel, Tools};
 
-/// The `run` flags of the kernel matrix.
+/// The flags that pick kernels and run VMs (`run` and `fuzz`).
 #[derive(clap::Args, Debug, Clone, Default)]
-pub struct KernelArgs {
+pub struct VmArgs {
     /// Run on this kernel: `host` (the running one, natively), a kernel image path, or a
     /// release found in /boot (see `epollscope kernels`). Repeat to compare kernels side by
     /// side; each image boots in a throw-away VM that sees this machine's files.
     #[arg(long = "kernel", value_name = "KERNEL")]
     pub kernels: Vec<String>,
-    /// With --kernel: print the comparison as a Markdown table (phenomenon x kernel).
-    #[arg(long, requires = "kernels", conflicts_with = "json")]
-    pub markdown: bool,
     /// With --kernel: seconds a VM may take to boot before it is killed and reported.
     #[arg(
         long,
@@ -38,6 +35,16 @@ pub struct KernelArgs {
     /// (internal, set by --kernel for emulated guests) multiply every scenario's timeouts.
     #[arg(long, hide = true, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub timeout_scale: u32,
+}
+
+/// The `run` flags of the kernel matrix.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct KernelArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// With --kernel: print the comparison as a Markdown table (phenomenon x kernel).
+    #[arg(long, requires = "kernels", conflicts_with = "json")]
+    pub markdown: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -111,11 +118,10 @@ fn run_allowance(scenarios: &[Scenario], family: Option<Family>, jobs: usize) ->
     sum / jobs + longest + Duration::from_secs(60)
 }
 
-/// `run --kernel ...`: the same scenarios on each kernel, compared.
-pub fn run_matrix(args: &KernelArgs, selection: Selection) -> anyhow::Result<ExitCode> {
-    let scenarios = selection.scenarios;
+/// Each `--kernel` resolved, or the one-line error `run --kernel` gives for it.
+pub fn resolve_kernels(specs: &[String]) -> anyhow::Result<Vec<(String, Kernel)>> {
     let mut kernels = vec![];
-    for spec in &args.kernels {
+    for spec in specs {
         let kernel = image::resolve(spec, Path::new(BOOT_DIR))?;
         if let Kernel::Image(i) = &kernel
             && let Some(missing) = &i.missing
@@ -124,31 +130,82 @@ pub fn run_matrix(args: &KernelArgs, selection: Selection) -> anyhow::Result<Exi
         }
         kernels.push((spec.clone(), kernel));
     }
+    Ok(kernels)
+}
+
+/// Jobs on each kernel: one per CPU by default, not the two of a plain run: an emulated guest
+/// is slow enough that more at once push steps past their timeouts.
+pub fn vm_jobs(jobs: Option<usize>) -> usize {
+    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
+}
+
+/// A plan to run `epollscope ARGS` on each of `kernels`, whose run may take `run_timeout`
+/// natively (scaled in VMs, which also get `--timeout-scale`), and the scale.
+pub fn vm_plan(
+    vm: &VmArgs,
+    kernels: Vec<(String, Kernel)>,
+    args: Vec<OsString>,
+    run_timeout: Duration,
+) -> anyhow::Result<(Plan, u32)> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // One instance per CPU by default, not the two of a plain run: an emulated guest is slow
-    // enough that more at once push steps past their timeouts.
-    let jobs = selection.jobs.unwrap_or(cpus).max(1);
-    // The guest sees the same files and starts in the same directory, so the paths stay as
-    // given (and the reports name them as a plain run does).
-    let cwd = std::env::current_dir().context("reading the working directory")?;
-    let mut run_args: Vec<OsString> = scenarios
-        .iter()
-        .map(|s| s.path.clone().into_os_string())
-        .collect();
-    if let Some(family) = selection.family {
-        run_args.extend(["--family".into(), family.name().into()]);
-    }
-    run_args.extend(["--jobs".into(), jobs.to_string().into()]);
     // Emulation runs a guest many times slower (BENCHMARKS.md: ~20x for the library); the
     // timeouts exist to catch hangs, so in VMs they stretch with it rather than fail slow steps.
-    let scale = if args.accel == AccelArg::Kvm {
+    let scale = if vm.accel == AccelArg::Kvm {
         1
     } else {
         VM_TIMEOUT_SCALE
     };
-    let vm_args: Vec<OsString> = vec!["--timeout-scale".into(), scale.to_string().into()];
+    let plan = Plan {
+        expected: vec![],
+        kernels,
+        accel: match vm.accel {
+            AccelArg::Auto => AccelRequest::Auto,
+            AccelArg::Kvm => AccelRequest::Kvm,
+            AccelArg::Tcg => AccelRequest::Tcg,
+        },
+        exe: std::env::current_exe().context("locating the epollscope binary")?,
+        args,
+        vm_args: vec!["--timeout-scale".into(), scale.to_string().into()],
+        env: vec![],
+        out: None,
+        // The guest sees the same files and starts in the same directory, so the paths stay
+        // as given (and the reports name them as a plain run does).
+        cwd: std::env::current_dir().context("reading the working directory")?,
+        boot_timeout: Duration::from_secs(vm.boot_timeout),
+        run_timeout,
+        vm_run_timeout: run_timeout * scale,
+        scratch_parent: std::env::temp_dir(),
+        // Each guest gets every CPU; two at once only when there are cores to spare.
+        vm_slots: (cpus / 2).max(1),
+    };
+    Ok((plan, scale))
+}
+
+/// The one line saying how VMs run.
+pub fn say_accel(accel: Accel, why: &str, scale: u32) {
+    match accel {
+        Accel::Kvm => eprintln!("epollscope: VMs use KVM, scenario timeouts x{scale} inside: {why}"),
+        Accel::Tcg => eprintln!(
+            "epollscope: VMs run emulated (TCG), slower, scenario timeouts x{scale} inside: {why}"
+        ),
+    }
+}
+
+/// `run --kernel ...`: the same scenarios on each kernel, compared.
+pub fn run_matrix(args: &KernelArgs, selection: Selection) -> anyhow::Result<ExitCode> {
+    let scenarios = selection.scenarios;
+    let kernels = resolve_kernels(&args.vm.kernels)?;
+    let jobs = vm_jobs(selection.jobs);
+    let mut run_args: Vec<OsString> = vec!["run".into(), "--json".into()];
+    run_args.extend(scenarios.iter().map(|s| s.path.clone().into_os_string()));
+    if let Some(family) = selection.family {
+        run_args.extend(["--family".into(), family.name().into()]);
+    }
+    run_args.extend(["--jobs".into(), jobs.to_string().into()]);
     let run_timeout = run_allowance(scenarios, selection.family, jobs);
-    let expected = scenarios
+    let (mut plan, scale) = vm_plan(&args.vm, kernels, run_args, run_timeout)?;
+    plan.expected = scenarios
         .iter()
         .flat_map(|s| {
             s.families
@@ -157,34 +214,8 @@ pub fn run_matrix(args: &KernelArgs, selection: Selection) -> anyhow::Result<Exi
                 .map(|f| (s.path.clone(), f.name().to_string(), s.name()))
         })
         .collect();
-    let plan = Plan {
-        expected,
-        kernels,
-        accel: match args.accel {
-            AccelArg::Auto => AccelRequest::Auto,
-            AccelArg::Kvm => AccelRequest::Kvm,
-            AccelArg::Tcg => AccelRequest::Tcg,
-        },
-        exe: std::env::current_exe().context("locating the epollscope binary")?,
-        run_args,
-        cwd,
-        boot_timeout: Duration::from_secs(args.boot_timeout),
-        run_timeout,
-        vm_run_timeout: run_timeout * scale,
-        vm_args,
-        scratch_parent: std::env::temp_dir(),
-        // Each guest gets every CPU; two at once only when there are cores to spare.
-        vm_slots: (cpus / 2).max(1),
-    };
     let matrix = plan::run(&plan, &|event| match event {
-        Progress::Accel { accel, why } => match accel {
-            Accel::Kvm => {
-                eprintln!("epollscope: VMs use KVM, scenario timeouts x{scale} inside: {why}")
-            }
-            Accel::Tcg => eprintln!(
-                "epollscope: VMs run emulated (TCG), slower, scenario timeouts x{scale} inside: {why}"
-            ),
-        },
+        Progress::Accel { accel, why } => say_accel(accel, &why, scale),
         Progress::Done(k) => {
             let boot = k
                 .boot_s

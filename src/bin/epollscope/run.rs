@@ -179,7 +179,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         match load(&file) {
             Ok(mut s) => {
                 // Timeouts only catch hangs; an emulated guest is slower, not hung.
-                let scale = args.kernel.timeout_scale;
+                let scale = args.kernel.vm.timeout_scale;
                 s.timeout = s.timeout.checked_mul(scale).unwrap_or(s.timeout);
                 s.step_timeout = s.step_timeout.checked_mul(scale).unwrap_or(s.step_timeout);
                 scenarios.push(s)
@@ -219,7 +219,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "no scenario runs for --family {family}: none of the selected scenarios has it in its family: matrix"
         );
     }
-    if !args.kernel.kernels.is_empty() {
+    if !args.kernel.vm.kernels.is_empty() {
         let unsupported = [
             (args.trace, "--trace"),
             (args.raw, "--raw"),
