@@ -197,6 +197,41 @@ pub struct GuestOutcome {
     pub files: Vec<String>,
 }
 
+impl GuestOutcome {
+    /// Why the run gave no result (killed at a deadline, `epollscope COMMAND` exited with a
+    /// status other than 0 or 1, or the guest ended without one), or `None` when its
+    /// standard output is the result. `timeouts` are the boot and run deadlines it had.
+    pub fn no_result(&self, command: &str, timeouts: (Duration, Duration)) -> Option<String> {
+        match (self.timed_out, self.status) {
+            (Some(Phase::Boot), _) => Some(format!(
+                "the guest did not start its scenarios within {} s and was killed",
+                timeouts.0.as_secs()
+            )),
+            (Some(Phase::Run), _) => Some(format!(
+                "the guest ran past the scenarios' timeouts ({} s) and was killed",
+                timeouts.1.as_secs()
+            )),
+            (None, Some(0 | 1)) if self.json.is_some() => None,
+            (None, Some(status)) => {
+                let first = self.stderr.lines().next().unwrap_or("").trim();
+                Some(format!("epollscope {command} exited {status}: {first}"))
+            }
+            (None, None) => {
+                let last = self
+                    .console
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("(nothing printed)")
+                    .trim();
+                Some(format!(
+                    "the guest gave no result; its console ended: {last}"
+                ))
+            }
+        }
+    }
+}
+
 /// Single-quotes `arg` for sh.
 fn sh_quote(arg: &OsStr) -> Vec<u8> {
     let mut out = vec![b'\''];

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::VmError;
-use super::guest::{Accel, GuestOutcome, Phase};
+use super::guest::{Accel, GuestOutcome};
 use crate::scenario::compare::side_by_side;
 use crate::trace::Event;
 
@@ -97,38 +97,12 @@ impl KernelRun {
         outcome: &GuestOutcome,
         timeouts: (std::time::Duration, std::time::Duration),
     ) -> KernelRun {
-        let mut error = match outcome.timed_out {
-            Some(Phase::Boot) => Some(format!(
-                "the guest did not start its scenarios within {} s and was killed",
-                timeouts.0.as_secs()
-            )),
-            Some(Phase::Run) => Some(format!(
-                "the guest ran past the scenarios' timeouts ({} s) and was killed",
-                timeouts.1.as_secs()
-            )),
-            None => None,
-        };
+        let mut error = outcome.no_result("run", timeouts);
         let mut instances = vec![];
-        match (&outcome.json, outcome.status) {
-            (Some(json), Some(0 | 1)) => match parse_run_json(json) {
+        if let (None, Some(json)) = (&error, &outcome.json) {
+            match parse_run_json(json) {
                 Ok(list) => instances = list,
                 Err(e) => error = Some(e.to_string()),
-            },
-            (_, Some(status)) => {
-                let first = outcome.stderr.lines().next().unwrap_or("").trim();
-                error.get_or_insert(format!("epollscope run exited {status}: {first}"));
-            }
-            (_, None) => {
-                let last = outcome
-                    .console
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("(nothing printed)")
-                    .trim();
-                error.get_or_insert(format!(
-                    "the guest gave no result; its console ended: {last}"
-                ));
             }
         }
         KernelRun {
@@ -146,10 +120,15 @@ impl KernelRun {
 
     /// `6.1.0-57-amd64 (emulated (TCG))` or `6.18.4 (host)`.
     pub fn label(&self) -> String {
-        match self.accel {
-            None => format!("{} (host)", self.release),
-            Some(a) => format!("{} ({})", self.release, a.describe()),
-        }
+        kernel_label(&self.release, self.accel)
+    }
+}
+
+/// `6.1.0-57-amd64 (emulated (TCG))` for a VM, `6.18.4 (host)` for the running kernel.
+pub fn kernel_label(release: &str, accel: Option<Accel>) -> String {
+    match accel {
+        None => format!("{release} (host)"),
+        Some(a) => format!("{release} ({})", a.describe()),
     }
 }
 

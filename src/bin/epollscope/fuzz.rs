@@ -21,28 +21,33 @@ use crate::fuzz_gen::{case_seed, generate};
 pub struct FuzzArgs {
     /// The run's seed: the same seed generates byte-identical scenarios.
     #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// How many random scenarios to generate and run.
     #[arg(long, default_value_t = 100, value_parser = cli::count(1..=100_000_000))]
-    count: u64,
+    pub(crate) count: u64,
     /// Scenarios run at once [default: 2 per CPU].
     #[arg(long, short = 'j', value_parser = cli::count_usize(1..=1024))]
-    jobs: Option<usize>,
+    pub(crate) jobs: Option<usize>,
     /// Also run each scenario under the preload shim and compare with the native run.
     #[arg(long, value_enum)]
-    under: Option<Shim>,
+    pub(crate) under: Option<Shim>,
     /// Write each finding, shrunk, to DIR/finding-<seed>.scn.
     #[arg(long, value_name = "DIR", default_value = "fuzz-findings")]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Write every generated scenario to DIR/case-<seed>.scn (to inspect or diff a seed).
     #[arg(long, value_name = "DIR")]
-    emit: Option<PathBuf>,
+    pub(crate) emit: Option<PathBuf>,
     /// Stop starting new cases once this many findings were made.
     #[arg(long, value_name = "N", value_parser = cli::count_usize(1..=1_000_000))]
-    max_findings: Option<usize>,
+    pub(crate) max_findings: Option<usize>,
     /// (testing) Judge with a deliberately wrong rule planted in the model.
     #[arg(long, value_enum, hide = true)]
-    plant: Option<PlantArg>,
+    pub(crate) plant: Option<PlantArg>,
+    /// (internal, set by --kernel) print the summary as JSON, for the kernel that ran it.
+    #[arg(long, hide = true)]
+    json: bool,
+    #[command(flatten)]
+    pub(crate) vm: crate::kernel::VmArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -92,6 +97,8 @@ impl Check {
 
 struct Ctx {
     plant: Option<Plant>,
+    /// Every scenario's timeouts multiplied by this (`--timeout-scale`, in emulated guests).
+    scale: u32,
     shim: Option<(Shim, RunOptions)>,
     /// Where the time goes (µs, summed over threads): running scenarios, judging them.
     run_us: AtomicU64,
@@ -110,7 +117,10 @@ fn timed<T>(counter: &AtomicU64, f: impl FnOnce() -> T) -> T {
 
 /// Runs one scenario text and returns the first failing check, with a detail line.
 fn check(ctx: &Ctx, text: &str) -> Option<(Check, String)> {
-    let scenario = parse(Path::new("fuzz.scn"), text).ok()?;
+    let mut scenario = parse(Path::new("fuzz.scn"), text).ok()?;
+    // Timeouts only catch hangs; an emulated guest is slower, not hung.
+    scenario.timeout = scenario.timeout.saturating_mul(ctx.scale);
+    scenario.step_timeout = scenario.step_timeout.saturating_mul(ctx.scale);
     let family = scenario.families[0];
     let native = timed(&ctx.run_us, || {
         run_with(&scenario, family, &RunOptions::default())
@@ -246,7 +256,36 @@ struct Finding {
     text: String,
 }
 
+/// The fuzz summary a run on one kernel hands back (`--json`).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct Summary {
+    /// `uname -r` of the kernel that ran the scenarios.
+    pub release: String,
+    pub scenarios: u64,
+    pub seconds: f64,
+    pub findings: Vec<SummaryFinding>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct SummaryFinding {
+    /// The file's name in the findings directory.
+    pub file: String,
+    pub check: String,
+    pub detail: String,
+}
+
+/// The running kernel's release, which each finding file names.
+fn running_release() -> String {
+    nix::sys::utsname::uname().map_or_else(
+        |e| format!("unknown ({e})"),
+        |u| u.release().to_string_lossy().into_owned(),
+    )
+}
+
 pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
+    if !args.vm.kernels.is_empty() {
+        return crate::fuzz_kernel::fuzz_on_kernels(&args);
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating the findings directory {}", args.out.display()))?;
     if let Some(dir) = &args.emit {
@@ -284,6 +323,7 @@ pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
     };
     let ctx = Ctx {
         plant: args.plant.map(|PlantArg::TextbookEt| Plant::TextbookEt),
+        scale: args.vm.timeout_scale,
         shim,
         run_us: AtomicU64::new(0),
         model_us: AtomicU64::new(0),
@@ -360,6 +400,13 @@ pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     findings.sort_by_key(|f| f.seed);
     let ran = done.load(Ordering::Relaxed);
+    let release = running_release();
+    let mut summary = Summary {
+        release: release.clone(),
+        scenarios: ran,
+        seconds: elapsed,
+        findings: vec![],
+    };
     for f in &findings {
         let path = args.out.join(format!("finding-{}.scn", f.seed));
         let body: String = f
@@ -369,7 +416,7 @@ pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
             .map(|l| format!("{l}\n"))
             .collect();
         let file = format!(
-            "# Found by `epollscope fuzz` (case seed {}), shrunk from {} to {} lines.\n# Check: {}\n# {}\n{body}",
+            "# Found by `epollscope fuzz` (case seed {}) on kernel {release}, shrunk from {} to {} lines.\n# Check: {}\n# {}\n{body}",
             f.seed,
             f.original_lines,
             f.text.lines().count(),
@@ -377,12 +424,24 @@ pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
             f.detail.lines().next().unwrap_or(""),
         );
         std::fs::write(&path, file).with_context(|| format!("writing {}", path.display()))?;
+        summary.findings.push(SummaryFinding {
+            file: format!("finding-{}.scn", f.seed),
+            check: f.check.text(),
+            detail: f.detail.lines().next().unwrap_or("").to_string(),
+        });
+        if args.json {
+            continue;
+        }
         println!(
             "finding: {} ({}): {}",
             path.display(),
             f.check.text(),
             f.detail.lines().next().unwrap_or("")
         );
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+        return Ok(exit_status(summary.findings.is_empty()));
     }
     let ms = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 / 1000.0;
     println!(
@@ -394,18 +453,28 @@ pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
     println!(
         "fuzz: {ran} scenarios (seed {}, {}), {} findings, {:.1} s, {:.1} scenarios/s",
         args.seed,
-        match args.under {
-            None => "native, each run twice".to_string(),
-            Some(Shim::Trace) => "native and under the trace shim".to_string(),
-            Some(Shim::Fastsocket) => "native and under fastsocket".to_string(),
-        },
+        mode_text(args.under),
         findings.len(),
         elapsed,
         ran as f64 / elapsed.max(1e-9),
     );
-    Ok(if findings.is_empty() {
+    Ok(exit_status(findings.is_empty()))
+}
+
+/// How each case runs, for the summary line.
+pub(crate) fn mode_text(under: Option<Shim>) -> &'static str {
+    match under {
+        None => "native, each run twice",
+        Some(Shim::Trace) => "native and under the trace shim",
+        Some(Shim::Fastsocket) => "native and under fastsocket",
+    }
+}
+
+/// 0 when nothing was found, 1 otherwise.
+pub(crate) fn exit_status(clean: bool) -> ExitCode {
+    if clean {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }

@@ -192,6 +192,15 @@ pub fn say_accel(accel: Accel, why: &str, scale: u32) {
     }
 }
 
+/// The line saying one kernel's run ended: boot and wall time, and why it gave no result.
+pub fn say_done(label: &str, boot_s: Option<f64>, wall_s: f64, error: Option<&str>) {
+    let boot = boot_s.map_or(String::new(), |b| format!("booted in {b:.1} s, "));
+    eprintln!(
+        "epollscope: {label}: {boot}done in {wall_s:.1} s{}",
+        error.map_or(String::new(), |e| format!(": {e}"))
+    );
+}
+
 /// `run --kernel ...`: the same scenarios on each kernel, compared.
 pub fn run_matrix(args: &KernelArgs, selection: Selection) -> anyhow::Result<ExitCode> {
     let scenarios = selection.scenarios;
@@ -216,20 +225,12 @@ pub fn run_matrix(args: &KernelArgs, selection: Selection) -> anyhow::Result<Exi
         .collect();
     let matrix = plan::run(&plan, &|event| match event {
         Progress::Accel { accel, why } => say_accel(accel, &why, scale),
-        Progress::Done(k) => {
-            let boot = k
-                .boot_s
-                .filter(|_| !k.host)
-                .map_or(String::new(), |b| format!("booted in {b:.1} s, "));
-            eprintln!(
-                "epollscope: {}: {boot}done in {:.1} s{}",
-                k.label(),
-                k.wall_s,
-                k.error
-                    .as_deref()
-                    .map_or(String::new(), |e| format!(": {e}"))
-            );
-        }
+        Progress::Done(k) => say_done(
+            &k.label(),
+            k.boot_s.filter(|_| !k.host),
+            k.wall_s,
+            k.error.as_deref(),
+        ),
     })?;
     if selection.json {
         println!("{}", serde_json::to_string_pretty(&matrix.to_json())?);

@@ -9,6 +9,7 @@ use epollscope::scenario;
 mod explain;
 mod fuzz;
 mod fuzz_gen;
+mod fuzz_kernel;
 mod fuzz_shrink;
 mod html;
 mod kernel;
@@ -43,8 +44,9 @@ result (did not boot, or was killed at its deadline); 2 also when qemu or virtme
     /// Generate random scenarios from a seed, run them, and check them against the model of
     /// the documented contract (and the shims against native runs); shrink each finding.
     #[command(
-        after_help = "Exit status: 0 when nothing was found, 1 when a finding was written, \
-2 on bad input."
+        after_help = "Exit status: 0 when nothing was found, 1 when a finding was written \
+(with --kernel: on any kernel, or a kernel gave no result), 2 on bad input (also an unknown \
+kernel, or qemu or virtme-ng missing)."
     )]
     Fuzz(fuzz::FuzzArgs),
     /// (internal) A scenario actor started by exec, serving the runner on fd 3.
