@@ -420,6 +420,8 @@ fn fake_image(dir: &Path, release: &str) -> PathBuf {
     path
 }
 
+/// `run --kernel` and `fuzz --kernel` refuse the same bad kernels and missing tools with the
+/// same line; each refuses the flags it cannot combine with --kernel.
 #[test]
 fn bad_kernels_and_missing_tools_are_one_line_and_exit_2() {
     let dir = scratch("bad-input");
@@ -427,40 +429,66 @@ fn bad_kernels_and_missing_tools_are_one_line_and_exit_2() {
     let not_image = dir.join("not-a-kernel");
     std::fs::write(&not_image, b"hello").unwrap();
     let image = image.to_str().unwrap();
-    let cases: [(&[&str], Option<&str>, &str); 4] = [
+    const BOTH: &[&str] = &["run", "fuzz"];
+    let emit = dir.join("emit");
+    let cases: [(&[&str], &[&str], Option<&str>, &str); 6] = [
         (
+            BOTH,
             &["--kernel", "9.9.9-nope"],
             None,
             "epollscope: error: no kernel '9.9.9-nope' (give host, a path to an image, or a release in /boot: ",
         ),
         (
+            BOTH,
             &["--kernel", not_image.to_str().unwrap()],
             None,
             "not a bootable x86 kernel image: no x86 boot header (HdrS)",
         ),
         (
+            BOTH,
             &["--kernel", image],
             Some(""),
             "epollscope: error: qemu-system-x86_64 not found on PATH: install the qemu-system-x86 (apt) package",
         ),
         (
+            &["run"],
             &["--kernel", "host", "--repeat", "2"],
             None,
             "epollscope: error: --repeat cannot be combined with --kernel",
         ),
+        (
+            &["fuzz"],
+            &["--kernel", "host", "--emit", emit.to_str().unwrap()],
+            None,
+            "epollscope: error: --emit cannot be combined with --kernel",
+        ),
+        (
+            &["fuzz"],
+            &["--kernel", "host", "--kernel", "host"],
+            None,
+            "epollscope: error: --kernel host: kernel ",
+        ),
     ];
-    for (args, path, message) in cases {
-        let mut cmd = tool("epollscope");
-        cmd.arg("run").args(args).arg(SCENARIOS[1]);
-        if let Some(path) = path {
-            cmd.env("PATH", path);
+    for (commands, args, path, message) in cases {
+        for command in commands {
+            let mut cmd = tool("epollscope");
+            cmd.arg(command).args(args);
+            if *command == "run" {
+                cmd.arg(SCENARIOS[1]);
+            } else {
+                cmd.args(["--count", "1", "--out"]).arg(dir.join("out"));
+            }
+            if let Some(path) = path {
+                cmd.env("PATH", path);
+            }
+            let out = run_clean(&mut cmd);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{command} {args:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{command} {args:?}: {err}");
+            assert!(err.contains(message), "{command} {args:?}: {err}");
         }
-        let out = run_clean(&mut cmd);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
-        assert!(err.contains(message), "{args:?}: {err}");
     }
+    assert!(!emit.exists(), "--emit wrote before refusing");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -653,4 +681,142 @@ fn interrupted_or_killed_mid_boot_leaves_no_qemu_and_no_directory() {
         );
         std::fs::remove_dir(&tmp).unwrap();
     }
+}
+
+/// `fuzz --kernel host` is the plain run, made through the kernel matrix: the same count and
+/// findings (here from a rule planted wrong in the model), each finding file in `host/` naming
+/// the running kernel, and nothing left behind.
+#[test]
+fn fuzz_on_the_host_kernel_finds_what_the_plain_run_finds() {
+    let host = running_release();
+    for (extra, found) in [(&[][..], 0), (&["--plant", "textbook-et"][..], 1)] {
+        let dir = scratch("fuzz-host-out");
+        let common = ["fuzz", "--seed", "6", "--count", "20", "-j", "1"];
+        let plain = run_clean(
+            tool("epollscope")
+                .args(common)
+                .args(extra)
+                .arg("--out")
+                .arg(dir.join("plain")),
+        );
+        let matrix_out = dir.join("matrix");
+        let matrix = run_matrix(
+            "fuzz-host",
+            &[
+                &common[..],
+                extra,
+                &["--kernel", "host", "--out", matrix_out.to_str().unwrap()],
+            ]
+            .concat(),
+        );
+        let expected_code = if found == 0 { 0 } else { 1 };
+        assert_eq!(
+            plain.status.code(),
+            Some(expected_code),
+            "{}",
+            stderr(&plain)
+        );
+        assert_eq!(
+            matrix.status.code(),
+            Some(expected_code),
+            "{}",
+            stderr(&matrix)
+        );
+        let (plain_text, matrix_text) = (stdout(&plain), stdout(&matrix));
+        let summary = format!("20 scenarios (seed 6, native, each run twice), {found} findings");
+        assert!(
+            plain_text.contains(&format!("fuzz: {summary}")),
+            "{plain_text}"
+        );
+        assert!(
+            matrix_text.starts_with(&format!("fuzz on {host} (host): {summary}, ")),
+            "{matrix_text}"
+        );
+        // The same findings, line for line, but for where they were written.
+        let plain_findings: Vec<String> = plain_text
+            .lines()
+            .filter(|l| l.starts_with("finding: "))
+            .map(|l| l.replace(dir.join("plain").to_str().unwrap(), "OUT"))
+            .collect();
+        let matrix_findings: Vec<String> = matrix_text
+            .lines()
+            .filter(|l| l.starts_with("finding: "))
+            .map(|l| l.replace(matrix_out.join("host").to_str().unwrap(), "OUT"))
+            .collect();
+        assert_eq!(plain_findings.len(), found, "{plain_text}");
+        assert_eq!(plain_findings, matrix_findings);
+        let files = |d: &Path| -> Vec<(String, String)> {
+            let mut v: Vec<_> = std::fs::read_dir(d)
+                .map(|r| {
+                    r.flatten()
+                        .map(|e| {
+                            let text = std::fs::read_to_string(e.path()).unwrap();
+                            (e.file_name().to_string_lossy().into_owned(), text)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+        let (a, b) = (files(&dir.join("plain")), files(&matrix_out.join("host")));
+        assert_eq!(a, b, "the same finding files");
+        assert_eq!(a.len(), found);
+        for (_, text) in &a {
+            assert!(text.contains(&format!(" on kernel {host}, ")), "{text}");
+            epollscope::scenario::parse(Path::new("f.scn"), text).expect("parses");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// The fuzz cases really run in the guest: its summary names the 6.1 kernel and the count,
+/// and the finding a wrongly planted rule gives there comes back, naming that kernel.
+#[test]
+fn fuzz_on_debian_61_runs_its_cases_in_the_guest() {
+    let (release, _vm) = need_61!();
+    let dir = scratch("fuzz-vm-out");
+    let out = run_matrix(
+        "fuzz-vm",
+        &[
+            "fuzz",
+            "--seed",
+            "6",
+            "--count",
+            "20",
+            "--plant",
+            "textbook-et",
+            "--accel",
+            "tcg",
+            "--kernel",
+            &release,
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("");
+    assert!(
+        first.starts_with(&format!(
+            "fuzz on {release} (emulated (TCG)): 20 scenarios (seed 6, native, each run twice), "
+        )),
+        "{text}"
+    );
+    let findings: Vec<&str> = lines.collect();
+    assert!(!findings.is_empty(), "{text}");
+    let kernel_dir = dir.join(&release);
+    for line in findings {
+        let path = line
+            .strip_prefix("finding: ")
+            .and_then(|l| l.split_once(" ("))
+            .map(|(p, _)| PathBuf::from(p))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(path.parent(), Some(kernel_dir.as_path()), "{text}");
+        let file = std::fs::read_to_string(&path).unwrap();
+        assert!(file.contains(&format!(" on kernel {release}, ")), "{file}");
+        assert!(file.contains("planted-wrong-rule"), "{file}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

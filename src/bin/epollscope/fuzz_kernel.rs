@@ -69,10 +69,8 @@ pub fn fuzz_on_kernels(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
         // Found (and, from a release build, extracted) here, where the user's cache is
         // writable: the guest sees the same file but its root file system is read-only.
         let shim = epollscope::shim::preload_path().map_err(anyhow::Error::msg)?;
-        plan.env.push((
-            epollscope::shim::ENV_PRELOAD.into(),
-            shim.into_os_string(),
-        ));
+        plan.env
+            .push((epollscope::shim::ENV_PRELOAD.into(), shim.into_os_string()));
     }
     let reports = plan::run_each(
         &plan,

@@ -185,7 +185,9 @@ pub fn vm_plan(
 /// The one line saying how VMs run.
 pub fn say_accel(accel: Accel, why: &str, scale: u32) {
     match accel {
-        Accel::Kvm => eprintln!("epollscope: VMs use KVM, scenario timeouts x{scale} inside: {why}"),
+        Accel::Kvm => {
+            eprintln!("epollscope: VMs use KVM, scenario timeouts x{scale} inside: {why}")
+        }
         Accel::Tcg => eprintln!(
             "epollscope: VMs run emulated (TCG), slower, scenario timeouts x{scale} inside: {why}"
         ),
