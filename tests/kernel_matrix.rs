@@ -431,7 +431,9 @@ fn bad_kernels_and_missing_tools_are_one_line_and_exit_2() {
     let image = image.to_str().unwrap();
     const BOTH: &[&str] = &["run", "fuzz"];
     let emit = dir.join("emit");
-    let cases: [(&[&str], &[&str], Option<&str>, &str); 6] = [
+    // (commands, flags, PATH to set, what the one line says)
+    type Case<'a> = (&'a [&'a str], &'a [&'a str], Option<&'a str>, &'a str);
+    let cases: [Case; 6] = [
         (
             BOTH,
             &["--kernel", "9.9.9-nope"],
