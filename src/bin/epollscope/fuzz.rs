@@ -137,17 +137,11 @@ fn check(ctx: &Ctx, text: &str) -> Option<(Check, String)> {
             if let Some(found) = judge(ctx, &scenario, &again, false) {
                 return Some(found);
             }
-            let promised = |r: &ScenarioReport| -> Vec<(usize, String)> {
-                model::explain(&scenario, family, &r.steps, &r.aggregates)
-                    .judgements
-                    .into_iter()
-                    .filter(|j| j.label == model::Label::Promised)
-                    .map(|j| (j.line, j.observed))
-                    .collect()
+            let explain = |r: &ScenarioReport| {
+                model::explain(&scenario, family, &r.steps, &r.aggregates).judgements
             };
-            let (a, b) = (promised(&native), promised(&again));
-            if a != b {
-                return Some((Check::Determinism, format!("{a:?} vs {b:?}")));
+            if let Some(detail) = determined_differs(&explain(&native), &explain(&again)) {
+                return Some((Check::Determinism, detail));
             }
         }
         Some((Shim::Trace, options)) => {
@@ -232,6 +226,40 @@ fn hung_where_allowed(ex: &model::Explanation, r: &ScenarioReport) -> bool {
             .iter()
             .any(|&(line, promised)| line == f.line && !promised)
             || ex.stalled == Some((f.line, false)))
+}
+
+/// The first result the model determined that differs between two runs of one scenario,
+/// as long as every result before it was the same: once two runs took different allowed
+/// outcomes (a timed wait that returned before a write in one run and after it in the other),
+/// what the model determines next may differ too, and comparing stops.
+fn determined_differs(a: &[model::Judgement], b: &[model::Judgement]) -> Option<String> {
+    for (x, y) in a.iter().zip(b) {
+        if (x.line, &x.actor) != (y.line, &y.actor) {
+            return None;
+        }
+        let (kx, ky) = (outcome(x), outcome(y));
+        if kx == ky {
+            continue;
+        }
+        if x.label == model::Label::Promised && y.label == model::Label::Promised {
+            return Some(format!(
+                "line {}: [{}] got {kx} in one run and {ky} in the other, each promised",
+                x.line, x.actor
+            ));
+        }
+        return None;
+    }
+    None
+}
+
+/// What a judged step returned, comparable across runs: a new fd or a pid by the script's
+/// name for it (numbers vary), anything else as the kernel returned it.
+fn outcome(j: &model::Judgement) -> &str {
+    use model::{Allowed, Res};
+    match &j.allowed {
+        Allowed::Set(set) if matches!(set.as_slice(), [Res::NewFd] | [Res::Pid]) => &j.observed,
+        _ => &j.actual,
+    }
 }
 
 fn first_difference(a: &str, b: &str) -> String {
@@ -476,5 +504,67 @@ pub(crate) fn exit_status(clean: bool) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::determined_differs;
+    use epollscope::model::{Allowed, Judgement, Label, Res, rules};
+
+    fn j(line: usize, label: Label, actual: &str) -> Judgement {
+        Judgement {
+            line,
+            col: 1,
+            actor: "w1".into(),
+            label,
+            rule: &rules::WAIT_LT,
+            allowed: Allowed::Set(vec![Res::Range(0, 1)]),
+            observed: "[?]".into(),
+            actual: actual.into(),
+            note: None,
+        }
+    }
+
+    #[test]
+    fn a_promised_result_that_differs_after_identical_results_is_a_finding() {
+        use Label::{Allowed as A, Promised as P};
+        let cases: &[(&[(usize, Label, &str)], &[(usize, Label, &str)], bool)] = &[
+            // Same prefix, then a promised result differs: the kernel (or the model) is wrong.
+            (
+                &[(1, P, "0"), (2, P, "1")],
+                &[(1, P, "0"), (2, P, "0")],
+                true,
+            ),
+            // The values the script leaves open (`= ?`) are compared by what was returned.
+            (
+                &[(1, A, "1"), (2, P, "1")],
+                &[(1, A, "1"), (2, P, "0")],
+                true,
+            ),
+            // An allowed result differed first: what follows may differ, nothing to report.
+            (
+                &[(1, A, "1"), (2, P, "1")],
+                &[(1, A, "0"), (2, P, "0")],
+                false,
+            ),
+            // Promised in one run only, after the runs diverged.
+            (
+                &[(1, A, "1"), (2, P, "1")],
+                &[(1, A, "0"), (2, A, "0")],
+                false,
+            ),
+            // One run has a judgement more (a background result collected): no difference.
+            (&[(1, P, "0"), (2, P, "1")], &[(1, P, "0")], false),
+        ];
+        for (a, b, found) in cases {
+            let a: Vec<Judgement> = a.iter().map(|&(l, lab, v)| j(l, lab, v)).collect();
+            let b: Vec<Judgement> = b.iter().map(|&(l, lab, v)| j(l, lab, v)).collect();
+            assert_eq!(
+                determined_differs(&a, &b).is_some(),
+                *found,
+                "{a:?} vs {b:?}"
+            );
+        }
     }
 }
