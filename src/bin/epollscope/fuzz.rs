@@ -526,10 +526,13 @@ mod tests {
         }
     }
 
+    /// One run's judgements: (line, label, what was returned).
+    type Run<'a> = &'a [(usize, Label, &'a str)];
+
     #[test]
     fn a_promised_result_that_differs_after_identical_results_is_a_finding() {
         use Label::{Allowed as A, Promised as P};
-        let cases: &[(&[(usize, Label, &str)], &[(usize, Label, &str)], bool)] = &[
+        let cases: &[(Run, Run, bool)] = &[
             // Same prefix, then a promised result differs: the kernel (or the model) is wrong.
             (
                 &[(1, P, "0"), (2, P, "1")],
