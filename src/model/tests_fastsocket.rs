@@ -5,18 +5,19 @@ use nix::errno::Errno;
 
 use super::{Label, Model, explain_with, rules};
 use crate::addr::Family;
-use crate::scenario::ast::Stmt;
+use crate::scenario::ast::{Scenario, Stmt};
 use crate::scenario::{StepResult, parse};
 
-/// The labels and rule ids of `body` judged by `model` with the given results.
-fn judge(model: Model, body: &str, results: &[Result<i64, Errno>]) -> Vec<(Label, &'static str)> {
+/// `body` parsed, and the results given in order for its foreground steps (a background
+/// step's result is not recorded here: the tests end before it returns).
+fn fabricate(body: &str, results: &[Result<i64, Errno>]) -> (Scenario, Vec<StepResult>) {
     let text = format!("# t\nfamily: inet\n{body}");
     let scenario = parse(std::path::Path::new("t.scn"), &text).expect("parses");
     let steps: Vec<StepResult> = scenario
         .body
         .iter()
         .filter_map(|s| match s {
-            Stmt::Step(step) => Some(step),
+            Stmt::Step(step) if !step.background => Some(step),
             _ => None,
         })
         .zip(results)
@@ -27,6 +28,12 @@ fn judge(model: Model, body: &str, results: &[Result<i64, Errno>]) -> Vec<(Label
             events: vec![],
         })
         .collect();
+    (scenario, steps)
+}
+
+/// The labels and rule ids of `body` judged by `model` with the given results.
+fn judge(model: Model, body: &str, results: &[Result<i64, Errno>]) -> Vec<(Label, &'static str)> {
+    let (scenario, steps) = fabricate(body, results);
     explain_with(model, &scenario, &steps, &[])
         .judgements
         .iter()
@@ -167,9 +174,7 @@ fn a_worker_blocked_on_its_own_listener_is_not_promised_a_wake_up() {
          socket(FAMILY, SOCK_STREAM, 0) = C\nconnect(C, ADDR1) = 0\n\
          [w1] epoll_wait(E3, 16, -1) = ? &\n"
     );
-    let text = format!("# t\nfamily: inet\n{body}");
-    let scenario = parse(std::path::Path::new("t.scn"), &text).expect("parses");
-    let results: Vec<Result<i64, Errno>> = vec![
+    let results = [
         Ok(3),
         Ok(0),
         Ok(0),
@@ -180,21 +185,7 @@ fn a_worker_blocked_on_its_own_listener_is_not_promised_a_wake_up() {
         Ok(6),
         Ok(0),
     ];
-    let steps: Vec<StepResult> = scenario
-        .body
-        .iter()
-        .filter_map(|s| match s {
-            Stmt::Step(step) if !step.background => Some(step),
-            _ => None,
-        })
-        .zip(results)
-        .map(|(step, result)| StepResult {
-            span: step.span,
-            actor: step.actor.clone(),
-            result,
-            events: vec![],
-        })
-        .collect();
+    let (scenario, steps) = fabricate(&body, &results);
     let wait_line = 12;
     for (model, promised) in [
         (Model::under_fastsocket(Family::Inet), false),
