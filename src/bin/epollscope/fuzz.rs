@@ -418,9 +418,21 @@ pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
         }
         spawned
     });
+    // The trace shim's comparison means something only if the shim was there: it writes a
+    // trace file for every actor it runs in.
+    let shim_traced = std::fs::read_dir(&shim_dir).is_ok_and(|mut d| {
+        d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("trace.")))
+    });
     let _ = std::fs::remove_dir_all(&shim_dir);
     if spawned == 0 {
         anyhow::bail!("could not start any worker thread (a process or thread limit?)");
+    }
+    if matches!(args.under, Some(Shim::Trace)) && done.load(Ordering::Relaxed) > 0 && !shim_traced {
+        anyhow::bail!(
+            "--under trace: the shim wrote no trace, so it did not load in the actors and \
+             nothing was compared (see the dynamic loader's messages above; EPOLLSCOPE_PRELOAD \
+             names the library)"
+        );
     }
     let elapsed = started.elapsed().as_secs_f64();
     let mut findings = findings
