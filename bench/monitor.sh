@@ -4,8 +4,12 @@
 #   counting:     `epollscope monitor --stats` (reassemble, read every byte, count) vs tcpflow
 #   like-for-like: `epollscope monitor --flows DIR` (one file per direction, as tcpflow) vs tcpflow
 # and a 100 MB slice vs `tshark -z follow` (tshark dissects every packet and is far slower; the
-# slice keeps the run short). Prints the machine's load before and after: other work on the
-# machine skews every number, so read them with it.
+# slice keeps the run short). Also times the floor of the like-for-like comparison: `dd`
+# writing as many bytes as the flows hold, from /dev/zero, into one file in the same directory
+# (the kernel's cost of putting those bytes into files; no tool that writes the flows can be
+# faster), and prints the best ratio any such tool could have against tcpflow here.
+# Prints the machine's load before and after: other work on the machine skews every number, so
+# read them with it.
 # Usage: bench/monitor.sh [MEGABYTES=1024]. Needs tcpflow and tshark (apt-get install tcpflow tshark).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +34,8 @@ secs() { # runs "$@" pinned to one core, prints wall seconds
     t1=$(date +%s.%N)
     echo "$t1 - $t0" | bc -l
 }
-fresh() { rm -rf "${OUT:?}"/*; }
+# sync: the next tool does not share the disk with the last one's writeback.
+fresh() { rm -rf "${OUT:?}"/*; sync; }
 
 printf 'load before: %s (%s cores)\n' "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)"
 size=$(stat -c %s "$BIG")
@@ -41,6 +46,8 @@ ours_bytes=$(cat "$OUT"/ours/* | wc -c)
 fresh
 tcpflow=$(secs tcpflow -r "$BIG" -o "$OUT/tcpflow")
 tcpflow_bytes=$(find "$OUT/tcpflow" -type f ! -name '*.xml' -exec cat {} + | wc -c)
+fresh
+floor=$(secs dd if=/dev/zero of="$OUT/floor" bs=1M count="$ours_bytes" iflag=count_bytes)
 fresh
 ours_slice=$(secs "$TARGET/release/epollscope" monitor --pcap "$SLICE" --stats)
 tshark=$(secs tshark -r "$SLICE" -q -z follow,tcp,raw,0)
@@ -54,6 +61,8 @@ printf 'epollscope monitor --flows DIR   %7.3f s  %6.0f MB/s   files vs tcpflow:
     "$files" "$(rate "$files")" "$(echo "$tcpflow / $files" | bc -l)" "$ours_bytes"
 printf 'tcpflow -r -o DIR                %7.3f s  %6.0f MB/s                        (%d bytes written)\n' \
     "$tcpflow" "$(rate "$tcpflow")" "$tcpflow_bytes"
+printf 'floor: dd of %d bytes to one file %.3f s   best possible files vs tcpflow: %.1fx\n' \
+    "$ours_bytes" "$floor" "$(echo "$tcpflow / $floor" | bc -l)"
 printf 'slice %s: %d bytes\n' "$SLICE" "$(stat -c %s "$SLICE")"
 printf 'epollscope monitor --stats       %7.3f s\n' "$ours_slice"
 printf 'tshark -z follow,tcp,raw,0       %7.3f s                 ratio %.1fx\n' "$tshark" "$(echo "$tshark / $ours_slice" | bc -l)"

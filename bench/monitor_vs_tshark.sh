@@ -38,7 +38,7 @@ while IFS= read -r -d '' f; do
         tshark -r "$f" -q "${args[@]}" >>"$WORK/tshark" 2>/dev/null || true
     done
     line=$(python3 - "$WORK/tshark" "$WORK/flows" "$f" <<'PY'
-import ipaddress, os, sys
+import ipaddress, os, re, socket, sys
 follow, flows, name = sys.argv[1], sys.argv[2], sys.argv[3]
 
 def endpoint(text):
@@ -46,8 +46,10 @@ def endpoint(text):
     ip = ipaddress.ip_address(host.strip("[]"))
     if ip.version == 4:
         return ".".join(f"{o:03}" for o in ip.packed) + f".{int(port):05}"
-    return f"{ip.compressed}.{int(port):05}"
+    # As inet_ntop writes it (an IPv4-mapped address ends in dotted quad), like the monitor.
+    return f"{socket.inet_ntop(socket.AF_INET6, ip.packed)}.{int(port):05}"
 
+MISSING = re.compile(rb"\[\d+ bytes missing in capture file\]\x00")
 streams, cur = [], None
 for raw in open(follow, encoding="utf-8", errors="replace"):
     line = raw.rstrip("\n")
@@ -61,10 +63,20 @@ for raw in open(follow, encoding="utf-8", errors="replace"):
     elif line.strip():
         d = 1 if line.startswith("\t") else 0
         try:
-            cur["data"][d] += bytes.fromhex(line.strip())
+            chunk = bytes.fromhex(line.strip())
         except ValueError:
-            pass
-seen, compared, identical, first = {}, 0, 0, None
+            continue
+        # tshark writes a hole as a chunk of text, "[N bytes missing in capture file]" and a
+        # NUL, among the stream's bytes; the monitor leaves the hole out of the file.
+        if not MISSING.fullmatch(chunk):
+            cur["data"][d] += chunk
+def name(base, k):
+    return os.path.join(flows, base if k == 0 else f"{base}c{k}")
+
+# Both tools create a direction's file at its first byte, so a later connection on the same
+# addresses takes the next name (c1, c2, ...) only if it has bytes: the k-th stream direction
+# with bytes in tshark's output is paired with the k-th file of that name.
+seen, compared, identical, first, last_of = {}, 0, 0, None, {}
 for st in sorted(streams, key=lambda s: s["id"]):
     if len(st["nodes"]) != 2 or ":" not in st["nodes"][0] or st["nodes"][1] == ":0":
         continue
@@ -72,18 +84,38 @@ for st in sorted(streams, key=lambda s: s["id"]):
     same = True
     for d, (src, dst) in enumerate([(a, b), (b, a)]):
         base = f"{src}-{dst}"
+        theirs = bytes(st["data"][d])
+        if not theirs:
+            continue
         k = seen.get(base, 0)
         seen[base] = k + 1
-        path = os.path.join(flows, base if k == 0 else f"{base}c{k}")
+        last_of[base] = st
+        path = name(base, k)
         ours = open(path, "rb").read() if os.path.exists(path) else b""
-        theirs = bytes(st["data"][d])
         if ours != theirs:
             same = False
             if first is None:
                 at = next((i for i, (x, y) in enumerate(zip(ours, theirs)) if x != y), min(len(ours), len(theirs)))
                 first = f"stream {st['id']} {src}->{dst} at byte {at} (ours {len(ours)} bytes, tshark {len(theirs)})"
+    st["same"] = same
     compared += 1
     identical += same
+# Files of ours beyond tshark's streams with bytes hold bytes tshark did not show (it left
+# that stream direction empty): the connection they belong to is not identical.
+for fname in sorted(os.listdir(flows)):
+    m = re.fullmatch(r"(.*\.\d{5})(?:c(\d+))?", fname)
+    if m is None:
+        continue
+    base, k = m.group(1), int(m.group(2) or 0)
+    if k < seen.get(base, 0):
+        continue
+    st = last_of.get(base)
+    if st is not None and st["same"]:
+        st["same"] = False
+        identical -= 1
+    if first is None:
+        size = os.path.getsize(os.path.join(flows, fname))
+        first = f"{fname}: ours {size} bytes, tshark none"
 print(compared, identical, first or "-")
 PY
 )
