@@ -87,8 +87,11 @@ fn wrappers() -> Vec<(&'static str, u32, Wrap)> {
         ("Cisco HDLC", linktype::C_HDLC, |ip| {
             [&[0x0f, 0x00][..], &ethertype_of(ip).to_be_bytes(), ip].concat()
         }),
+        // Linux's layout: 40 bytes of hardware addresses before RFC 4391's 4-byte header.
         ("IP over InfiniBand", linktype::IPOIB, |ip| {
-            [&ethertype_of(ip).to_be_bytes()[..], &[0, 0], ip].concat()
+            let mut addrs = [0u8; 40];
+            addrs[20..26].copy_from_slice(&[0x80, 0, 0x05, 0x50, 0xfe, 0x80]);
+            [&addrs[..], &ethertype_of(ip).to_be_bytes(), &[0, 0], ip].concat()
         }),
         ("PPPoE", linktype::ETHERNET, |ip| {
             let ppp = [&ppp_proto(ip)[..], ip].concat();

@@ -61,8 +61,10 @@ pub fn layer(lt: u32, frame: &[u8]) -> Result<Layer<'_>, Skip> {
         linktype::PPP => ppp(frame, 0),
         // Cisco HDLC: address, control, then an Ethernet type.
         linktype::C_HDLC => by_ethertype(be16(frame, 2).ok_or(m)?, from(frame, 4)?, 0),
-        // IP over InfiniBand (RFC 4391): an Ethernet type and two reserved bytes.
-        linktype::IPOIB => by_ethertype(be16(frame, 0).ok_or(m)?, from(frame, 4)?, 0),
+        // IP over InfiniBand as Linux captures it: two 20-byte hardware addresses, then RFC
+        // 4391's header (an Ethernet type and two reserved bytes), 44 bytes in all, as
+        // tcpdump's print-ipoib.c reads it (a real capture, tcpdump's ipoib.pcap, has this).
+        linktype::IPOIB => by_ethertype(be16(frame, 40).ok_or(m)?, from(frame, 44)?, 0),
         _ => ip(frame, 0),
     }
 }

@@ -212,6 +212,10 @@ pub fn encode(lt: u32, seg: &Segment) -> Vec<u8> {
             frame.extend_from_slice(&ethertype.to_be_bytes());
         }
         linktype::IPOIB => {
+            // Source (zero, as Linux writes it) and destination hardware addresses.
+            frame.extend_from_slice(&[0; 20]);
+            frame.extend_from_slice(&[0x80, 0, 0x05, 0x50, 0xfe, 0x80]);
+            frame.extend_from_slice(&[0; 14]);
             frame.extend_from_slice(&ethertype.to_be_bytes());
             frame.extend_from_slice(&[0, 0]);
         }
