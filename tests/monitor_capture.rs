@@ -375,6 +375,40 @@ fn flows_without_a_syn_are_orphans_by_default_and_picked_up_with_midstream() {
 }
 
 #[test]
+fn stragglers_after_a_rst_stay_with_their_connection_even_with_midstream() {
+    let mut h = Harness::new(Config {
+        midstream: true,
+        ..Config::default()
+    });
+    // Picked up mid-stream, reset by the server at the expected sequence number.
+    h.seg(&seg(c(), s(), 7000, 9000, ACK | PSH, b"hello!"));
+    h.seg(&seg(s(), c(), 9000, 0, RST, b""));
+    // The client retransmits, and data the server had in flight arrives after its RST: both
+    // belong to the reset connection (Linux answers them with RSTs, no connection comes of
+    // them), so no flow delivers these bytes again.
+    h.seg(&seg(c(), s(), 7000, 9000, ACK | PSH, b"hello!"));
+    h.seg(&seg(s(), c(), 9000, 7006, ACK | PSH, b"in flight"));
+    h.seg(&seg(c(), s(), 7006, 0, RST, b""));
+    assert_eq!(h.m.stats().flows, 1, "no flow was made of the stragglers");
+    assert_eq!(h.stream(1, Side::Svr), b"hello!");
+    assert_eq!(h.m.stats().after_end, 3);
+    assert_eq!(h.m.stats().orphans, 3);
+    // A new connection on the same ports, its SYN not captured, starts at another ISN: a flow.
+    h.seg(&seg(
+        c(),
+        s(),
+        0x8000_0000,
+        0x4000_0000,
+        ACK | PSH,
+        b"new one",
+    ));
+    assert_eq!(h.m.stats().flows, 2);
+    assert_eq!(h.stream(2, Side::Svr), b"new one");
+    assert_eq!(h.m.stats().midstream, 2);
+    h.assert_counts_agree();
+}
+
+#[test]
 fn the_flow_table_is_bounded_and_evicts_the_least_recently_active() {
     let mut h = Harness::new(Config {
         max_flows: 1000,

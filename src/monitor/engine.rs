@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::Serialize;
 
+use super::closed::Closed;
 use super::decode::{self, Layer};
 use super::event::{EndReason, Event, EventKind, EventMask};
 use super::filter::Filter;
@@ -113,6 +114,9 @@ pub struct Stats {
     pub resumed: u64,
     /// RSTs that did not end their flow (RFC 5961).
     pub rst_ignored: u64,
+    /// Orphans that are stragglers of a connection that ended by FIN or RST (never picked up
+    /// as a new flow, even with `midstream`).
+    pub after_end: u64,
 }
 
 /// A snapshot of one flow.
@@ -214,6 +218,8 @@ pub struct Monitor {
     /// them up again where they stopped, so a resumed flow loses no byte.
     resumable: FxMap<(SocketAddr, SocketAddr), (u64, Resume)>,
     resumable_order: VecDeque<(SocketAddr, SocketAddr)>,
+    /// Flows ended by FIN or RST: their stragglers are not new flows.
+    closed: Closed,
     /// Flow numbers with the last-activity time they were queued with: the eviction order
     /// (a flow active since is queued again instead of evicted).
     lru: VecDeque<(u64, u64)>,
@@ -245,6 +251,7 @@ impl Monitor {
             frags: Reassembler::new(FRAG_TIMEOUT_NS),
             resumable: FxMap::default(),
             resumable_order: VecDeque::new(),
+            closed: Closed::default(),
             lru: VecDeque::new(),
         }
     }
@@ -389,6 +396,9 @@ impl Monitor {
             }
             None => {
                 self.stats.orphans += 1;
+                if !seg.has(SYN) && self.straggler(ts, seg) {
+                    self.stats.after_end += 1;
+                }
                 self.raw.push((
                     None,
                     EventKind::Orphan {
@@ -411,6 +421,7 @@ impl Monitor {
         let n = self.next_flow;
         self.next_flow += 1;
         self.stats.flows += 1;
+        self.closed.forget(flow.client, flow.server);
         self.by_tuple
             .insert((flow.client, flow.server), (n, Side::Cli));
         self.by_tuple
@@ -474,7 +485,10 @@ impl Monitor {
                 flow.resumes = Some(old);
                 flow
             }
-            None if self.config.midstream && !seg.payload.is_empty() => {
+            None if self.config.midstream
+                && !seg.payload.is_empty()
+                && !self.straggler(ts, seg) =>
+            {
                 self.stats.midstream += 1;
                 // The lower port is the server's (services listen low, clients bind
                 // ephemeral ports); on a tie, the sender is the client.
@@ -505,12 +519,20 @@ impl Monitor {
             self.by_tuple.remove(&(flow.client, flow.server));
             self.by_tuple.remove(&(flow.server, flow.client));
             self.ended.push(n);
+            let point = flow.resume_point();
             if matches!(flow.ended, Some(EndReason::Timeout | EndReason::Evicted)) {
-                let key = (flow.client, flow.server);
-                let point = flow.resume_point();
-                self.remember(key, n, point);
+                self.remember((flow.client, flow.server), n, point);
+            } else {
+                let limit = self.config.max_flows;
+                self.closed
+                    .remember(flow.client, flow.server, flow.last_ns, point, limit);
             }
         }
+    }
+
+    fn straggler(&mut self, ts: u64, seg: &Segment) -> bool {
+        let timeout = self.config.idle_timeout_ns;
+        self.closed.is_straggler(ts, seg, timeout)
     }
 
     /// Keeps a resume point, at most as many as flows (the oldest goes first).

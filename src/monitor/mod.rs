@@ -10,13 +10,14 @@
 //!
 //! Layers, bottom up: [`pcap`] (files; a regular file is mapped by `sys::packet`), [`decode`]
 //! (link types, tunnels, IP, TCP) and [`packet`] (segments, encoding), [`frag`] (IP fragment
-//! reassembly), [`stream`] (one side's ring buffer), [`flow`] (one flow's two TCP state
+//! reassembly), [`closed`] (ended connections' stragglers), [`stream`] (one side's ring buffer), [`flow`] (one flow's two TCP state
 //! machines), [`engine`] (the bounded flow table, events), [`socket`] (what an application
 //! reads and sets), [`filter`] (BPF-like flow filter), [`output`] and [`flowdir`] (how flows are
 //! shown and written; the `epollscope monitor` command itself is `src/bin/epollscope/monitor.rs`).
 //!
 //! Invariant: the monitor depends on nothing else in the crate but `sys`.
 
+pub mod closed;
 pub mod decode;
 pub mod engine;
 pub mod error;

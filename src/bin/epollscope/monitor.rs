@@ -607,6 +607,7 @@ impl Run {
             ("midstream", stats.midstream),
             ("resumed", stats.resumed),
             ("rst ignored", stats.rst_ignored),
+            ("after end", stats.after_end),
         ];
         let extra: Vec<String> = extra
             .iter()

@@ -1,0 +1,182 @@
+//! Connections that ended by FIN or RST, remembered for a while so that their stragglers (a
+//! retransmission, data the peer had in flight when the RST came) stay theirs.
+//!
+//! Linux never makes a connection out of a segment without SYN: after a RST, what the peer
+//! still sends is answered with another RST. Without this memory, `--midstream` would pick
+//! each straggler up as a new connection and deliver bytes twice (a retransmitted segment
+//! after a RST) or as connections that never existed (one per in-flight segment).
+//!
+//! A segment is a straggler when it comes within the idle timeout after the end, on the same
+//! addresses, with a sequence number in the ended connection's sequence space (up to
+//! [`WINDOW`] past what was received): a new connection on reused ports, whose SYN is not in
+//! the capture, starts at a random ISN and is picked up as usual.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+
+use super::Side;
+use super::flow::Resume;
+use super::packet::Segment;
+
+/// How far past the last byte received a straggler may start: what a sender can have in
+/// flight (16 MiB, a large scaled window).
+pub const WINDOW: u32 = 16 << 20;
+
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    ended_ns: u64,
+    point: Resume,
+}
+
+/// Ended connections by (client, server), oldest first, at most `limit` of them.
+#[derive(Debug, Default)]
+pub struct Closed {
+    by_pair: HashMap<(SocketAddr, SocketAddr), Record>,
+    order: VecDeque<((SocketAddr, SocketAddr), u64)>,
+}
+
+impl Closed {
+    /// Remembers that the connection between `client` and `server` ended at `ended_ns`, with
+    /// each side's ISN and stream position in `point`.
+    pub fn remember(
+        &mut self,
+        client: SocketAddr,
+        server: SocketAddr,
+        ended_ns: u64,
+        point: Resume,
+        limit: usize,
+    ) {
+        // The queue may also hold entries of addresses that ended again since: bound it too.
+        let limit = limit.max(1);
+        while self.by_pair.len() >= limit || self.order.len() >= limit.saturating_mul(2) {
+            let Some((key, stamp)) = self.order.pop_front() else {
+                break;
+            };
+            self.forget_if(key, stamp);
+        }
+        self.by_pair
+            .insert((client, server), Record { ended_ns, point });
+        self.order.push_back(((client, server), ended_ns));
+    }
+
+    /// A new connection on these addresses (a SYN): the old one's stragglers no longer count.
+    pub fn forget(&mut self, client: SocketAddr, server: SocketAddr) {
+        self.by_pair.remove(&(client, server));
+    }
+
+    /// Removes the record of `key` if it is still the one queued at `stamp` (a later end on
+    /// the same addresses queued its own entry).
+    fn forget_if(&mut self, key: (SocketAddr, SocketAddr), stamp: u64) {
+        if self.by_pair.get(&key).is_some_and(|r| r.ended_ns == stamp) {
+            self.by_pair.remove(&key);
+        }
+    }
+
+    /// True if `seg`, seen at `ts`, belongs to a connection that ended less than `timeout_ns`
+    /// before (records older than that are dropped on the way).
+    pub fn is_straggler(&mut self, ts: u64, seg: &Segment, timeout_ns: u64) -> bool {
+        while let Some(&(key, stamp)) = self.order.front() {
+            if ts.saturating_sub(stamp) <= timeout_ns {
+                break;
+            }
+            self.order.pop_front();
+            self.forget_if(key, stamp);
+        }
+        // Side svr receives what the client sends.
+        let (rec, side) = match (
+            self.by_pair.get(&(seg.src, seg.dst)),
+            self.by_pair.get(&(seg.dst, seg.src)),
+        ) {
+            (Some(r), _) => (r, Side::Svr),
+            (None, Some(r)) => (r, Side::Cli),
+            (None, None) => return false,
+        };
+        let Some(isn) = rec.point.isn[side.index()] else {
+            // Nothing was received that way: no sequence space to judge by, and Linux would
+            // not have made a connection of it either.
+            return true;
+        };
+        // Offset of the segment in the old stream, wrapping as sequence numbers do; a little
+        // before its start (a SYN's own sequence number) counts as inside.
+        let rel = seg.seq.wrapping_sub(isn.wrapping_add(1));
+        let received = u32::try_from(rec.point.next[side.index()]).unwrap_or(u32::MAX);
+        rel <= received.saturating_add(WINDOW) || rel >= WINDOW.wrapping_neg()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::packet::ACK;
+
+    fn seg(src: &str, dst: &str, seq: u32) -> Segment<'static> {
+        Segment {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            seq,
+            ack: 1,
+            flags: ACK,
+            window: 512,
+            payload: b"x",
+        }
+    }
+
+    const C: &str = "10.0.0.1:40000";
+    const S: &str = "10.0.0.2:80";
+
+    fn closed() -> Closed {
+        let mut c = Closed::default();
+        let point = Resume {
+            isn: [Some(5_000), Some(1_000)],
+            next: [300, 100],
+        };
+        c.remember(C.parse().unwrap(), S.parse().unwrap(), 10, point, 4);
+        c
+    }
+
+    #[test]
+    fn stragglers_are_told_from_new_connections() {
+        // (segment, seen at, straggler?)
+        let cases = [
+            (seg(C, S, 1_001), 20, true), // a retransmission of the first byte
+            (seg(C, S, 1_101), 20, true), // just past what was received
+            (seg(S, C, 5_301 + WINDOW - 1), 20, true), // the server's data in flight
+            (seg(S, C, 5_301 + WINDOW + 1), 20, false), // far ahead: a new connection
+            (seg(C, S, 1_000), 20, true), // the SYN's own sequence number
+            (seg(C, S, 900_000_000), 20, false), // another ISN
+            (seg(C, S, 1_001), 10 + 60_000, false), // after the timeout
+            (seg("10.0.0.3:1", S, 1_001), 20, false), // other addresses
+        ];
+        for (i, (s, ts, want)) in cases.iter().enumerate() {
+            assert_eq!(closed().is_straggler(*ts, s, 60_000 - 1), *want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn a_direction_with_nothing_received_has_no_new_connection_either() {
+        let mut c = Closed::default();
+        let point = Resume {
+            isn: [None, Some(1_000)],
+            next: [0, 6],
+        };
+        c.remember(C.parse().unwrap(), S.parse().unwrap(), 10, point, 4);
+        assert!(c.is_straggler(20, &seg(S, C, 77), 100));
+    }
+
+    #[test]
+    fn memory_is_bounded_and_a_new_syn_forgets() {
+        let mut c = closed();
+        for port in 1..=10u16 {
+            let client = SocketAddr::from(([10, 0, 0, 9], port));
+            c.remember(client, S.parse().unwrap(), 11, Resume::default(), 4);
+        }
+        assert!(c.by_pair.len() <= 4);
+        assert!(
+            !c.is_straggler(20, &seg(C, S, 1_001), 100),
+            "the oldest went first"
+        );
+        let mut c = closed();
+        c.forget(C.parse().unwrap(), S.parse().unwrap());
+        assert!(!c.is_straggler(20, &seg(C, S, 1_001), 100));
+    }
+}
