@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AddrRef, FdRef, Renderer};
+use super::renderer::Renderer;
+use super::{AddrRef, FdRef};
 
 /// One argument (or a piece of one) of a traced call.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
