@@ -163,6 +163,31 @@ fn wrappers() -> Vec<(&'static str, u32, Wrap)> {
         ("IP in IPv6 (4in6 or 6in6)", linktype::RAW, |ip| {
             ipv6(if ip[0] >> 4 == 6 { 41 } else { 4 }, ip)
         }),
+        ("MPLS, two labels", linktype::ETHERNET, |ip| {
+            eth(
+                0x8847,
+                &[&[0x00, 0x01, 0x20, 0x40, 0x00, 0x02, 0x11, 0x40][..], ip].concat(),
+            )
+        }),
+        ("MPLS over PPP", linktype::PPP, |ip| {
+            [&[0xff, 0x03, 0x02, 0x81, 0x00, 0x01, 0x21, 0x40][..], ip].concat()
+        }),
+        (
+            "MPLS pseudowire with a control word",
+            linktype::ETHERNET,
+            |ip| {
+                let pw = [
+                    &[0x00, 0x03, 0x01, 0x40, 0, 0, 0, 0][..],
+                    &eth(ethertype_of(ip), ip),
+                ]
+                .concat();
+                eth(0x8847, &pw)
+            },
+        ),
+        ("WCCPv2 redirect in GRE", linktype::ETHERNET, |ip| {
+            let gre = [&[0x00, 0x00, 0x88, 0x3e, 0x00, 0x00, 0x00, 0x00][..], ip].concat();
+            eth(0x0800, &ipv4(47, &gre))
+        }),
         ("GTP-U", linktype::ETHERNET, |ip| {
             let g = [&[0x30, 0xff][..], &be16(ip.len()), &[0, 0, 0, 9], ip].concat();
             eth(0x0800, &ipv4(17, &udp(2152, &g)))

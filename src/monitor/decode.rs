@@ -1,5 +1,5 @@
-//! Decoding captured frames down to the TCP segment: link types, tunnels (PPPoE, GRE and
-//! ERSPAN, VXLAN, Geneve, IP in IP, GTP-U), IPv4 and IPv6 (with their fragments handed to the
+//! Decoding captured frames down to the TCP segment: link types, tunnels (PPPoE, MPLS, GRE
+//! with ERSPAN and WCCP, VXLAN, Geneve, IP in IP, GTP-U), IPv4 and IPv6 (with their fragments handed to the
 //! reassembler), then TCP.
 //!
 //! Every field is read through bounds-checked slices, tunnels nest at most [`MAX_NESTING`]
@@ -100,8 +100,33 @@ fn by_ethertype(ethertype: u16, d: &[u8], depth: u8) -> Result<Layer<'_>, Skip> 
         }
         // Transparent Ethernet bridging (GRE, Geneve).
         0x6558 => ethernet(d, deeper(depth)?),
+        // MPLS, unicast and multicast.
+        0x8847 | 0x8848 => mpls(d, deeper(depth)?),
         _ => Err(Skip::NotIp),
     }
+}
+
+/// Label stacks deeper than this are malformed (real ones hold a few labels).
+const MAX_LABELS: usize = 16;
+
+/// An MPLS label stack (4 bytes a label, the last with the bottom-of-stack bit), then what it
+/// carries. Nothing in MPLS names the payload: as tshark does, an IP version nibble means IP,
+/// a zero nibble a pseudowire control word before an Ethernet frame.
+fn mpls(d: &[u8], depth: u8) -> Result<Layer<'_>, Skip> {
+    let mut at = 0;
+    for _ in 0..MAX_LABELS {
+        let bottom = d.get(at + 2).ok_or(Skip::Malformed)? & 1 != 0;
+        at += 4;
+        if bottom {
+            let body = from(d, at)?;
+            return match body.first().map(|b| b >> 4) {
+                Some(4 | 6) => ip(body, depth),
+                Some(0) => ethernet(from(body, 4)?, deeper(depth)?),
+                _ => Err(Skip::NotIp),
+            };
+        }
+    }
+    Err(Skip::Malformed)
 }
 
 /// PPP with or without the HDLC address and control bytes (0xff 0x03).
@@ -123,6 +148,7 @@ fn ppp_proto(d: &[u8], depth: u8) -> Result<Layer<'_>, Skip> {
     match proto {
         0x21 => ipv4(body, depth),
         0x57 => ipv6(body, depth),
+        0x281 | 0x283 => mpls(body, deeper(depth)?),
         _ => Err(Skip::NotIp),
     }
 }
@@ -310,6 +336,12 @@ fn gre(d: &[u8], depth: u8) -> Result<Layer<'_>, Skip> {
             ethernet(from(body, if o { 20 } else { 12 })?, depth)
         }
         0x880b => ppp(body, depth),
+        // WCCP redirection: WCCPv2 puts a 4-byte redirect header before the IP packet,
+        // WCCPv1 none (told apart by the IP version nibble, as tshark does).
+        0x883e => match body.first().map(|b| b >> 4) {
+            Some(4) => ip(body, depth),
+            _ => ip(from(body, 4)?, depth),
+        },
         et => by_ethertype(et, body, depth),
     }
 }
