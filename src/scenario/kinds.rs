@@ -218,20 +218,22 @@ impl Ctx<'_> {
                 _ => return Err(self.mismatch(i, "an address: ADDR, ADDR2, ...", val, span)),
             },
             Param::Family => match val.name() {
-                Some(name) => Arg::Family(match name {
-                    "FAMILY" => DomainArg::Matrix,
-                    "AF_UNIX" | "AF_LOCAL" => DomainArg::Fixed(Family::Unix),
-                    "AF_INET" => DomainArg::Fixed(Family::Inet),
-                    "AF_INET6" => DomainArg::Fixed(Family::Inet6),
-                    other => {
+                Some("FAMILY") => Arg::Family(DomainArg::Matrix),
+                Some(name) => match Family::from_af_name(name) {
+                    Some(family) => Arg::Family(DomainArg::Fixed(family)),
+                    None => {
+                        // The names each family prints as (the table's aliases are accepted too).
+                        let known: Vec<&str> = Family::ALL.iter().map(|f| f.af_name()).collect();
+                        let (last, rest) = known.split_last().expect("there are families");
                         return Err(ParseError::new(
                             span,
                             format!(
-                                "unknown family '{other}' (expected FAMILY, AF_UNIX, AF_INET or AF_INET6)"
+                                "unknown family '{name}' (expected FAMILY, {} or {last})",
+                                rest.join(", ")
                             ),
                         ));
                     }
-                }),
+                },
                 None => {
                     return Err(self.mismatch(i, "a family such as FAMILY or AF_INET", val, span));
                 }
