@@ -8,6 +8,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::names;
+
 /// Longest AF_UNIX path the kernel accepts: `sun_path` is 108 bytes and needs its NUL.
 /// (The original tools silently truncated longer paths; we refuse them instead.)
 pub const UNIX_PATH_MAX: usize = 107;
@@ -33,23 +35,14 @@ impl Family {
     }
 
     /// The family an `AF_*` constant names (`AF_UNIX`, `AF_LOCAL`, `AF_INET`, `AF_INET6`):
-    /// the one reading of a family written as C spells it.
+    /// the one reading of a family written as C spells it, from [`names::FAMILIES`].
     pub fn from_af_name(name: &str) -> Option<Family> {
-        match name {
-            "AF_UNIX" | "AF_LOCAL" => Some(Family::Unix),
-            "AF_INET" => Some(Family::Inet),
-            "AF_INET6" => Some(Family::Inet6),
-            _ => None,
-        }
+        names::value_of(names::FAMILIES, name).and_then(Family::from_raw)
     }
 
     /// The C constant, as strace prints it.
     pub fn af_name(self) -> &'static str {
-        match self {
-            Family::Unix => "AF_UNIX",
-            Family::Inet => "AF_INET",
-            Family::Inet6 => "AF_INET6",
-        }
+        names::name(names::FAMILIES, self.raw()).expect("names::FAMILIES names every Family")
     }
 
     pub fn raw(self) -> i32 {

@@ -10,6 +10,14 @@ pub const SOCK_TYPES: Table = &[
     ("SOCK_DGRAM", libc::SOCK_DGRAM),
     ("SOCK_SEQPACKET", libc::SOCK_SEQPACKET),
 ];
+/// The address families: the `AF_*` names scripts and traces use. The first name of a value
+/// is the one printed (`AF_LOCAL` is another name for `AF_UNIX`).
+pub const FAMILIES: Table = &[
+    ("AF_UNIX", libc::AF_UNIX),
+    ("AF_LOCAL", libc::AF_LOCAL),
+    ("AF_INET", libc::AF_INET),
+    ("AF_INET6", libc::AF_INET6),
+];
 /// The flag bits of socket()'s type and of accept4().
 pub const SOCK_FLAGS: Table = &[
     ("SOCK_NONBLOCK", libc::SOCK_NONBLOCK),
@@ -136,12 +144,14 @@ const EPOLL_BITS: Table = &[
     ("EPOLLET", libc::EPOLLET),
 ];
 
+/// The (first) name of a value, if it has one.
+pub fn name(table: Table, value: i32) -> Option<&'static str> {
+    table.iter().find(|(_, v)| *v == value).map(|(n, _)| *n)
+}
+
 /// The name of a value, or the number when it has none.
 pub fn name_of(table: Table, value: i32) -> String {
-    table
-        .iter()
-        .find(|(_, v)| *v == value)
-        .map_or_else(|| value.to_string(), |(n, _)| (*n).to_string())
+    name(table, value).map_or_else(|| value.to_string(), str::to_string)
 }
 
 /// The value of a name.
@@ -197,9 +207,7 @@ pub fn parse_epoll_events(text: &str) -> Result<u32, String> {
 }
 
 pub fn domain_name(domain: i32) -> String {
-    crate::addr::Family::from_raw(domain)
-        .map(|f| f.af_name().to_string())
-        .unwrap_or_else(|| domain.to_string())
+    name_of(FAMILIES, domain)
 }
 
 /// `SOCK_STREAM|SOCK_NONBLOCK`: the type in the low bits, flags above.
@@ -268,6 +276,12 @@ mod tests {
             assert_eq!(sockopt_name(level, option), name);
         }
         assert_eq!(sockopt_level_name(libc::IPPROTO_TCP), "SOL_TCP");
+        for &(name, value) in FAMILIES {
+            assert_eq!(value_of(FAMILIES, name), Some(value), "{name}");
+        }
+        assert_eq!(domain_name(libc::AF_LOCAL), "AF_UNIX");
+        assert_eq!(domain_name(libc::AF_INET6), "AF_INET6");
+        assert_eq!(domain_name(libc::AF_NETLINK), "16");
     }
 
     #[test]

@@ -60,6 +60,28 @@ fn bad_flags() {
     );
 }
 
+/// socket()'s family: the AF_* names of the one table of constant names (`names::FAMILIES`),
+/// or FAMILY for the matrix; anything else is one line naming the place.
+#[test]
+fn unknown_address_family() {
+    for name in ["FAMILY", "AF_UNIX", "AF_LOCAL", "AF_INET", "AF_INET6"] {
+        let source = format!("socket({name}, SOCK_STREAM, 0) = L\n");
+        assert!(parse(Path::new("t.scn"), &source).is_ok(), "{name}");
+    }
+    for name in ["AF_NETLINK", "AF_PACKET", "af_inet", "unix"] {
+        assert_eq!(
+            error(&format!("socket({name}, SOCK_STREAM, 0) = L\n")),
+            format!(
+                "t.scn:1:8: unknown family '{name}' (expected FAMILY, AF_UNIX, AF_INET or AF_INET6)"
+            )
+        );
+    }
+    assert_eq!(
+        error("socket(2, SOCK_STREAM, 0) = L\n"),
+        "t.scn:1:8: type mismatch: argument 1 of socket() must be a family such as FAMILY or AF_INET, not a number"
+    );
+}
+
 #[test]
 fn undefined_names() {
     assert_eq!(

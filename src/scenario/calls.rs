@@ -4,24 +4,27 @@
 //! it does), and how an actor makes it. The parser, the scope checks, the runner and the
 //! actors all read this table; adding a call is one entry here (and a method on the tracer if
 //! it is a new system call).
+//!
+//! Beside the table: the entries for the other kinds of fd (`fds`) and for the waits beyond
+//! epoll_wait (`waits`), how an actor carries out the core entries (`act`), and reading a call
+//! as a script writes it (`build`).
 
-use nix::errno::Errno;
-
-use super::ast::{Arg, CallId, Live, Op, Returns, Script, Span, Stage};
-use super::error::ParseError;
-use super::kinds::{Ctx, MAX_BYTES, Param};
-use super::lexer::{Cursor, Tok};
+use super::ast::{CallId, Live, Op, Returns, Stage};
+use super::kinds::{MAX_BYTES, Param};
 use super::protocol::Outcome;
-use super::scope::Scope;
-use super::value::parse_val;
 use crate::addr::SockAddr;
 use crate::names;
 use crate::sys;
-use crate::trace::{AddrRef, Call, Event, FdRef, Ret};
+use crate::trace::{AddrRef, Call};
 use crate::tracer::Tracer;
+use act::{count, drain, epoll_wait, fd_ref, live_data, number, unit};
 
+mod act;
+mod build;
 mod fds;
 mod waits;
+
+pub use build::{build_op, returned_detail};
 
 /// Most events one epoll_wait may ask for: the actor allocates that many.
 pub const MAX_EVENTS: i64 = 1024;
@@ -447,81 +450,6 @@ impl<S: Stage> Op<S> {
     }
 }
 
-/// A byte or event count as a call's return value (lengths of buffers we allocated).
-fn count(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn number(r: Result<i32, Errno>) -> Outcome {
-    Outcome::of(r.map(i64::from))
-}
-
-fn unit(r: Result<(), Errno>) -> Outcome {
-    Outcome::of(r.map(|()| 0))
-}
-
-fn fd_ref(t: &Tracer, fd: i32) -> FdRef {
-    FdRef {
-        num: fd,
-        name: t.name_of(fd),
-    }
-}
-
-fn live_data(data: &super::ast::Data<Live>) -> u64 {
-    match data {
-        super::ast::Data::Num(n) => *n,
-        // A named fd's number, as servers store it (names only bind successful fds, >= 0).
-        super::ast::Data::Fd(fd) => u64::try_from(*fd).unwrap_or(u64::MAX),
-    }
-}
-
-fn epoll_wait(t: &mut Tracer, op: &Op<Live>, pwait: bool) -> Outcome {
-    // A negative or zero maxevents goes to the kernel as 0 (EINVAL either way).
-    let max = usize::try_from(op.int::<i32>(2)).unwrap_or(0);
-    match t.epoll_wait(op.fd(0), max, op.int(3), pwait) {
-        Ok(events) => Outcome {
-            result: Ok(count(events.len())),
-            events,
-            ..Outcome::of(Ok(0))
-        },
-        Err(e) => Outcome::of(Err(e)),
-    }
-}
-
-/// Accepts every connection queued on `fd` without blocking, closes them, and traces the
-/// whole as one `drain(L) = N` line.
-fn drain(t: &mut Tracer, fd: i32) -> i64 {
-    let start = std::time::Instant::now();
-    let mut drained = 0;
-    while sys::process::readable(fd) {
-        match sys::accept4(fd, libc::SOCK_NONBLOCK) {
-            Ok((conn, _)) => {
-                let _ = sys::close(conn);
-                drained += 1;
-            }
-            Err(_) => break,
-        }
-    }
-    let event = Event {
-        actor: t.actor().to_string(),
-        pid: i32::try_from(std::process::id()).unwrap_or(0),
-        time_us: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
-        dur_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
-        call: Call::Builtin {
-            name: "drain".into(),
-            args: vec![fd_ref(t, fd)],
-        },
-        ret: Ret::value(drained),
-        resumed: false,
-        slept: false,
-        stability: Default::default(),
-    };
-    t.absorb(event);
-    drained
-}
-
 /// The names of the calls that can block, for messages.
 pub fn blocking_names() -> Vec<&'static str> {
     CALLS
@@ -531,130 +459,9 @@ pub fn blocking_names() -> Vec<&'static str> {
         .collect()
 }
 
-/// Parses `CALL(ARGS)` (the name already read) into a typed operation.
-pub fn build_op(
-    call: &str,
-    call_span: Span,
-    cur: &mut Cursor,
-    scope: &Scope,
-    actor: &str,
-) -> Result<Op<Script>, ParseError> {
-    let Some(id) = CallId::by_name(call) else {
-        let known: Vec<&str> = CALLS.iter().map(|c| c.name).collect();
-        return Err(ParseError::new(
-            call_span,
-            format!("unknown call '{call}' (known: {})", known.join(", ")),
-        ));
-    };
-    let spec = id.spec();
-    cur.expect('(', &format!("after '{call}'"))?;
-    let mut vals = vec![];
-    let close;
-    if cur.peek().is_some_and(|t| t.tok == Tok::Punct(')')) {
-        close = cur.span();
-        cur.next();
-    } else {
-        loop {
-            vals.push(parse_val(cur)?);
-            let span = cur.span();
-            if cur.eat(')') {
-                close = span;
-                break;
-            }
-            cur.expect(',', &format!("or ')' in the arguments of {call}()"))?;
-        }
-    }
-    let Some(form) = spec.forms.iter().find(|f| f.len() == vals.len()) else {
-        let allowed: Vec<usize> = spec.forms.iter().map(|f| f.len()).collect();
-        let last = allowed[allowed.len() - 1];
-        let span = vals.get(last).map_or(close, |v| v.1);
-        return Err(ParseError::new(
-            span,
-            format!(
-                "{call}() takes {} argument{}, got {}: {}",
-                allowed
-                    .iter()
-                    .map(usize::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" or "),
-                if allowed == [1] { "" } else { "s" },
-                vals.len(),
-                spec.usage
-            ),
-        ));
-    };
-    let ctx = Ctx {
-        call: spec.name,
-        scope,
-        actor,
-    };
-    let mut args: Vec<Arg<Script>> = Vec::with_capacity(spec.params.len());
-    for (index, &param) in spec.params.iter().enumerate() {
-        let arg = match form.iter().position(|&p| p == index) {
-            Some(written) => {
-                let (val, span) = &vals[written];
-                ctx.type_arg(written, param, val, *span, &args)?
-            }
-            None => default_arg(param),
-        };
-        args.push(arg);
-    }
-    Ok(Op { call: id, args })
-}
-
-/// The value of an argument a shorter spelling leaves out.
-fn default_arg(param: Param) -> Arg<Script> {
-    match param {
-        Param::Int { .. } | Param::BoxedInt { .. } => Arg::Int(0),
-        Param::ExpectBytes => Arg::ExpectBytes(None),
-        Param::ExpectEvents | Param::ExpectRevents => Arg::ExpectEvents(None),
-        Param::Timespec => Arg::Times(None),
-        _ => Arg::Ignored,
-    }
-}
-
-/// Parses what a call wrote back, written after its result as strace shows it
-/// (`= 1 ([{fd=E, revents=POLLIN}])`), into the argument of kind [`Param::ExpectRevents`].
-pub fn returned_detail(
-    op: &mut Op<Script>,
-    cur: &mut Cursor,
-    scope: &Scope,
-    actor: &str,
-) -> Result<(), ParseError> {
-    let open = cur.span();
-    cur.expect('(', "before what the call wrote back")?;
-    let spec = op.call.spec();
-    let Some(index) = spec
-        .params
-        .iter()
-        .position(|p| matches!(p, Param::ExpectRevents))
-    else {
-        return Err(ParseError::new(
-            open,
-            format!(
-                "{}() shows nothing after its result: only poll() and ppoll() do",
-                spec.name
-            ),
-        ));
-    };
-    let (val, span) = parse_val(cur)?;
-    cur.expect(')', "after what the call wrote back")?;
-    let ctx = Ctx {
-        call: spec.name,
-        scope,
-        actor,
-    };
-    // strace's `= 0 (Timeout)`: nothing was ready.
-    op.args[index] = if val.name() == Some("Timeout") {
-        Arg::ExpectEvents(Some(vec![]))
-    } else {
-        ctx.type_arg(index, Param::ExpectRevents, &val, span, &op.args)?
-    };
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::ast::Arg;
     use super::*;
 
     /// The table is self-consistent: names unique, every spelling writes existing parameters

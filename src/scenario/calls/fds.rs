@@ -4,7 +4,8 @@
 
 use nix::errno::Errno;
 
-use super::{Action, Blocking, CallSpec, READ_RANGE, count, number};
+use super::act::{count, number};
+use super::{Action, Blocking, CallSpec, READ_RANGE};
 use crate::names::{self, flags_name, name_of};
 use crate::scenario::ast::{Live, Op, Returns, TaskRef};
 use crate::scenario::kinds::{MAX_BYTES, Param};

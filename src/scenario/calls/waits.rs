@@ -1,8 +1,9 @@
 //! The entries of the call table for the waits beyond epoll_wait: poll, ppoll and
 //! epoll_pwait2. Each is a [`CallSpec`] listed in [`super::CALLS`].
 
+use super::act::count;
 use super::fds::{ret, timespec};
-use super::{Action, Blocking, CallSpec, MAXEVENTS, count};
+use super::{Action, Blocking, CallSpec, MAXEVENTS};
 use crate::names::{self, flags_name};
 use crate::scenario::ast::{Live, Op, Returns};
 use crate::scenario::kinds::Param;
