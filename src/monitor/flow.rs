@@ -33,8 +33,11 @@ pub struct SideStack {
     unannounced: u64,
     /// The hole at this offset was reported (default: wait for it, report once).
     gap_reported: Option<u64>,
-    /// `--gaps skip`: skip holes up to here as soon as the bytes before them were read.
+    /// `--gaps skip`: skip holes up to here once the bytes before them were read and the
+    /// missing bytes had their chance to arrive late ([`SKIP_WAIT_NS`]).
     skip_to: Option<u64>,
+    /// Capture time from which the acknowledged hole may be skipped.
+    skip_at: Option<u64>,
 }
 
 impl SideStack {
@@ -50,6 +53,7 @@ impl SideStack {
             unannounced: 0,
             gap_reported: None,
             skip_to: None,
+            skip_at: None,
         }
     }
 }
@@ -83,6 +87,14 @@ pub struct Resume {
     pub isn: [Option<u32>; 2],
     pub next: [u64; 2],
 }
+
+/// How long (capture time) an acknowledged hole waits for its bytes before `--gaps skip` skips
+/// it: Linux's minimum retransmission timeout. A capture often has the receiver's ACK before
+/// the data it acknowledges (queues, interfaces, offloads reorder what the capture sees); the
+/// data then arrives within microseconds and must not be taken for a retransmission of bytes
+/// already skipped. The wait ends early when what is held after the hole fills half the
+/// buffer, and at the end of the flow or of the input.
+pub const SKIP_WAIT_NS: u64 = 200_000_000;
 
 /// The client SYNs kept to pick the ISN the SYN-ACK acknowledges (a client may retry with a
 /// new ISN from the same port).
@@ -450,12 +462,14 @@ impl Flow {
     /// Bytes up to `target` are missing: skip them (`--gaps skip`) or report the hole once.
     fn gap(&mut self, side: Side, target: u64, ev: &mut Vec<RawEvent>) {
         let skip = self.opts.skip_gaps;
+        let wait_until = self.last_ns.saturating_add(SKIP_WAIT_NS);
         let s = self.side_mut(side);
         if s.stopped {
             return;
         }
         if skip {
             s.skip_to = Some(s.skip_to.map_or(target, |t| t.max(target)));
+            s.skip_at.get_or_insert(wait_until);
             self.retry_skip(side, ev);
             return;
         }
@@ -476,19 +490,27 @@ impl Flow {
         );
     }
 
-    /// Skips the next hole if every byte before it was read.
+    /// Skips the next hole if every byte before it was read and its wait is over.
     fn retry_skip(&mut self, side: Side, ev: &mut Vec<RawEvent>) {
+        let now = self.last_ns;
         let s = self.side_mut(side);
         let Some(target) = s.skip_to else {
             return;
         };
         if s.buf.next() >= target {
-            s.skip_to = None;
+            (s.skip_to, s.skip_at) = (None, None);
+            return;
+        }
+        let held = s.buf.high().saturating_sub(s.buf.read_offset());
+        let due = s.skip_at.is_none_or(|at| now >= at)
+            || s.buf.disabled()
+            || held >= s.buf.capacity() as u64 / 2;
+        if !due {
             return;
         }
         if let Some((hole, n)) = s.buf.skip_hole(target) {
             if s.buf.next() >= target {
-                s.skip_to = None;
+                (s.skip_to, s.skip_at) = (None, None);
             }
             self.emit(
                 side,
@@ -515,6 +537,8 @@ impl Flow {
             if let Some(f) = s.buf.first_fragment() {
                 let high = s.buf.high();
                 if self.opts.skip_gaps {
+                    // Nothing more can arrive: no wait.
+                    self.side_mut(side).skip_at = Some(0);
                     self.gap(side, high, ev);
                 } else {
                     self.gap(side, f, ev);
