@@ -84,6 +84,9 @@ fn wrappers() -> Vec<(&'static str, u32, Wrap)> {
         ("PPP without address and control", linktype::PPP, |ip| {
             [&ppp_proto(ip)[..], ip].concat()
         }),
+        ("Cisco HDLC frames in a PPP capture", linktype::PPP, |ip| {
+            [&[0x0f, 0x00][..], &ethertype_of(ip).to_be_bytes(), ip].concat()
+        }),
         ("Cisco HDLC", linktype::C_HDLC, |ip| {
             [&[0x0f, 0x00][..], &ethertype_of(ip).to_be_bytes(), ip].concat()
         }),

@@ -129,10 +129,15 @@ fn mpls(d: &[u8], depth: u8) -> Result<Layer<'_>, Skip> {
     Err(Skip::Malformed)
 }
 
-/// PPP with or without the HDLC address and control bytes (0xff 0x03).
+/// PPP with or without the HDLC address and control bytes (0xff 0x03). Routers' PPP captures
+/// may hold Cisco HDLC frames instead (address 0x0f unicast or 0x8f broadcast, then an
+/// Ethernet type), which tshark and tcpdump read as such.
 fn ppp(d: &[u8], depth: u8) -> Result<Layer<'_>, Skip> {
     match d {
         [0xff, 0x03, rest @ ..] => ppp_proto(rest, depth),
+        [0x0f | 0x8f, 0x00, ..] => {
+            by_ethertype(be16(d, 2).ok_or(Skip::Malformed)?, from(d, 4)?, depth)
+        }
         _ => ppp_proto(d, depth),
     }
 }
