@@ -178,8 +178,8 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Adds an actor, and registers its pid for [`abort_all`].
-    /// Adds an actor: a thread `tid` of process `pid` whose names are in table `table`.
+    /// Adds an actor: a thread `tid` of process `pid` whose names are in table `table`; its
+    /// pid is registered for [`abort_all`].
     fn add_actor(&mut self, name: String, (pid, tid): (Pid, Pid), chan: RunnerEnd, table: usize) {
         if let Some((pids, _)) = active().get_mut(&self.instance) {
             pids.push(pid);
