@@ -150,27 +150,28 @@ fn shrunk_model_findings_no_longer_contradict() {
     }
 }
 
-/// `--under trace` compares the runs with and without the shim: if the shim never loaded
-/// (here a file that is not a library), the comparison was native against native, and the
-/// run must say so instead of reporting nothing found.
+/// `--under` compares the runs with and without the shim: if the shim never loaded (here a
+/// file that is not a library), the comparison was native against native, and the run must
+/// say so instead of reporting nothing found.
 #[test]
-fn a_trace_shim_that_never_loaded_is_an_error_not_a_clean_run() {
+fn a_shim_that_never_loaded_is_an_error_not_a_clean_run() {
     let dir = tempdir("not-loaded");
     let fake = dir.join("not-a-library.so");
     std::fs::write(&fake, "not an ELF file\n").expect("write");
-    let out = fuzz()
-        .args(["--under", "trace", "--count", "3", "--seed", "4", "--out"])
-        .arg(dir.join("findings"))
-        .env("EPOLLSCOPE_PRELOAD", &fake)
-        .output()
-        .expect("runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.lines()
-            .last()
-            .is_some_and(|l| l.contains("the shim wrote no trace")),
-        "{err}"
-    );
+    for under in ["trace", "fastsocket"] {
+        let out = fuzz()
+            .args(["--under", under, "--count", "3", "--seed", "4", "--out"])
+            .arg(dir.join("findings"))
+            .env("EPOLLSCOPE_PRELOAD", &fake)
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{under}: {err}");
+        let want = format!("--under {under}: the shim wrote no trace");
+        assert!(
+            err.lines().last().is_some_and(|l| l.contains(&want)),
+            "{under}: {err}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -56,6 +56,15 @@ pub enum Shim {
     Fastsocket,
 }
 
+impl Shim {
+    fn name(self) -> &'static str {
+        match self {
+            Shim::Trace => "trace",
+            Shim::Fastsocket => "fastsocket",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PlantArg {
     TextbookEt,
@@ -323,19 +332,15 @@ pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
     let shim = match args.under {
         None => None,
         Some(which) => {
-            let mode = match which {
-                Shim::Trace => {
-                    std::fs::create_dir(&shim_dir)
-                        .with_context(|| format!("creating {}", shim_dir.display()))?;
-                    epollscope::shim::ShimMode {
-                        trace: Some(epollscope::shim::TraceTarget::Dir(shim_dir.clone())),
-                        ..Default::default()
-                    }
-                }
-                Shim::Fastsocket => epollscope::shim::ShimMode {
-                    fastpath: Some(epollscope::fastpath::Requested::Auto),
-                    ..Default::default()
-                },
+            // Both modes trace: the trace files are how the run knows the shim loaded at all
+            // (tracing changes no result the actors see).
+            std::fs::create_dir(&shim_dir)
+                .with_context(|| format!("creating {}", shim_dir.display()))?;
+            let mode = epollscope::shim::ShimMode {
+                trace: Some(epollscope::shim::TraceTarget::Dir(shim_dir.clone())),
+                fastpath: matches!(which, Shim::Fastsocket)
+                    .then_some(epollscope::fastpath::Requested::Auto),
+                ..Default::default()
             };
             let env = epollscope::shim::preload_env(&mode).map_err(anyhow::Error::msg)?;
             let exe = std::env::current_exe().context("locating the epollscope binary")?;
@@ -418,7 +423,7 @@ pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
         }
         spawned
     });
-    // The trace shim's comparison means something only if the shim was there: it writes a
+    // A comparison with the shim means something only if the shim was there: it writes a
     // trace file for every actor it runs in.
     let shim_traced = std::fs::read_dir(&shim_dir).is_ok_and(|mut d| {
         d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("trace.")))
@@ -427,11 +432,15 @@ pub fn fuzz(args: FuzzArgs) -> anyhow::Result<ExitCode> {
     if spawned == 0 {
         anyhow::bail!("could not start any worker thread (a process or thread limit?)");
     }
-    if matches!(args.under, Some(Shim::Trace)) && done.load(Ordering::Relaxed) > 0 && !shim_traced {
+    if let Some(which) = args.under
+        && done.load(Ordering::Relaxed) > 0
+        && !shim_traced
+    {
         anyhow::bail!(
-            "--under trace: the shim wrote no trace, so it did not load in the actors and \
+            "--under {}: the shim wrote no trace, so it did not load in the actors and \
              nothing was compared (see the dynamic loader's messages above; EPOLLSCOPE_PRELOAD \
-             names the library)"
+             names the library)",
+            which.name()
         );
     }
     let elapsed = started.elapsed().as_secs_f64();
