@@ -11,11 +11,11 @@
 //! [`WINDOW`] past what was received): a new connection on reused ports, whose SYN is not in
 //! the capture, starts at a random ISN and is picked up as usual.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use super::Side;
 use super::flow::Resume;
+use super::fx::FxMap;
 use super::packet::Segment;
 
 /// How far past the last byte received a straggler may start: what a sender can have in
@@ -28,11 +28,17 @@ struct Record {
     point: Resume,
 }
 
-/// Ended connections by (client, server), oldest first, at most `limit` of them.
+/// Ended connections by (client, server), at most `limit` of them. Records older than the
+/// idle timeout are dropped by [`Closed::expire`] (the engine's sweep); a full table drops its
+/// older half, which only lets those connections' stragglers be picked up as before. A
+/// new connection on the same addresses needs no forgetting: while it is open, its segments
+/// find it first, and its own end replaces the record.
 #[derive(Debug, Default)]
 pub struct Closed {
-    by_pair: HashMap<(SocketAddr, SocketAddr), Record>,
-    order: VecDeque<((SocketAddr, SocketAddr), u64)>,
+    by_pair: FxMap<(SocketAddr, SocketAddr), Record>,
+    /// When the next pass over the table is due: a quarter of the timeout after the last one
+    /// (a record a little past its time is harmless: the lookup checks the time exactly).
+    next_expiry: u64,
 }
 
 impl Closed {
@@ -46,42 +52,31 @@ impl Closed {
         point: Resume,
         limit: usize,
     ) {
-        // The queue may also hold entries of addresses that ended again since: bound it too.
-        let limit = limit.max(1);
-        while self.by_pair.len() >= limit || self.order.len() >= limit.saturating_mul(2) {
-            let Some((key, stamp)) = self.order.pop_front() else {
-                break;
-            };
-            self.forget_if(key, stamp);
+        if self.by_pair.len() >= limit.max(1) {
+            // Full: keep the newer half (one pass every limit/2 ends, so O(1) an end).
+            let mut stamps: Vec<u64> = self.by_pair.values().map(|r| r.ended_ns).collect();
+            let mid = stamps.len() / 2;
+            let (_, &mut median, _) = stamps.select_nth_unstable(mid);
+            self.by_pair.retain(|_, r| r.ended_ns > median);
         }
         self.by_pair
             .insert((client, server), Record { ended_ns, point });
-        self.order.push_back(((client, server), ended_ns));
     }
 
-    /// A new connection on these addresses (a SYN): the old one's stragglers no longer count.
-    pub fn forget(&mut self, client: SocketAddr, server: SocketAddr) {
-        self.by_pair.remove(&(client, server));
-    }
-
-    /// Removes the record of `key` if it is still the one queued at `stamp` (a later end on
-    /// the same addresses queued its own entry).
-    fn forget_if(&mut self, key: (SocketAddr, SocketAddr), stamp: u64) {
-        if self.by_pair.get(&key).is_some_and(|r| r.ended_ns == stamp) {
-            self.by_pair.remove(&key);
+    /// Drops the records of connections that ended more than `timeout_ns` before `now`
+    /// (at most every quarter of the timeout, however often it is called).
+    pub fn expire(&mut self, now: u64, timeout_ns: u64) {
+        if now < self.next_expiry {
+            return;
         }
+        self.next_expiry = now.saturating_add(timeout_ns / 4);
+        self.by_pair
+            .retain(|_, r| now.saturating_sub(r.ended_ns) <= timeout_ns);
     }
 
     /// True if `seg`, seen at `ts`, belongs to a connection that ended less than `timeout_ns`
     /// before (records older than that are dropped on the way).
-    pub fn is_straggler(&mut self, ts: u64, seg: &Segment, timeout_ns: u64) -> bool {
-        while let Some(&(key, stamp)) = self.order.front() {
-            if ts.saturating_sub(stamp) <= timeout_ns {
-                break;
-            }
-            self.order.pop_front();
-            self.forget_if(key, stamp);
-        }
+    pub fn is_straggler(&self, ts: u64, seg: &Segment, timeout_ns: u64) -> bool {
         // Side svr receives what the client sends.
         let (rec, side) = match (
             self.by_pair.get(&(seg.src, seg.dst)),
@@ -91,6 +86,9 @@ impl Closed {
             (None, Some(r)) => (r, Side::Cli),
             (None, None) => return false,
         };
+        if ts.saturating_sub(rec.ended_ns) > timeout_ns {
+            return false;
+        }
         let Some(isn) = rec.point.isn[side.index()] else {
             // Nothing was received that way: no sequence space to judge by, and Linux would
             // not have made a connection of it either.
@@ -164,19 +162,38 @@ mod tests {
     }
 
     #[test]
-    fn memory_is_bounded_and_a_new_syn_forgets() {
+    fn memory_is_bounded_and_old_records_expire() {
         let mut c = closed();
         for port in 1..=10u16 {
             let client = SocketAddr::from(([10, 0, 0, 9], port));
-            c.remember(client, S.parse().unwrap(), 11, Resume::default(), 4);
+            c.remember(
+                client,
+                S.parse().unwrap(),
+                11 + u64::from(port),
+                Resume::default(),
+                4,
+            );
         }
         assert!(c.by_pair.len() <= 4);
+        let newest = SocketAddr::from(([10, 0, 0, 9], 10));
         assert!(
-            !c.is_straggler(20, &seg(C, S, 1_001), 100),
-            "the oldest went first"
+            c.by_pair.contains_key(&(newest, S.parse().unwrap())),
+            "the newest stays"
         );
         let mut c = closed();
-        c.forget(C.parse().unwrap(), S.parse().unwrap());
+        c.expire(10 + 100, 100);
+        assert!(
+            c.is_straggler(20, &seg(C, S, 1_001), 100),
+            "not expired yet"
+        );
+        c.expire(10 + 101, 100);
+        assert_eq!(
+            c.by_pair.len(),
+            1,
+            "the next pass is due a quarter timeout later"
+        );
+        c.expire(10 + 125, 100);
+        assert!(c.by_pair.is_empty());
         assert!(!c.is_straggler(20, &seg(C, S, 1_001), 100));
     }
 }

@@ -1,8 +1,7 @@
 //! The monitor: the flow table, event dispatch (callbacks, queue, user-defined events), flow
 //! filter, idle timeouts, and the monitoring sockets through which applications read flows.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -14,6 +13,7 @@ use super::event::{EndReason, Event, EventKind, EventMask};
 use super::filter::Filter;
 use super::flow::{Flow, FlowOpts, RawEvent, Resume};
 use super::frag::Reassembler;
+use super::fx::FxMap;
 use super::packet::{ACK, RST, SYN, Segment, Skip};
 pub use super::socket::{FlowSocket, SOL_MONSOCKET};
 use super::stream::OverlapPolicy;
@@ -114,8 +114,8 @@ pub struct Stats {
     pub resumed: u64,
     /// RSTs that did not end their flow (RFC 5961).
     pub rst_ignored: u64,
-    /// Orphans that are stragglers of a connection that ended by FIN or RST (never picked up
-    /// as a new flow, even with `midstream`).
+    /// With `midstream`: orphans that are stragglers of a connection that ended by FIN or RST
+    /// (not picked up as new flows).
     pub after_end: u64,
 }
 
@@ -154,39 +154,6 @@ pub(super) fn info(id: FlowId, f: &Flow) -> FlowInfo {
         resumes: f.resumes,
     }
 }
-
-/// FxHash: the flow table is hit once per packet and its keys are not attacker-chosen in a
-/// way that matters for an offline tool; SipHash costs a measurable share at 1 GB/s.
-#[derive(Default)]
-struct Fx(u64);
-impl Hasher for Fx {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(w));
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.write_u64(u64::from(v));
-    }
-    fn write_u16(&mut self, v: u16) {
-        self.write_u64(u64::from(v));
-    }
-    fn write_u8(&mut self, v: u8) {
-        self.write_u64(u64::from(v));
-    }
-    fn write_usize(&mut self, v: usize) {
-        self.write_u64(v as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 
 type Callback = Box<dyn FnMut(&Event, Option<&mut FlowSocket<'_>>)>;
 type UserFilter = Box<dyn Fn(&FlowInfo, &Event) -> bool>;
@@ -396,7 +363,7 @@ impl Monitor {
             }
             None => {
                 self.stats.orphans += 1;
-                if !seg.has(SYN) && self.straggler(ts, seg) {
+                if self.config.midstream && !seg.has(SYN) && self.straggler(ts, seg) {
                     self.stats.after_end += 1;
                 }
                 self.raw.push((
@@ -421,7 +388,6 @@ impl Monitor {
         let n = self.next_flow;
         self.next_flow += 1;
         self.stats.flows += 1;
-        self.closed.forget(flow.client, flow.server);
         self.by_tuple
             .insert((flow.client, flow.server), (n, Side::Cli));
         self.by_tuple
@@ -522,7 +488,9 @@ impl Monitor {
             let point = flow.resume_point();
             if matches!(flow.ended, Some(EndReason::Timeout | EndReason::Evicted)) {
                 self.remember((flow.client, flow.server), n, point);
-            } else {
+            } else if self.config.midstream {
+                // Only a segment picked up mid-stream could be taken for a new flow; without
+                // `midstream` a straggler is an orphan anyway, and the table costs nothing.
                 let limit = self.config.max_flows;
                 self.closed
                     .remember(flow.client, flow.server, flow.last_ns, point, limit);
@@ -530,7 +498,7 @@ impl Monitor {
         }
     }
 
-    fn straggler(&mut self, ts: u64, seg: &Segment) -> bool {
+    fn straggler(&self, ts: u64, seg: &Segment) -> bool {
         let timeout = self.config.idle_timeout_ns;
         self.closed.is_straggler(ts, seg, timeout)
     }
@@ -576,6 +544,7 @@ impl Monitor {
     fn sweep(&mut self, ts: u64) {
         self.next_sweep_ns = ts.saturating_add(1_000_000_000);
         let limit = self.config.idle_timeout_ns;
+        self.closed.expire(ts, limit);
         let mut idle: Vec<u64> = self
             .flows
             .iter()

@@ -26,6 +26,7 @@ pub mod filter;
 pub mod flow;
 pub mod flowdir;
 pub mod frag;
+mod fx;
 pub mod live;
 pub mod output;
 pub mod packet;
