@@ -18,75 +18,67 @@
 //!   interleaved (each round starting with another mode), the client always native; prints the median time of each and its ratio to
 //!   native, and checks the trace mode recorded every accept.
 
+#[path = "locality.rs"]
+mod locality;
+#[path = "../tests/servers/mod.rs"]
+mod servers;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
+use std::ptr::null_mut;
 use std::time::{Duration, Instant};
+
+use servers::process::Group;
 
 fn server(n: usize, workers: usize) {
     if workers > 0 {
         return forked_server(n, workers);
     }
-    // SAFETY: plain libc calls on fds this process owns and stack buffers.
-    unsafe {
-        let fd = libc::socket(
-            libc::AF_INET,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        );
-        let mut sin: libc::sockaddr_in = std::mem::zeroed();
-        sin.sin_family = libc::AF_INET as u16;
-        sin.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
-        let mut len = std::mem::size_of::<libc::sockaddr_in>() as u32;
-        assert_eq!(
-            libc::bind(fd, (&sin as *const libc::sockaddr_in).cast(), len),
-            0
-        );
-        assert_eq!(libc::listen(fd, 4096), 0);
-        libc::getsockname(fd, (&mut sin as *mut libc::sockaddr_in).cast(), &mut len);
-        println!("port {}", u16::from_be(sin.sin_port));
-        use std::io::Write;
-        std::io::stdout().flush().unwrap();
-        let ep = libc::epoll_create1(libc::EPOLL_CLOEXEC);
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: 0,
-        };
-        libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev);
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
-        let mut accepted = 0;
-        while accepted < n {
-            if libc::epoll_wait(ep, events.as_mut_ptr(), 16, -1) <= 0 {
-                continue;
-            }
-            loop {
-                let c = libc::accept4(
-                    fd,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    libc::SOCK_CLOEXEC,
-                );
-                if c < 0 {
-                    break;
-                }
-                // Close with a reset (linger 0): no TIME_WAIT left behind, so a run does not
-                // slow down the ones after it with 100k lingering sockets.
-                let linger = libc::linger {
-                    l_onoff: 1,
-                    l_linger: 0,
-                };
-                libc::setsockopt(
-                    c,
-                    libc::SOL_SOCKET,
-                    libc::SO_LINGER,
-                    (&linger as *const libc::linger).cast(),
-                    std::mem::size_of::<libc::linger>() as u32,
-                );
-                libc::close(c);
-                accepted += 1;
-            }
+    let (fd, port) = listen_loopback();
+    println!("port {port}");
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    let ep = epoll_in(&[(fd, 0)]);
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
+    let mut accepted = 0;
+    while accepted < n {
+        // SAFETY: our epoll set and a buffer of 16 events.
+        if unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), 16, -1) } <= 0 {
+            continue;
+        }
+        while accept_reset(fd) {
+            accepted += 1;
         }
     }
+}
+
+/// An epoll set watching each of `fds` for input, with its tag.
+fn epoll_in(fds: &[(i32, u64)]) -> i32 {
+    // SAFETY: an epoll set of our own; each event lives for its call.
+    unsafe {
+        let ep = libc::epoll_create1(libc::EPOLL_CLOEXEC);
+        for &(fd, tag) in fds {
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: tag,
+            };
+            libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev);
+        }
+        ep
+    }
+}
+
+/// Accepts one connection queued on the non-blocking listener `fd` and closes it with a
+/// reset; false when none is queued.
+fn accept_reset(fd: i32) -> bool {
+    // SAFETY: fd is our listener; accept4 takes null address pointers.
+    let c = unsafe { libc::accept4(fd, null_mut(), null_mut(), libc::SOCK_CLOEXEC) };
+    if c < 0 {
+        return false;
+    }
+    reset_close(c);
+    true
 }
 
 /// Listens on 127.0.0.1:0; returns the fd and the port.
@@ -121,7 +113,7 @@ fn forked_server(n: usize, workers: usize) {
     // each worker's epoll loop on fds it inherited.
     unsafe {
         let page = libc::mmap(
-            std::ptr::null_mut(),
+            null_mut(),
             4096,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED | libc::MAP_ANONYMOUS,
@@ -141,17 +133,7 @@ fn forked_server(n: usize, workers: usize) {
                 continue;
             }
             libc::close(stop[1]);
-            let ep = libc::epoll_create1(libc::EPOLL_CLOEXEC);
-            let mut ev = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
-                u64: 0,
-            };
-            libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev);
-            let mut ev = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
-                u64: 1,
-            };
-            libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, stop[0], &mut ev);
+            let ep = epoll_in(&[(fd, 0), (stop[0], 1)]);
             assert_eq!(libc::write(ready[1], b"r".as_ptr().cast(), 1), 1);
             let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
             loop {
@@ -162,17 +144,7 @@ fn forked_server(n: usize, workers: usize) {
                 if events[..got as usize].iter().any(|e| e.u64 == 1) {
                     libc::_exit(0);
                 }
-                loop {
-                    let c = libc::accept4(
-                        fd,
-                        std::ptr::null_mut(),
-                        std::ptr::null_mut(),
-                        libc::SOCK_CLOEXEC,
-                    );
-                    if c < 0 {
-                        break;
-                    }
-                    reset_close(c);
+                while accept_reset(fd) {
                     if count.fetch_add(1, Ordering::Relaxed) + 1 >= n {
                         // exit, not _exit: the shim's destructor runs.
                         libc::exit(0);
@@ -268,7 +240,6 @@ fn run(mode: &str, n: usize, lib: &str, trace_dir: &std::path::Path) -> (Duratio
         _ => Command::new(&me),
     };
     cmd.args(["server", &n.to_string()])
-        .stdout(Stdio::piped())
         .env_remove("EPOLLSCOPE_TRACE")
         .env_remove("EPOLLSCOPE_FASTPATH");
     match mode {
@@ -282,37 +253,44 @@ fn run(mode: &str, n: usize, lib: &str, trace_dir: &std::path::Path) -> (Duratio
         }
         _ => {}
     }
-    // Reaped below with wait4 (for its CPU time), which clippy cannot see.
-    #[allow(clippy::zombie_processes)]
-    let mut child = cmd.spawn().expect("start the server");
+    let (server, port) = start_server(&mut cmd);
+    let took = client(port, n);
+    (took, server_cpu(server, &format!("{mode} server")))
+}
+
+/// Starts the churn server by `cmd`, in a process group of its own that is killed if this
+/// program fails first; the port from its first line.
+fn start_server(cmd: &mut Command) -> (Group, u16) {
+    let mut server = Group::spawn(cmd.stdout(Stdio::piped())).expect("start the server");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
+    BufReader::new(server.child_mut().stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let port: u16 = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
-    let took = client(port, n);
+    let port = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
+    (server, port)
+}
+
+/// Waits for the server to exit 0 (`what` names it if it does not): its CPU time, user +
+/// system.
+fn server_cpu(mut server: Group, what: &str) -> Duration {
     // wait4 rather than Child::wait: the server's own CPU time comes with it.
     let mut status = 0;
     // SAFETY: rusage is plain old data; wait4 fills it for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: status and usage are valid for writes; the pid is our child's.
-    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    if unsafe { libc::wait4(server.pid(), &mut status, 0, &mut usage) } == server.pid() {
+        server.reaped_elsewhere();
+    }
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{mode} server failed: {status}"
+        "{what} failed: {status}"
     );
     let cpu = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    (took, cpu(usage.ru_utime) + cpu(usage.ru_stime))
+    cpu(usage.ru_utime) + cpu(usage.ru_stime)
 }
 
 fn bench(n: usize, rounds: usize) {
-    let lib = match std::env::var("EPOLLSCOPE_PRELOAD") {
-        Ok(p) => p,
-        Err(_) => epollscope::shim::preload_path()
-            .expect("the shim library")
-            .display()
-            .to_string(),
-    };
+    let lib = locality::shim_library("churn");
     let trace_dir = std::env::temp_dir().join(format!("churn-trace-{}", std::process::id()));
     let modes = ["native", "trace", "fastsocket", "strace"];
     let mut times: Vec<Vec<Duration>> = vec![vec![]; modes.len()];
@@ -350,10 +328,7 @@ fn bench(n: usize, rounds: usize) {
         }
     }
     let _ = std::fs::remove_dir_all(&trace_dir);
-    let median = |v: &mut Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
+    let median = locality::median;
     let base = median(&mut times[0].clone());
     let base_cpu = median(&mut cpus[0].clone());
     println!("accept/close churn, {n} connections, median of {rounds} rounds");
@@ -375,161 +350,47 @@ fn bench(n: usize, rounds: usize) {
     }
 }
 
-/// The setups the locality benchmark compares: name and the shim's settings beyond tracing.
-const SETUPS: &[(&str, &[(&str, &str)])] = &[
-    ("shared listener", &[]),
-    (
-        "SO_REUSEPORT",
-        &[
-            ("EPOLLSCOPE_FASTPATH", "emulated"),
-            ("EPOLLSCOPE_FASTPATH_PIN", "0"),
-            ("EPOLLSCOPE_FASTPATH_STEER", "hash"),
-        ],
-    ),
-    (
-        "pinned, hashed",
-        &[
-            ("EPOLLSCOPE_FASTPATH", "emulated"),
-            ("EPOLLSCOPE_FASTPATH_STEER", "hash"),
-        ],
-    ),
-    (
-        "fastsocket",
-        &[
-            ("EPOLLSCOPE_FASTPATH", "emulated"),
-            ("EPOLLSCOPE_FASTPATH_STEER", "incoming-cpu"),
-        ],
-    ),
-    (
-        "fastsocket cbpf",
-        &[
-            ("EPOLLSCOPE_FASTPATH", "emulated"),
-            ("EPOLLSCOPE_FASTPATH_STEER", "cbpf"),
-        ],
-    ),
-];
-
-struct LocalityRun {
-    wall: Duration,
-    cpu: Duration,
-    summary: epollscope::shim::merge::Summary,
-}
-
 fn run_locality(
     env: &[(&str, &str)],
     n: usize,
     workers: usize,
     lib: &str,
     dir: &std::path::Path,
-) -> LocalityRun {
+) -> locality::Run {
     let me = std::env::current_exe().unwrap();
     let mut cmd = Command::new(&me);
     cmd.args(["server", &n.to_string(), &workers.to_string()])
-        .stdout(Stdio::piped())
         .env_remove("EPOLLSCOPE_FASTPATH")
         .env("LD_PRELOAD", lib)
         .env("EPOLLSCOPE_TRACE", format!("dir:{}", dir.display()));
     for (k, v) in env {
         cmd.env(k, v);
     }
-    #[allow(clippy::zombie_processes)]
-    let mut child = cmd.spawn().expect("start the server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
+    let (server, port) = start_server(&mut cmd);
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let wall = client_threads(port, n, threads);
-    let mut status = 0;
-    // SAFETY: rusage is plain old data; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: status and usage are valid for writes; the pid is our child's.
-    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "server failed: {status}"
-    );
-    let cpu = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let cpu = server_cpu(server, "server");
     let (events, _) = epollscope::shim::merge::read_dir(dir).expect("the trace");
     let summary = epollscope::shim::merge::Summary::of(&events);
     let accepted: usize = summary.accepts.values().sum();
     assert_eq!(accepted, n, "traced accepts");
-    LocalityRun {
-        wall,
-        cpu: cpu(usage.ru_utime) + cpu(usage.ru_stime),
-        summary,
-    }
+    locality::Run { wall, cpu, summary }
 }
 
 fn locality(n: usize, rounds: usize, workers: usize) {
-    use epollscope::shim::merge::Local;
-    let lib = match std::env::var("EPOLLSCOPE_PRELOAD") {
-        Ok(p) => p,
-        Err(_) => epollscope::shim::preload_path()
-            .expect("the shim library")
-            .display()
-            .to_string(),
-    };
+    let lib = locality::shim_library("churn");
     let dir = std::env::temp_dir().join(format!("churn-locality-{}", std::process::id()));
-    let mut walls: Vec<Vec<Duration>> = vec![vec![]; SETUPS.len()];
-    let mut cpus: Vec<Vec<Duration>> = vec![vec![]; SETUPS.len()];
-    let mut locals = vec![Local::default(); SETUPS.len()];
-    let mut steering: Vec<std::collections::BTreeSet<String>> =
-        vec![Default::default(); SETUPS.len()];
-    for round in 0..rounds {
-        for k in 0..SETUPS.len() {
-            let i = (round + k) % SETUPS.len();
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            let r = run_locality(SETUPS[i].1, n, workers, &lib, &dir);
-            let l = r.summary.local_total();
-            eprintln!(
-                "round {round} {:<16} {:.3} s, server CPU {:.3} s, local {l}",
-                SETUPS[i].0,
-                r.wall.as_secs_f64(),
-                r.cpu.as_secs_f64()
-            );
-            locals[i].add(l);
-            steering[i].extend(r.summary.steering.iter().map(|s| {
-                // One line per mechanism, whatever CPU it names.
-                let s = s.split(" steers").next().unwrap_or(s);
-                s.split(", worker").next().unwrap_or(s).to_string()
-            }));
-            walls[i].push(r.wall);
-            cpus[i].push(r.cpu);
-        }
-    }
+    let mut tallies = locality::rounds(rounds, |_, i| {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        run_locality(locality::SETUPS[i].1, n, workers, &lib, &dir)
+    });
     let _ = std::fs::remove_dir_all(&dir);
-    let median = |v: &mut Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
         "locality, {n} connections, {workers} traced workers, {threads} client threads, median of {rounds} rounds"
     );
-    println!(
-        "{:<18}{:>9}{:>10}{:>14}  {:<28}steering",
-        "server", "wall s", "conn/s", "server CPU s", "local accepts (all rounds)"
-    );
-    for (i, (name, _)) in SETUPS.iter().enumerate() {
-        let t = median(&mut walls[i]);
-        let c = median(&mut cpus[i]);
-        let how: Vec<&str> = steering[i].iter().map(String::as_str).collect();
-        println!(
-            "{name:<18}{:>9.3}{:>10.0}{:>14.3}  {:<28}{}",
-            t.as_secs_f64(),
-            n as f64 / t.as_secs_f64(),
-            c.as_secs_f64(),
-            locals[i].to_string(),
-            if how.is_empty() {
-                "-".into()
-            } else {
-                how.join("; ")
-            }
-        );
-    }
+    locality::print("conn/s", n, &mut tallies);
 }
 
 fn main() {

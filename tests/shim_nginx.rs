@@ -3,179 +3,32 @@
 //! own listener and several workers must accept. Skipped, with the reason printed, when nginx
 //! is not installed (Debian: `apt-get install nginx-light`).
 
+mod servers;
 mod shim_support;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
+use servers::nginx::{self, Nginx, Serving, WORKERS};
 use shim_support::*;
 
-const WORKERS: usize = 4;
-
-fn nginx_binary() -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .chain(["/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin"])
-        .map(|d| Path::new(d).join("nginx"))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running nginx; killed with its whole process group if the test fails.
-struct Nginx {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Nginx {
-    fn start(tag: &str, shim: Option<&[(&str, &str)]>) -> Nginx {
-        let dir = trace_dir(tag);
-        let port = free_port();
-        let conf = format!(
-            "worker_processes {WORKERS};\n\
-             daemon off;\n\
-             master_process on;\n\
-             pid {d}/nginx.pid;\n\
-             error_log {d}/error.log info;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{\n\
-               access_log {d}/access.log;\n\
-               client_body_temp_path {d}/body;\n\
-               keepalive_timeout 0;\n\
-               server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"$pid\\n\"; }} }}\n\
-             }}\n",
-            d = dir.display()
-        );
-        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        std::fs::create_dir_all(dir.join("trace")).unwrap();
-        let mut cmd = Command::new(nginx_binary().unwrap());
-        cmd.arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
-            .process_group(0);
+/// nginx answering with the serving worker's pid, natively or under the shim with `shim`.
+fn start(tag: &str, shim: Option<&[(&str, &str)]>) -> Nginx {
+    Nginx::start(trace_dir(tag), Serving::Pids, |cmd| {
         if let Some(vars) = shim {
-            under_shim(&mut cmd, vars);
+            under_shim(cmd, vars);
         }
-        let child = cmd.spawn().expect("start nginx");
-        Nginx { child, dir, port }
-    }
-
-    fn trace_dir(&self) -> PathBuf {
-        self.dir.join("trace")
-    }
-
-    fn log(&self) -> String {
-        format!(
-            "stderr: {}\nerror.log: {}",
-            std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default(),
-            std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
-        )
-    }
-
-    fn workers(&self) -> Vec<u32> {
-        let pid = self.child.id();
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()
-    }
-
-    /// Waits until `ready` holds, failing after 30 s with nginx's logs.
-    fn wait_for(&mut self, what: &str, mut ready: impl FnMut(&Nginx) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !ready(self) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("nginx exited ({status}) before {what}\n{}", self.log());
-            }
-            assert!(Instant::now() < deadline, "no {what}\n{}", self.log());
-            std::thread::yield_now();
-        }
-    }
-
-    /// One request on a new connection: the pid of the worker that served it.
-    fn request(&self) -> u32 {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-        resp.trim_end()
-            .rsplit('\n')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-
-    /// Graceful shutdown (SIGQUIT to the master), then nothing of nginx may be left.
-    fn stop(mut self) {
-        let pgid = self.child.id() as i32;
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pgid),
-            nix::sys::signal::Signal::SIGQUIT,
-        )
-        .unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "nginx exit {status}\n{}", self.log());
-        let left = processes_in_group(pgid);
-        assert!(left.is_empty(), "nginx processes left: {left:?}");
-        let _ = std::fs::remove_dir_all(&self.dir);
-        std::mem::forget(self);
-    }
+    })
+    .unwrap()
 }
 
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        let _ = self.child.wait();
-    }
+/// One request on a new connection: the pid of the worker that served it.
+fn served_by(nginx: &Nginx) -> i32 {
+    let body = nginx.request().unwrap();
+    body.trim().parse().unwrap()
 }
 
-/// Live (non-zombie) processes in process group `pgid`.
-fn processes_in_group(pgid: i32) -> Vec<i32> {
-    let mut found = vec![];
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() > 2 && f[0] != "Z" && f[2] == pgid.to_string() {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-fn socket_inode(pid: u32, fd: i64) -> u64 {
+fn socket_inode(pid: i32, fd: i64) -> u64 {
     std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
         .map(|m| m.ino())
         .unwrap_or(0)
@@ -183,30 +36,32 @@ fn socket_inode(pid: u32, fd: i64) -> u64 {
 
 #[test]
 fn nginx_serves_natively() {
-    if nginx_binary().is_none() {
+    if nginx::binary().is_none() {
         eprintln!("skipped: nginx is not installed (apt-get install nginx-light)");
         return;
     }
-    let mut nginx = Nginx::start("nginx-native", None);
-    nginx.wait_for("4 workers accepting", |n| {
-        n.workers().len() == WORKERS && TcpStream::connect(("127.0.0.1", n.port)).is_ok()
-    });
+    let mut nginx = start("nginx-native", None);
+    nginx
+        .wait_for("4 workers accepting", |n| {
+            n.workers().len() == WORKERS && TcpStream::connect(("127.0.0.1", n.port())).is_ok()
+        })
+        .unwrap();
     let workers = nginx.workers();
     for _ in 0..20 {
-        assert!(workers.contains(&nginx.request()));
+        assert!(workers.contains(&served_by(&nginx)));
     }
-    nginx.stop();
+    nginx.quit().unwrap();
 }
 
 #[test]
 fn nginx_under_the_fastsocket_shim_gives_every_worker_its_own_listener() {
-    if nginx_binary().is_none() {
+    if nginx::binary().is_none() {
         eprintln!("skipped: nginx is not installed (apt-get install nginx-light)");
         return;
     }
     let dir = std::env::temp_dir().join(format!("es-shim-nginx-fast-{}", std::process::id()));
     let trace = format!("dir:{}/trace", dir.display());
-    let mut nginx = Nginx::start(
+    let mut nginx = start(
         "nginx-fast",
         Some(&[
             ("EPOLLSCOPE_FASTPATH", "emulated"),
@@ -215,7 +70,7 @@ fn nginx_under_the_fastsocket_shim_gives_every_worker_its_own_listener() {
             ("EPOLLSCOPE_TRACE_BUFFER", "0"),
         ]),
     );
-    assert_eq!(nginx.dir, dir);
+    assert_eq!(nginx.dir(), dir);
     let spawns = |n: &Nginx| -> Vec<i32> {
         let lines = trace_lines(&n.trace_dir());
         ok_calls(&lines, "builtin")
@@ -224,11 +79,13 @@ fn nginx_under_the_fastsocket_shim_gives_every_worker_its_own_listener() {
             .map(|(pid, _)| *pid)
             .collect()
     };
-    nginx.wait_for("a listen_spawn in every worker", |n| {
-        spawns(n).len() == WORKERS && n.workers().len() == WORKERS
-    });
+    nginx
+        .wait_for("a listen_spawn in every worker", |n| {
+            spawns(n).len() == WORKERS && n.workers().len() == WORKERS
+        })
+        .unwrap();
     let workers = nginx.workers();
-    let mut spawned: Vec<u32> = spawns(&nginx).iter().map(|&p| p as u32).collect();
+    let mut spawned = spawns(&nginx);
     spawned.sort();
     let mut sorted = workers.clone();
     sorted.sort();
@@ -242,11 +99,11 @@ fn nginx_under_the_fastsocket_shim_gives_every_worker_its_own_listener() {
     assert!(
         listen
             .iter()
-            .all(|(pid, v)| *pid == nginx.child.id() as i32 && v["fd"]["num"] == fd),
+            .all(|(pid, v)| *pid == nginx.pid() && v["fd"]["num"] == fd),
         "only the master listens, on one fd: {listen:?}"
     );
     let mut inodes: Vec<u64> = workers.iter().map(|&w| socket_inode(w, fd)).collect();
-    inodes.push(socket_inode(nginx.child.id(), fd));
+    inodes.push(socket_inode(nginx.pid(), fd));
     let mut distinct = inodes.clone();
     distinct.sort();
     distinct.dedup();
@@ -257,7 +114,7 @@ fn nginx_under_the_fastsocket_shim_gives_every_worker_its_own_listener() {
     let mut by_worker = std::collections::BTreeMap::new();
     let requests = 60;
     for _ in 0..requests {
-        let pid = nginx.request();
+        let pid = served_by(&nginx);
         assert!(workers.contains(&pid), "served by {pid}, not a worker");
         *by_worker.entry(pid).or_insert(0) += 1;
     }
@@ -268,13 +125,13 @@ fn nginx_under_the_fastsocket_shim_gives_every_worker_its_own_listener() {
         .map(|(pid, _)| *pid)
         .collect();
     assert!(accepted_by.len() >= 2, "{accepted_by:?}");
-    let stderr = std::fs::read_to_string(nginx.dir.join("stderr")).unwrap();
+    let stderr = std::fs::read_to_string(nginx.dir().join("stderr")).unwrap();
     assert!(stderr.contains("fast path: emulated"), "{stderr}");
-    nginx.stop();
+    nginx.quit().unwrap();
 }
 
 /// The one CPU a process may run on, from /proc (None: several).
-fn only_cpu(pid: u32) -> Option<usize> {
+fn only_cpu(pid: i32) -> Option<usize> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -304,7 +161,7 @@ fn nginx_steered_by_classic_bpf_serves_each_connection_on_the_cpu_that_received_
 }
 
 fn served_on_the_cpu_that_received_it(steer: &str) {
-    if nginx_binary().is_none() {
+    if nginx::binary().is_none() {
         eprintln!("skipped: nginx is not installed (apt-get install nginx-light)");
         return;
     }
@@ -317,7 +174,7 @@ fn served_on_the_cpu_that_received_it(steer: &str) {
     let tag = format!("nginx-local-{steer}");
     let dir = std::env::temp_dir().join(format!("es-shim-{tag}-{}", std::process::id()));
     let trace = format!("dir:{}/trace", dir.display());
-    let mut nginx = Nginx::start(
+    let mut nginx = start(
         &tag,
         Some(&[
             ("EPOLLSCOPE_FASTPATH", "emulated"),
@@ -332,9 +189,11 @@ fn served_on_the_cpu_that_received_it(steer: &str) {
             .filter(|(_, v)| v["name"] == "listen_spawn")
             .count()
     };
-    nginx.wait_for("a listen_spawn in every worker", |n| {
-        spawns(n) == WORKERS && n.workers().len() == WORKERS
-    });
+    nginx
+        .wait_for("a listen_spawn in every worker", |n| {
+            spawns(n) == WORKERS && n.workers().len() == WORKERS
+        })
+        .unwrap();
     let cpus = epollscope::sys::cpu::allowed_cpus().unwrap();
     let workers = nginx.workers();
     // Round-robin: each CPU has WORKERS / CPUs workers (or one more).
@@ -351,7 +210,7 @@ fn served_on_the_cpu_that_received_it(steer: &str) {
             for &cpu in &cpus {
                 epollscope::sys::cpu::pin_to(cpu).unwrap();
                 for _ in 0..10 {
-                    served.push((cpu, nginx.request()));
+                    served.push((cpu, served_by(&nginx)));
                 }
             }
             served
@@ -382,5 +241,5 @@ fn served_on_the_cpu_that_received_it(steer: &str) {
     );
     assert_eq!(total.measured, served.len());
     assert_eq!(total.local, served.len());
-    nginx.stop();
+    nginx.quit().unwrap();
 }

@@ -6,203 +6,39 @@
 //! its death. The summary says how each process ended. Skipped, with the reason printed,
 //! when php-fpm or cgi-fcgi is not installed (Debian: `apt-get install php-fpm libfcgi-bin`).
 
+mod servers;
 mod shim_support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use epollscope::shim::merge::{self, End, Ended, Summary};
+use servers::phpfpm::{self, Fpm, Pm};
 use shim_support::*;
 
 const REQUESTS: usize = 100;
 
-/// php-fpm is installed versioned (`php-fpm8.2`) on Debian, plain elsewhere.
-fn fpm_binary() -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let dirs: Vec<PathBuf> = path
-        .split(':')
-        .chain(["/usr/sbin", "/usr/local/sbin"])
-        .map(PathBuf::from)
-        .collect();
-    dirs.iter().find_map(|d| {
-        let mut found: Vec<PathBuf> = std::fs::read_dir(d)
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("php-fpm"))
-                    && p.is_file()
-            })
-            .collect();
-        found.sort();
-        found.pop()
+/// php-fpm traced by the shim, and through its fast path with `fastsocket`.
+fn start(tag: &str, pm: Pm, fastsocket: bool) -> Fpm {
+    let dir = trace_dir(tag);
+    let trace = format!("dir:{}", dir.join("trace").display());
+    let mut vars = vec![("EPOLLSCOPE_TRACE", trace.as_str())];
+    if fastsocket {
+        vars.push(("EPOLLSCOPE_FASTPATH", "emulated"));
+    }
+    Fpm::start(dir.clone(), pm, |cmd| {
+        under_shim(cmd, &vars);
     })
+    .unwrap()
 }
 
-fn cgi_fcgi() -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .chain(["/usr/bin"])
-        .map(|d| Path::new(d).join("cgi-fcgi"))
-        .find(|p| p.is_file())
-}
-
-/// Why the tests cannot run here, if they cannot.
-fn missing() -> Option<&'static str> {
-    if fpm_binary().is_none() {
-        Some("php-fpm is not installed (apt-get install php-fpm)")
-    } else if cgi_fcgi().is_none() {
-        Some("cgi-fcgi is not installed (apt-get install libfcgi-bin)")
-    } else {
-        None
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Pm {
-    Static,
-    Dynamic,
-}
-
-/// A running php-fpm master; killed with its whole process group if the test fails.
-struct Fpm {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Fpm {
-    fn start(tag: &str, pm: Pm, fastsocket: bool) -> Fpm {
-        let dir = trace_dir(tag);
-        let port = free_port();
-        let pool = match pm {
-            Pm::Static => "pm = static\npm.max_children = 4\n",
-            Pm::Dynamic => {
-                "pm = dynamic\npm.max_children = 4\npm.start_servers = 2\n\
-                 pm.min_spare_servers = 1\npm.max_spare_servers = 3\n"
-            }
-        };
-        let conf = format!(
-            "[global]\npid = {d}/fpm.pid\nerror_log = {d}/error.log\ndaemonize = no\n\
-             [www]\nlisten = 127.0.0.1:{port}\n{pool}",
-            d = dir.display()
-        );
-        std::fs::write(dir.join("pool.conf"), conf).unwrap();
-        std::fs::write(dir.join("pid.php"), "<?php echo getmypid();\n").unwrap();
-        std::fs::create_dir_all(dir.join("trace")).unwrap();
-        let trace = format!("dir:{}", dir.join("trace").display());
-        let mut vars = vec![("EPOLLSCOPE_TRACE", trace.as_str())];
-        if fastsocket {
-            vars.push(("EPOLLSCOPE_FASTPATH", "emulated"));
-        }
-        let mut cmd = Command::new(fpm_binary().unwrap());
-        // -R: the tests may run as root; the pool then runs as root too, instead of refusing.
-        cmd.args(["-F", "-R", "-y"])
-            .arg(dir.join("pool.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
-            .process_group(0);
-        under_shim(&mut cmd, &vars);
-        let child = cmd.spawn().expect("start php-fpm");
-        Fpm { child, dir, port }
-    }
-
-    fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).unwrap()
-    }
-
-    fn log(&self) -> String {
-        format!(
-            "stderr: {}\nerror.log: {}",
-            std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default(),
-            std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
-        )
-    }
-
-    fn children(&self) -> BTreeSet<i32> {
-        let pid = self.pid();
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()
-    }
-
-    /// Waits until `ready` holds, failing after 30 s with php-fpm's logs.
-    fn wait_for(&mut self, what: &str, mut ready: impl FnMut(&Fpm) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !ready(self) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("php-fpm exited ({status}) before {what}\n{}", self.log());
-            }
-            assert!(Instant::now() < deadline, "no {what}\n{}", self.log());
-            std::thread::yield_now();
-        }
-    }
-
-    /// One FastCGI request: the pid of the child that answered it.
-    fn request(&self) -> i32 {
-        let out = Command::new(cgi_fcgi().unwrap())
-            .args(["-bind", "-connect", &format!("127.0.0.1:{}", self.port)])
-            .env("SCRIPT_FILENAME", self.dir.join("pid.php"))
-            .env("REQUEST_METHOD", "GET")
-            .env_remove("LD_PRELOAD")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let body = text.rsplit("\r\n\r\n").next().unwrap_or("");
-        body.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("unexpected answer {text:?}\n{}", self.log()))
-    }
-
-    /// Makes `n` requests; the requests each child answered (checked against the trace, in
-    /// which every answering pid must be a traced child).
-    fn serve(&self, n: usize, served: &mut BTreeMap<i32, usize>) {
-        for _ in 0..n {
-            let pid = self.request();
-            assert_ne!(pid, self.pid(), "answered by the master");
-            *served.entry(pid).or_default() += 1;
-        }
-    }
-
-    /// Graceful shutdown: SIGQUIT to the master, which ends its children and exits 0.
-    fn quit(mut self) -> (Vec<epollscope::trace::Event>, usize) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid()),
-            nix::sys::signal::Signal::SIGQUIT,
-        )
-        .unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "php-fpm exit {status}\n{}", self.log());
-        let read = merge::read_dir(&self.dir.join("trace")).unwrap();
-        let _ = std::fs::remove_dir_all(&self.dir);
-        std::mem::forget(self);
-        read
-    }
-}
-
-impl Drop for Fpm {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(self.pid()),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        let _ = self.child.wait();
+/// Makes `n` requests; the requests each child answered (checked against the trace, in
+/// which every answering pid must be a traced child).
+fn serve(fpm: &Fpm, n: usize, served: &mut BTreeMap<i32, usize>) {
+    for _ in 0..n {
+        let pid = fpm.request().unwrap();
+        assert_ne!(pid, fpm.pid(), "answered by the master");
+        *served.entry(pid).or_default() += 1;
     }
 }
 
@@ -231,32 +67,34 @@ fn accepts(events: &[epollscope::trace::Event]) -> BTreeMap<i32, usize> {
 /// The whole story: start, serve, SIGKILL one child, serve again, graceful quit; then every
 /// child's accepts in the trace are the requests it answered.
 fn serve_kill_quit(tag: &str, pm: Pm, fastsocket: bool) {
-    if let Some(why) = missing() {
+    if let Some(why) = phpfpm::missing() {
         eprintln!("skipped: {why}");
         return;
     }
-    let mut fpm = Fpm::start(tag, pm, fastsocket);
+    let mut fpm = start(tag, pm, fastsocket);
     let ready_children = if pm == Pm::Static { 4 } else { 2 };
     fpm.wait_for("children and a listener", |f| {
         f.children().len() == ready_children
-            && std::net::TcpStream::connect(("127.0.0.1", f.port)).is_ok()
-    });
+            && std::net::TcpStream::connect(("127.0.0.1", f.port())).is_ok()
+    })
+    .unwrap();
     let master = fpm.pid();
     // The probe connection above was accepted by a child and dropped: it counts as an accept
     // that answered nothing. Wait for it to be in the trace, then count from there.
     let probe_accepts = |f: &Fpm| {
-        ok_calls(&trace_lines(&f.dir.join("trace")), "accept")
+        ok_calls(&trace_lines(&f.trace_dir()), "accept")
             .iter()
             .filter(|(pid, _)| *pid != master)
             .count()
     };
-    fpm.wait_for("the readiness probe's accept", |f| probe_accepts(f) == 1);
-    let probe = ok_calls(&trace_lines(&fpm.dir.join("trace")), "accept")[0].0;
+    fpm.wait_for("the readiness probe's accept", |f| probe_accepts(f) == 1)
+        .unwrap();
+    let probe = ok_calls(&trace_lines(&fpm.trace_dir()), "accept")[0].0;
 
     if fastsocket {
         // php-fpm's children accept without epoll: no listen_spawn, so they share the
         // master's listener, one socket, as they would with Fastsocket.
-        let lines = trace_lines(&fpm.dir.join("trace"));
+        let lines = trace_lines(&fpm.trace_dir());
         let listen = ok_calls(&lines, "listen");
         assert_eq!(listen.len(), 1, "{listen:?}");
         let fd = listen[0].1["fd"]["num"].as_i64().unwrap();
@@ -267,7 +105,8 @@ fn serve_kill_quit(tag: &str, pm: Pm, fastsocket: bool) {
         // of their own would never get there).
         fpm.wait_for("every child holding the master's listener", |f| {
             f.children().iter().all(|c| holds_socket(*c, inode))
-        });
+        })
+        .unwrap();
         assert!(
             !lines.iter().any(|(_, v)| v["name"] == "listen_spawn"),
             "no listen_spawn without epoll"
@@ -275,7 +114,7 @@ fn serve_kill_quit(tag: &str, pm: Pm, fastsocket: bool) {
     }
 
     let mut served = BTreeMap::new();
-    fpm.serve(REQUESTS, &mut served);
+    serve(&fpm, REQUESTS, &mut served);
     assert_eq!(served.values().sum::<usize>(), REQUESTS);
 
     // SIGKILL the child that answered most: its trace must hold every accept it made.
@@ -286,13 +125,17 @@ fn serve_kill_quit(tag: &str, pm: Pm, fastsocket: bool) {
     )
     .unwrap();
     fpm.wait_for("the master reaping the killed child", |f| {
-        trace_lines(&f.dir.join("trace")).iter().any(|(pid, v)| {
+        trace_lines(&f.trace_dir()).iter().any(|(pid, v)| {
             *pid == master && v["name"] == "waitpid" && v["ret"]["ok"]["value"] == victim
         })
-    });
-    fpm.serve(REQUESTS / 5, &mut served);
+    })
+    .unwrap();
+    serve(&fpm, REQUESTS / 5, &mut served);
 
-    let (events, bad) = fpm.quit();
+    // Graceful shutdown: SIGQUIT to the master, which ends its children and exits 0.
+    fpm.quit().unwrap();
+    let (events, bad) = merge::read_dir(&fpm.trace_dir()).unwrap();
+    drop(fpm);
     assert_eq!(bad, 0, "unreadable lines");
     let mut traced = accepts(&events);
     traced.remove(&master);
