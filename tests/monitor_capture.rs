@@ -121,6 +121,25 @@ fn a_syn_ack_answering_a_syn_not_in_the_capture_sets_the_clients_isn() {
 }
 
 #[test]
+fn a_stray_ack_before_the_syn_ack_does_not_synchronize_the_client() {
+    // As in suricata-verify's base64-decode-5885 capture: the server answers the SYN with an
+    // ACK of something else (the client resets it, as Linux does in SYN_SENT), then the SYN
+    // is retransmitted and the real SYN-ACK comes. The stray must not set the server's ISN.
+    let mut h = Harness::new(Config::default());
+    h.seg(&seg(c(), s(), CISN, 0, SYN, b""));
+    h.seg(&seg(s(), c(), 777_000, 900_000_000, ACK, b""));
+    h.seg(&seg(c(), s(), 900_000_000, 0, RST, b""));
+    h.seg(&seg(c(), s(), CISN, 0, SYN, b""));
+    handshake(&mut h);
+    h.seg(&seg(c(), s(), CISN + 1, SISN + 1, ACK | PSH, b"hello"));
+    h.seg(&seg(s(), c(), SISN + 1, CISN + 6, ACK | PSH, b"world"));
+    assert_eq!(h.stream(1, Side::Svr), b"hello");
+    assert_eq!(h.stream(1, Side::Cli), b"world");
+    assert!(!h.kinds().contains(&"GAP"), "{:?}", h.kinds());
+    h.assert_counts_agree();
+}
+
+#[test]
 fn without_a_syn_ack_in_the_capture_both_sides_still_deliver_what_they_announce() {
     let mut h = Harness::new(Config::default());
     h.seg(&seg(c(), s(), CISN, 0, SYN, b""));
@@ -247,6 +266,34 @@ fn bytes_captured_after_their_ack_are_not_skipped_as_a_hole() {
     assert!(!h.holes.contains_key(&(1, Side::Svr)), "{:?}", h.holes);
     h.finish();
     assert_eq!(h.stream(1, Side::Svr), b"0123456789abc");
+    h.assert_counts_agree();
+}
+
+#[test]
+fn holes_still_waiting_when_the_flow_ends_are_all_skipped_at_the_end_of_input() {
+    // As in suricata-verify's http-gap-double capture: two holes, each acknowledged, with
+    // bytes after each, then the FIN handshake and the end of the capture, all within the
+    // wait: every captured byte comes out, in order.
+    let mut h = Harness::new(skip_gaps());
+    handshake(&mut h);
+    let hole = |h: &mut Harness, at: u32| h.seg(&seg(s(), c(), SISN + 1, CISN + 1 + at, ACK, b""));
+    h.seg(&seg(c(), s(), CISN + 1, SISN + 1, ACK | PSH, b"one "));
+    hole(&mut h, 8);
+    h.seg(&seg(c(), s(), CISN + 9, SISN + 1, ACK | PSH, b"three "));
+    hole(&mut h, 20);
+    h.seg(&seg(
+        c(),
+        s(),
+        CISN + 21,
+        SISN + 1,
+        ACK | PSH | FIN,
+        b"five",
+    ));
+    h.seg(&seg(s(), c(), SISN + 1, CISN + 26, ACK | FIN, b""));
+    h.seg(&seg(c(), s(), CISN + 26, SISN + 2, ACK, b""));
+    h.finish();
+    assert_eq!(h.stream(1, Side::Svr), b"one three five");
+    assert_eq!(h.holes[&(1, Side::Svr)], [(4, 4), (10, 6)]);
     h.assert_counts_agree();
 }
 

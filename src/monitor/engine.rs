@@ -586,8 +586,10 @@ impl Monitor {
         let mut ids: Vec<u64> = self.flows.keys().copied().collect();
         ids.sort_unstable();
         for n in ids {
+            // A flow that ended with holes still waiting (`--gaps skip`) has them skipped
+            // here, one a call, like an open one.
             if let Some(flow) = self.flows.get_mut(&n)
-                && flow.ended.is_none()
+                && (flow.ended.is_none() || flow.has_holes())
                 && flow.flush_holes(&mut self.raw)
             {
                 raised = true;

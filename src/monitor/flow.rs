@@ -262,6 +262,13 @@ impl Flow {
             self.syn(from, seg, ev);
             return;
         }
+        if to == Side::Cli && self.side(to).state == TcpState::SynSent && !self.acks_client_syn(seg)
+        {
+            // Linux in SYN_SENT drops a segment without SYN whose ACK does not acknowledge
+            // its SYN (and answers it with a RST): a stray, not the sign of a SYN-ACK the
+            // capture missed, so it neither synchronizes the client nor acknowledges anything.
+            return;
+        }
         if seg.has(ACK) {
             self.ack(from, seg.ack, ev);
         }
@@ -285,6 +292,21 @@ impl Flow {
         if done(&self.sides[0]) && done(&self.sides[1]) {
             self.end(EndReason::Fin, ev);
         }
+    }
+
+    /// Whether `seg` (from the server) acknowledges the client's SYN (and possibly bytes after
+    /// it): what a server segment does once the SYN-ACK, captured or not, was sent.
+    fn acks_client_syn(&self, seg: &Segment) -> bool {
+        // At most what the client was seen to send, plus what it may have sent uncaptured
+        // (1 MiB): an ACK of anything else is a stray.
+        let sent = self.side(Side::Svr).buf.high().saturating_add(1 << 20);
+        let acks = |cisn: u32| u64::from(seg.ack.wrapping_sub(cisn.wrapping_add(1))) <= sent;
+        // The client's ISN is settled by the SYN-ACK; until then, any SYN the client sent.
+        let isns: Vec<u32> = match self.side(Side::Svr).isn {
+            Some(cisn) => vec![cisn],
+            None => self.syns.iter().map(|&(isn, _)| isn).collect(),
+        };
+        seg.has(ACK) && (isns.is_empty() || isns.into_iter().any(acks))
     }
 
     /// The sequence number the receiving side `to` expects next, if it is known.
