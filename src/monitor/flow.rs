@@ -13,6 +13,11 @@ use super::packet::{ACK, FIN, RST, SYN, Segment};
 use super::stream::{OverlapPolicy, SideBuf};
 use super::{Side, TcpState};
 
+mod handshake;
+mod holes;
+
+pub use holes::SKIP_WAIT_NS;
+
 /// One side's emulated stack.
 #[derive(Debug)]
 pub struct SideStack {
@@ -87,14 +92,6 @@ pub struct Resume {
     pub isn: [Option<u32>; 2],
     pub next: [u64; 2],
 }
-
-/// How long (capture time) an acknowledged hole waits for its bytes before `--gaps skip` skips
-/// it: Linux's minimum retransmission timeout. A capture often has the receiver's ACK before
-/// the data it acknowledges (queues, interfaces, offloads reorder what the capture sees); the
-/// data then arrives within microseconds and must not be taken for a retransmission of bytes
-/// already skipped. The wait ends early when what is held after the hole fills half the
-/// buffer, and at the end of the flow or of the input.
-pub const SKIP_WAIT_NS: u64 = 200_000_000;
 
 /// The client SYNs kept to pick the ISN the SYN-ACK acknowledges (a client may retry with a
 /// new ISN from the same port).
@@ -294,21 +291,6 @@ impl Flow {
         }
     }
 
-    /// Whether `seg` (from the server) acknowledges the client's SYN (and possibly bytes after
-    /// it): what a server segment does once the SYN-ACK, captured or not, was sent.
-    fn acks_client_syn(&self, seg: &Segment) -> bool {
-        // At most what the client was seen to send, plus what it may have sent uncaptured
-        // (1 MiB): an ACK of anything else is a stray.
-        let sent = self.side(Side::Svr).buf.high().saturating_add(1 << 20);
-        let acks = |cisn: u32| u64::from(seg.ack.wrapping_sub(cisn.wrapping_add(1))) <= sent;
-        // The client's ISN is settled by the SYN-ACK; until then, any SYN the client sent.
-        let isns: Vec<u32> = match self.side(Side::Svr).isn {
-            Some(cisn) => vec![cisn],
-            None => self.syns.iter().map(|&(isn, _)| isn).collect(),
-        };
-        seg.has(ACK) && (isns.is_empty() || isns.into_iter().any(acks))
-    }
-
     /// The sequence number the receiving side `to` expects next, if it is known.
     fn rcv_nxt(&self, to: Side) -> Option<u32> {
         let s = self.side(to);
@@ -359,224 +341,6 @@ impl Flow {
             self.set_state(side, TcpState::Closed, ev);
         }
         self.end(EndReason::Rst, ev);
-    }
-
-    fn syn(&mut self, from: Side, seg: &Segment, ev: &mut Vec<RawEvent>) {
-        let to = from.other();
-        if from == Side::Cli && !seg.has(ACK) {
-            // A retransmitted SYN, or a retry with a new ISN: no new CONN_START; keep it so
-            // that the SYN-ACK can say which one it answers.
-            if self.syns.is_empty()
-                && let Some(first) = self.side(Side::Svr).isn
-            {
-                self.syns.push((first, vec![]));
-            }
-            if !self.syns.iter().any(|(isn, _)| *isn == seg.seq) && self.syns.len() < MAX_SYNS {
-                self.syns.push((seg.seq, seg.payload.to_vec()));
-            }
-            self.emit(to, EventKind::Rexmit { offset: 0, len: 0 }, ev);
-            return;
-        }
-        if from == Side::Svr && seg.has(ACK) && self.side(Side::Cli).isn.is_none() {
-            self.adopt_acked_syn(seg.ack);
-            self.side_mut(Side::Cli).isn = Some(seg.seq);
-            if self.side(Side::Cli).state == TcpState::SynSent {
-                self.set_state(Side::Cli, TcpState::Established, ev);
-            }
-            if !self.syn_data_done {
-                self.syn_data(seg.ack, ev);
-            }
-        } else {
-            // A retransmitted SYN or SYN/ACK: no new CONN_START.
-            self.emit(to, EventKind::Rexmit { offset: 0, len: 0 }, ev);
-        }
-    }
-
-    /// The SYN-ACK acknowledges one of the client's SYNs (its ISN + 1, or + 1 + its data):
-    /// that ISN is the client stream's, as long as no client byte was placed yet. If it
-    /// acknowledges none we saw, the SYN it answers is not in the capture: its ISN is the
-    /// acknowledgment's.
-    fn adopt_acked_syn(&mut self, ack: u32) {
-        let svr = self.side(Side::Svr);
-        if svr.buf.high() != svr.buf.next() || svr.buf.next() != 0 {
-            return;
-        }
-        let first = svr.isn.map(|isn| (isn, Vec::new()));
-        let known: Vec<&(u32, Vec<u8>)> = if self.syns.is_empty() {
-            first.iter().collect()
-        } else {
-            self.syns.iter().collect()
-        };
-        let hit = known.into_iter().find(|(isn, data)| {
-            let one = isn.wrapping_add(1);
-            ack == one || ack == one.wrapping_add(data.len() as u32)
-        });
-        let (isn, done) = match hit {
-            Some((isn, data)) => (*isn, data.is_empty()),
-            None => (ack.wrapping_sub(1), true),
-        };
-        self.syn_data_done = done;
-        self.side_mut(Side::Svr).isn = Some(isn);
-    }
-
-    fn ack(&mut self, from: Side, ack: u32, ev: &mut Vec<RawEvent>) {
-        let to = from.other();
-        if from == Side::Cli && self.side(Side::Svr).state == TcpState::SynRcvd {
-            self.set_state(Side::Svr, TcpState::Established, ev);
-        }
-        if self.side(from).isn.is_none() {
-            // The SYN-ACK is not in the capture: the acknowledgment names the peer's ISN.
-            self.side_mut(from).isn = Some(ack.wrapping_sub(1));
-            if from == Side::Cli && self.side(from).state == TcpState::SynSent {
-                self.set_state(Side::Cli, TcpState::Established, ev);
-            }
-        }
-        if let Some(fin) = self.side(to).fin_sent
-            && seq_ge(ack, fin)
-        {
-            let next = match self.side(to).state {
-                TcpState::FinWait1 => TcpState::FinWait2,
-                TcpState::Closing => TcpState::TimeWait,
-                TcpState::LastAck => TcpState::Closed,
-                other => other,
-            };
-            self.set_state(to, next, ev);
-        }
-        if from == Side::Svr && !self.syn_data_done {
-            self.syn_data(ack, ev);
-        }
-        self.acked(from, ack, ev);
-    }
-
-    /// TCP Fast Open: the SYN's data counts once the server acknowledged it.
-    fn syn_data(&mut self, ack: u32, ev: &mut Vec<RawEvent>) {
-        let Some(isn) = self.side(Side::Svr).isn else {
-            return;
-        };
-        let Some(pos) = self.syns.iter().position(|(i, _)| *i == isn) else {
-            return;
-        };
-        let len = self.syns[pos].1.len() as u32;
-        if len == 0 || !seq_ge(ack, isn.wrapping_add(1).wrapping_add(len)) {
-            return;
-        }
-        self.syn_data_done = true;
-        let data = std::mem::take(&mut self.syns[pos].1);
-        self.data(Side::Svr, isn.wrapping_add(1), &data, ev);
-    }
-
-    /// The end at `side` acknowledged up to `ack`: bytes it acknowledged that we never saw are
-    /// missing from the capture (a hole).
-    fn acked(&mut self, side: Side, ack: u32, ev: &mut Vec<RawEvent>) {
-        let ack = match self.side(side.other()).fin_sent {
-            Some(fin) if seq_ge(ack, fin) => fin.wrapping_sub(1),
-            _ => ack,
-        };
-        let Some(off) = self.offset(side, ack) else {
-            return;
-        };
-        let next = self.side(side).buf.next();
-        if off > next as i64 && off - (next as i64) < 1 << 30 {
-            self.gap(side, off as u64, ev);
-        }
-    }
-
-    /// Bytes up to `target` are missing: skip them (`--gaps skip`) or report the hole once.
-    fn gap(&mut self, side: Side, target: u64, ev: &mut Vec<RawEvent>) {
-        let skip = self.opts.skip_gaps;
-        let wait_until = self.last_ns.saturating_add(SKIP_WAIT_NS);
-        let s = self.side_mut(side);
-        if s.stopped {
-            return;
-        }
-        if skip {
-            s.skip_to = Some(s.skip_to.map_or(target, |t| t.max(target)));
-            s.skip_at.get_or_insert(wait_until);
-            self.retry_skip(side, ev);
-            return;
-        }
-        let next = s.buf.next();
-        if s.gap_reported == Some(next) {
-            return;
-        }
-        s.gap_reported = Some(next);
-        let end = s.buf.first_fragment().map_or(target, |f| f.min(target));
-        self.emit(
-            side,
-            EventKind::Gap {
-                offset: next,
-                len: end - next,
-                skipped: false,
-            },
-            ev,
-        );
-    }
-
-    /// Skips the next hole if every byte before it was read and its wait is over.
-    fn retry_skip(&mut self, side: Side, ev: &mut Vec<RawEvent>) {
-        let now = self.last_ns;
-        let s = self.side_mut(side);
-        let Some(target) = s.skip_to else {
-            return;
-        };
-        if s.buf.next() >= target {
-            (s.skip_to, s.skip_at) = (None, None);
-            return;
-        }
-        let held = s.buf.high().saturating_sub(s.buf.read_offset());
-        let due = s.skip_at.is_none_or(|at| now >= at)
-            || s.buf.disabled()
-            || held >= s.buf.capacity() as u64 / 2;
-        if !due {
-            return;
-        }
-        if let Some((hole, n)) = s.buf.skip_hole(target) {
-            if s.buf.next() >= target {
-                (s.skip_to, s.skip_at) = (None, None);
-            }
-            self.emit(
-                side,
-                EventKind::Gap {
-                    offset: hole.offset,
-                    len: hole.len,
-                    skipped: true,
-                },
-                ev,
-            );
-            self.new_data(side, n, ev);
-        }
-    }
-
-    /// At the end of the flow or of the input: holes still open are reported (or, with
-    /// `--gaps skip`, skipped one at a time as the reader drains). True if something happened.
-    pub fn flush_holes(&mut self, ev: &mut Vec<RawEvent>) -> bool {
-        let before = ev.len();
-        for side in Side::BOTH {
-            let s = self.side(side);
-            if s.stopped {
-                continue;
-            }
-            if let Some(f) = s.buf.first_fragment() {
-                let high = s.buf.high();
-                if self.opts.skip_gaps {
-                    // Nothing more can arrive: no wait.
-                    self.side_mut(side).skip_at = Some(0);
-                    self.gap(side, high, ev);
-                } else {
-                    self.gap(side, f, ev);
-                }
-            }
-        }
-        ev.len() > before
-    }
-
-    /// Whether a hole still waits to be skipped (`--gaps skip`).
-    pub fn has_holes(&self) -> bool {
-        self.opts.skip_gaps
-            && self
-                .sides
-                .iter()
-                .any(|s| !s.stopped && s.buf.first_fragment().is_some())
     }
 
     /// Stream offset of `seq` on side `to`, unwrapped near the side's next expected byte; None

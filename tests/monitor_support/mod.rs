@@ -27,7 +27,7 @@ pub fn seg<'a>(
 
 use std::collections::BTreeMap;
 
-use epollscope::monitor::packet::{encode, linktype};
+use epollscope::monitor::packet::{ACK, SYN, encode, linktype};
 use epollscope::monitor::{Config, Event, EventKind, MonError, Monitor, Side};
 
 /// A monitor fed frame by frame that reads every side as an application would (peek on each
@@ -189,4 +189,29 @@ pub fn write_pcap_every(path: &std::path::Path, segs: &[Segment], step_ns: u64) 
         .unwrap();
     }
     w.flush().unwrap();
+}
+
+/// The client and server of the hand-built flows.
+pub fn c() -> SocketAddr {
+    "10.0.0.1:40000".parse().unwrap()
+}
+pub fn s() -> SocketAddr {
+    "10.0.0.2:80".parse().unwrap()
+}
+
+pub const CISN: u32 = 1000;
+pub const SISN: u32 = 5000;
+
+/// SYN, SYN-ACK, ACK with the ISNs above.
+pub fn handshake(h: &mut Harness) {
+    h.seg(&seg(c(), s(), CISN, 0, SYN, b""));
+    h.seg(&seg(s(), c(), SISN, CISN + 1, SYN | ACK, b""));
+    h.seg(&seg(c(), s(), CISN + 1, SISN + 1, ACK, b""));
+}
+
+pub fn skip_gaps() -> Config {
+    Config {
+        skip_gaps: true,
+        ..Config::default()
+    }
 }
