@@ -75,7 +75,7 @@ impl Closed {
     }
 
     /// True if `seg`, seen at `ts`, belongs to a connection that ended less than `timeout_ns`
-    /// before (records older than that are dropped on the way).
+    /// before (an older record does not count, whether or not a sweep dropped it yet).
     pub fn is_straggler(&self, ts: u64, seg: &Segment, timeout_ns: u64) -> bool {
         // Side svr receives what the client sends.
         let (rec, side) = match (
@@ -94,11 +94,17 @@ impl Closed {
             // not have made a connection of it either.
             return true;
         };
-        // Offset of the segment in the old stream, wrapping as sequence numbers do; a little
-        // before its start (a SYN's own sequence number) counts as inside.
-        let rel = seg.seq.wrapping_sub(isn.wrapping_add(1));
-        let received = u32::try_from(rec.point.next[side.index()]).unwrap_or(u32::MAX);
-        rel <= received.saturating_add(WINDOW) || rel >= WINDOW.wrapping_neg()
+        // Sequence numbers are modulo 2^32: the truncations below are that arithmetic. The
+        // segment's distance from the next byte the receiver expected, as TCP compares.
+        let next = rec.point.next[side.index()];
+        let expected = isn.wrapping_add(1).wrapping_add(next as u32);
+        let d = i64::from(seg.seq.wrapping_sub(expected) as i32);
+        // Back to the stream's start (retransmissions; a little before it, the SYN's own
+        // sequence number), ahead by what can be in flight.
+        let back = i64::try_from(next)
+            .unwrap_or(i64::MAX)
+            .min(i64::from(i32::MAX));
+        d <= i64::from(WINDOW) && d >= -(back + i64::from(WINDOW))
     }
 }
 
@@ -148,6 +154,23 @@ mod tests {
         for (i, (s, ts, want)) in cases.iter().enumerate() {
             assert_eq!(closed().is_straggler(*ts, s, 60_000 - 1), *want, "case {i}");
         }
+    }
+
+    #[test]
+    fn sequence_numbers_wrap_in_a_stream_longer_than_4_gib() {
+        let mut c = Closed::default();
+        let next = 5u64 << 30;
+        let point = Resume {
+            isn: [None, Some(u32::MAX - 10)],
+            next: [0, next],
+        };
+        c.remember(C.parse().unwrap(), S.parse().unwrap(), 10, point, 4);
+        let expected = (u32::MAX - 10)
+            .wrapping_add(1)
+            .wrapping_add((next % (1 << 32)) as u32);
+        assert!(c.is_straggler(20, &seg(C, S, expected), 100));
+        assert!(c.is_straggler(20, &seg(C, S, expected.wrapping_sub(1 << 20)), 100));
+        assert!(!c.is_straggler(20, &seg(C, S, expected.wrapping_add(2 * WINDOW)), 100));
     }
 
     #[test]
