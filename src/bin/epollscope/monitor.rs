@@ -50,8 +50,8 @@ pub enum OverlapArg {
 pub enum GapsArg {
     /// Wait for missing bytes, as mOS does (what follows a hole is not delivered).
     Wait,
-    /// Deliver what follows a hole the receiver acknowledged (or still open at the end),
-    /// marked "[N bytes missing]".
+    /// Deliver what follows a hole the receiver acknowledged (after 200 ms of capture time
+    /// for its bytes to arrive late) or still open at the end, marked "[N bytes missing]".
     Skip,
 }
 
@@ -114,7 +114,8 @@ pub struct MonitorArgs {
     #[arg(long, value_enum, default_value = "wait")]
     pub gaps: GapsArg,
     /// Also monitor flows whose SYN is not in the capture, from their first data (marked
-    /// "midstream" everywhere). By default they are not monitored, as in mOS.
+    /// "midstream" everywhere). By default they are not monitored, as in mOS. A segment after
+    /// its connection ended by FIN or RST is not such a flow: it stays an orphan ("after end").
     #[arg(long)]
     pub midstream: bool,
 }
