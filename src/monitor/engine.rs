@@ -95,6 +95,7 @@ impl Monitor {
             buf_size: self.config.buffer_size,
             policy: self.config.overlap,
             skip_gaps: self.config.skip_gaps,
+            in_frame: self.config.in_frame,
         }
     }
 
@@ -176,7 +177,7 @@ impl Monitor {
     pub fn feed(&mut self, ts_ns: u64, linktype: u32, frame: &[u8]) {
         self.stats.packets += 1;
         match decode::layer(linktype, frame) {
-            Ok(Layer::Tcp(seg)) => self.feed_segment(ts_ns, &seg),
+            Ok(Layer::Tcp(seg)) => self.feed_tcp(ts_ns, &seg, Some(frame)),
             Ok(Layer::Frag(f)) => {
                 self.stats.fragments += 1;
                 let done = self.frags.push(ts_ns, &f);
@@ -198,6 +199,13 @@ impl Monitor {
 
     /// Feeds one decoded TCP segment.
     pub fn feed_segment(&mut self, ts: u64, seg: &Segment) {
+        self.feed_tcp(ts, seg, None);
+    }
+
+    /// Feeds a segment; `frame`: the frame its payload lies in, where its bytes may be
+    /// announced ([`Config::in_frame`]).
+    fn feed_tcp(&mut self, ts: u64, seg: &Segment, frame: Option<&[u8]>) {
+        let payload_at = frame.and_then(|f| super::offset_in(f, seg.payload));
         self.settle(ts);
         self.stats.tcp_segments += 1;
         if ts >= self.next_sweep_ns {
@@ -211,7 +219,7 @@ impl Monitor {
         let n = match hit {
             Some((n, from)) => {
                 if let Some(flow) = self.flows.get_mut(&n) {
-                    flow.process(ts, from, seg, &mut self.raw);
+                    flow.process(ts, from, seg, payload_at.is_some(), &mut self.raw);
                 }
                 Some(n)
             }
@@ -224,7 +232,7 @@ impl Monitor {
                 if let Some((n, from)) = self.by_tuple.get(&(seg.src, seg.dst)).copied()
                     && let Some(flow) = self.flows.get_mut(&n)
                 {
-                    flow.process(ts, from, seg, &mut self.raw);
+                    flow.process(ts, from, seg, payload_at.is_some(), &mut self.raw);
                 }
                 n
             }
@@ -243,6 +251,12 @@ impl Monitor {
                 None
             }
         };
+        // The flow placed its bytes in the payload: place them in the frame.
+        for (_, kind) in &mut self.raw {
+            if let (EventKind::NewDataInFrame { at, .. }, Some(p)) = (kind, payload_at) {
+                *at += p;
+            }
+        }
         if let Some(n) = n {
             self.after(n);
         }

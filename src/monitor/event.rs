@@ -82,6 +82,14 @@ pub enum EventKind {
     NewData {
         bytes: u64,
     },
+    /// CONN_NEW_DATA for a reader that takes every byte as it arrives
+    /// ([`crate::monitor::Config::in_frame`]): `bytes` in-order bytes that were not copied
+    /// into the side's buffer and that a peek does not return; they are the frame's bytes
+    /// `at..at + bytes` (the frame just fed to [`crate::monitor::Monitor::feed`]).
+    NewDataInFrame {
+        bytes: u64,
+        at: usize,
+    },
     /// The side's buffer is full: drain it (peek) or enlarge it before the next packet, or the
     /// oldest unread bytes are overwritten.
     Overflow {
@@ -124,7 +132,9 @@ impl EventKind {
         match self {
             EventKind::PktIn { .. } => EventMask::PKT_IN,
             EventKind::ConnStart { .. } => EventMask::CONN_START,
-            EventKind::NewData { .. } => EventMask::CONN_NEW_DATA,
+            EventKind::NewData { .. } | EventKind::NewDataInFrame { .. } => {
+                EventMask::CONN_NEW_DATA
+            }
             EventKind::Overflow { .. } => EventMask::ERROR,
             EventKind::Timeout => EventMask::TIMEOUT,
             EventKind::StateChange { .. } => EventMask::TCP_STATE_CHANGE,
@@ -140,7 +150,7 @@ impl EventKind {
         match self {
             EventKind::PktIn { .. } => "PKT_IN",
             EventKind::ConnStart { .. } => "CONN_START",
-            EventKind::NewData { .. } => "CONN_NEW_DATA",
+            EventKind::NewData { .. } | EventKind::NewDataInFrame { .. } => "CONN_NEW_DATA",
             EventKind::Overflow { .. } => "ERROR",
             EventKind::Timeout => "TIMEOUT",
             EventKind::StateChange { .. } => "TCP_STATE_CHANGE",

@@ -83,6 +83,9 @@ pub struct FlowOpts {
     /// `--gaps skip`: deliver what follows a hole the receiver acknowledged (or still open at
     /// the end), marked, instead of waiting for it.
     pub skip_gaps: bool,
+    /// In-order bytes of a side that holds nothing are not copied into its buffer: they are
+    /// announced where they lie in the frame ([`EventKind::NewDataInFrame`]).
+    pub in_frame: bool,
 }
 
 /// What a flow picked up without a SYN starts from (a flow resumed after a timeout keeps its
@@ -237,8 +240,16 @@ impl Flow {
         }
     }
 
-    /// Processes a segment sent by `from`'s end.
-    pub fn process(&mut self, ts: u64, from: Side, seg: &Segment, ev: &mut Vec<RawEvent>) {
+    /// Processes a segment sent by `from`'s end. `in_frame`: its payload lies in the frame
+    /// being fed, so that its bytes may be announced there (with [`FlowOpts::in_frame`]).
+    pub fn process(
+        &mut self,
+        ts: u64,
+        from: Side,
+        seg: &Segment,
+        in_frame: bool,
+        ev: &mut Vec<RawEvent>,
+    ) {
         let to = from.other();
         self.last_ns = ts;
         self.emit(
@@ -277,7 +288,7 @@ impl Flow {
             }
         }
         if !seg.payload.is_empty() {
-            self.data(to, seg.seq, seg.payload, ev);
+            self.data(to, seg.seq, seg.payload, in_frame, ev);
         }
         if seg.has(FIN) {
             self.fin(from, seg, ev);
@@ -354,7 +365,8 @@ impl Flow {
         Some(next as i64 + diff)
     }
 
-    fn data(&mut self, to: Side, seq: u32, payload: &[u8], ev: &mut Vec<RawEvent>) {
+    fn data(&mut self, to: Side, seq: u32, payload: &[u8], in_frame: bool, ev: &mut Vec<RawEvent>) {
+        let seg_payload = payload;
         if self.side(to).stopped {
             return;
         }
@@ -372,6 +384,10 @@ impl Flow {
         } else {
             (off as u64, payload)
         };
+        let skipped = seg_payload.len() - payload.len();
+        if in_frame && self.opts.in_frame && self.pass(to, off, payload.len(), skipped, ev) {
+            return;
+        }
         let got = self.side_mut(to).buf.insert(off, payload);
         if got.rexmit {
             self.emit(to, EventKind::Rexmit { offset: off, len }, ev);
@@ -392,6 +408,29 @@ impl Flow {
             }
         }
         self.new_data(to, got.new_bytes, ev);
+    }
+
+    /// Hands the in-order bytes `off..off+len` over in the frame (they start `at` bytes into
+    /// the segment's payload) if the side holds nothing and may be read; false if they must
+    /// go through its buffer.
+    fn pass(&mut self, to: Side, off: u64, len: usize, at: usize, ev: &mut Vec<RawEvent>) -> bool {
+        // An overflowed segment waits to be stored, or a hole to be skipped once the bytes
+        // before it were read: those go as they would through the buffer.
+        let waits = self.pending.iter().any(|p| p.side == to);
+        let s = self.side_mut(to);
+        if !s.readable || waits || s.skip_to.is_some() || !s.buf.pass(off, len as u64) {
+            return false;
+        }
+        s.bytes += len as u64;
+        self.emit(
+            to,
+            EventKind::NewDataInFrame {
+                bytes: len as u64,
+                at,
+            },
+            ev,
+        );
+        true
     }
 
     fn new_data(&mut self, to: Side, n: u64, ev: &mut Vec<RawEvent>) {

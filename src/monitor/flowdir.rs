@@ -5,22 +5,118 @@
 //!
 //! Files stay open while their flow is open, at most [`MAX_OPEN`] at once (the least recently
 //! written is closed and reopened for appending when it has more).
+//!
+//! Bytes are not copied when they can be written from where they lie: given the mapped
+//! capture, a direction's bytes that lie in it are remembered as ranges of it and written,
+//! gathered, straight from it (the kernel's copy into the page cache is the only one). Bytes
+//! from anywhere else (the monitor's buffer, a live capture) are copied into the direction's
+//! own buffer. Either way a file gets one `writev` per [`FLUSH_AT`] bytes, in order.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, IoSlice, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-
-use anyhow::Context;
+use std::sync::Arc;
 
 use super::output::endpoint_name;
-use super::{FlowInfo, Side};
+use super::{FlowInfo, Side, offset_in};
+use crate::sys::packet::Mapped;
 
 pub const MAX_OPEN: usize = 256;
 
+/// A file or the directory could not be made or written.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct FileError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+/// A direction's bytes are written once this many wait (the size a `BufWriter` would use).
+const FLUSH_AT: usize = 64 << 10;
+
+/// A direction's waiting pieces are written once there are this many (Linux's `IOV_MAX`, the
+/// most one `writev` takes), however few bytes they hold.
+const MAX_PIECES: usize = 1024;
+
+/// Where a piece of a direction's unwritten bytes is.
+#[derive(Debug)]
+enum Piece {
+    /// In the mapped capture.
+    Capture(Range<usize>),
+    /// In the direction's own buffer.
+    Copied(Range<usize>),
+}
+
+/// A direction's open file and the bytes waiting for it.
+struct Open {
+    file: File,
+    pieces: Vec<Piece>,
+    copied: Vec<u8>,
+    waiting: usize,
+    used: u64,
+}
+
+impl Open {
+    fn push(&mut self, capture: Option<&Mapped>, data: &[u8]) {
+        self.waiting += data.len();
+        if let Some(at) = capture.and_then(|c| offset_in(c, data)) {
+            let r = at..at + data.len();
+            match self.pieces.last_mut() {
+                Some(Piece::Capture(last)) if last.end == r.start => last.end = r.end,
+                _ => self.pieces.push(Piece::Capture(r)),
+            }
+            return;
+        }
+        let r = self.copied.len()..self.copied.len() + data.len();
+        self.copied.extend_from_slice(data);
+        match self.pieces.last_mut() {
+            Some(Piece::Copied(last)) if last.end == r.start => last.end = r.end,
+            _ => self.pieces.push(Piece::Copied(r)),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.waiting >= FLUSH_AT || self.pieces.len() >= MAX_PIECES
+    }
+
+    /// Writes every waiting byte, in order.
+    fn flush(&mut self, capture: Option<&Mapped>) -> io::Result<()> {
+        if self.pieces.is_empty() {
+            return Ok(());
+        }
+        let whole: &[u8] = capture.map_or(&[], |c| c);
+        let mut slices: Vec<IoSlice<'_>> = self
+            .pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Capture(r) => IoSlice::new(&whole[r.clone()]),
+                Piece::Copied(r) => IoSlice::new(&self.copied[r.clone()]),
+            })
+            .collect();
+        let mut left = &mut slices[..];
+        while !left.is_empty() {
+            match self.file.write_vectored(left) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut left, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.pieces.clear();
+        self.copied.clear();
+        self.waiting = 0;
+        Ok(())
+    }
+}
+
 pub struct FlowDir {
     dir: PathBuf,
-    open: HashMap<(u64, Side), (BufWriter<File>, u64)>,
+    /// The capture the reader maps, if it does: bytes in it are written from it.
+    capture: Option<Arc<Mapped>>,
+    open: HashMap<(u64, Side), Open>,
     /// File name of each direction seen.
     names: HashMap<(u64, Side), PathBuf>,
     taken: HashSet<PathBuf>,
@@ -30,11 +126,16 @@ pub struct FlowDir {
 }
 
 impl FlowDir {
-    /// Creates DIR if needed; files in it with the names flows get are replaced.
-    pub fn create(dir: &Path) -> anyhow::Result<FlowDir> {
-        std::fs::create_dir_all(dir).with_context(|| format!("--flows {}", dir.display()))?;
+    /// Creates DIR if needed; files in it with the names flows get are replaced. `capture`:
+    /// the mapped capture the bytes come from, if it is mapped.
+    pub fn create(dir: &Path, capture: Option<Arc<Mapped>>) -> Result<FlowDir, FileError> {
+        std::fs::create_dir_all(dir).map_err(|source| FileError {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         Ok(FlowDir {
             dir: dir.to_path_buf(),
+            capture,
             open: HashMap::new(),
             names: HashMap::new(),
             taken: HashSet::new(),
@@ -74,8 +175,9 @@ impl FlowDir {
         path
     }
 
-    /// Appends `data` to the file of `info`'s direction toward `side`.
-    pub fn write(&mut self, info: &FlowInfo, side: Side, data: &[u8]) -> anyhow::Result<()> {
+    /// Appends `data` to the file of `info`'s direction toward `side` (now or later: the
+    /// bytes are the file's once [`FlowDir::close`] or [`FlowDir::finish`] returned).
+    pub fn write(&mut self, info: &FlowInfo, side: Side, data: &[u8]) -> Result<(), FileError> {
         if data.is_empty() {
             return Ok(());
         }
@@ -92,27 +194,39 @@ impl FlowDir {
             } else {
                 OpenOptions::new().append(true).open(&path)
             }
-            .with_context(|| path.display().to_string())?;
-            self.open
-                .insert(key, (BufWriter::with_capacity(64 << 10, file), 0));
+            .map_err(|source| FileError { path, source })?;
+            let open = Open {
+                file,
+                pieces: Vec::new(),
+                copied: Vec::new(),
+                waiting: 0,
+                used: 0,
+            };
+            self.open.insert(key, open);
         }
-        if let Some((w, used)) = self.open.get_mut(&key) {
-            *used = self.tick;
-            w.write_all(data).map_err(|e| self.io_err(key, e))?;
+        let capture = self.capture.as_deref();
+        let Some(open) = self.open.get_mut(&key) else {
+            return Ok(());
+        };
+        open.used = self.tick;
+        open.push(capture, data);
+        if open.full() {
+            let r = open.flush(capture);
+            r.map_err(|e| self.io_err(key, e))?;
         }
         Ok(())
     }
 
-    fn io_err(&self, key: (u64, Side), e: io::Error) -> anyhow::Error {
-        let name = self.names.get(&key).map(|p| p.display().to_string());
-        anyhow::anyhow!("{}: {e}", name.unwrap_or_default())
+    fn io_err(&self, key: (u64, Side), source: io::Error) -> FileError {
+        let path = self.names.get(&key).cloned().unwrap_or_default();
+        FileError { path, source }
     }
 
-    fn close_oldest(&mut self) -> anyhow::Result<()> {
+    fn close_oldest(&mut self) -> Result<(), FileError> {
         if let Some(&key) = self
             .open
             .iter()
-            .min_by_key(|(_, (_, used))| *used)
+            .min_by_key(|(_, open)| open.used)
             .map(|(k, _)| k)
         {
             self.close(key.0, key.1)?;
@@ -120,19 +234,33 @@ impl FlowDir {
         Ok(())
     }
 
-    /// The direction's flow ended: flush and close its file.
-    pub fn close(&mut self, n: u64, side: Side) -> anyhow::Result<()> {
-        if let Some((mut w, _)) = self.open.remove(&(n, side)) {
-            w.flush().map_err(|e| self.io_err((n, side), e))?;
+    /// The direction's flow ended: write what waits and close its file.
+    pub fn close(&mut self, n: u64, side: Side) -> Result<(), FileError> {
+        if let Some(mut open) = self.open.remove(&(n, side)) {
+            let r = open.flush(self.capture.as_deref());
+            r.map_err(|e| self.io_err((n, side), e))?;
         }
         Ok(())
     }
 
-    pub fn finish(&mut self) -> anyhow::Result<()> {
+    /// Writes what waits and closes every file (and lets go of the capture).
+    pub fn finish(&mut self) -> Result<(), FileError> {
         let keys: Vec<(u64, Side)> = self.open.keys().copied().collect();
         for (n, side) in keys {
             self.close(n, side)?;
         }
+        self.capture = None;
         Ok(())
+    }
+}
+
+impl Drop for FlowDir {
+    /// Writes what waits (as a `BufWriter` would on drop), when a run stops on an error
+    /// before [`FlowDir::finish`]; errors are not seen, as they are not for a `BufWriter`.
+    fn drop(&mut self) {
+        let capture = self.capture.clone();
+        for open in self.open.values_mut() {
+            let _ = open.flush(capture.as_deref());
+        }
     }
 }

@@ -139,3 +139,11 @@ impl std::fmt::Display for TcpState {
         f.write_str(self.name())
     }
 }
+
+/// Where `part` starts in `whole`, if it lies wholly inside it (compares addresses only: a
+/// payload's place in its frame, a frame's place in a mapped capture).
+pub fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
+    let (w, p) = (whole.as_ptr() as usize, part.as_ptr() as usize);
+    let at = p.checked_sub(w)?;
+    (at.checked_add(part.len())? <= whole.len()).then_some(at)
+}

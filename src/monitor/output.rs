@@ -147,7 +147,9 @@ pub fn describe(ev: &Event, ts: &str) -> String {
     };
     let detail = match &ev.kind {
         EventKind::PktIn { len } => format!(" {len} bytes"),
-        EventKind::NewData { bytes } => format!(" {bytes} bytes"),
+        EventKind::NewData { bytes } | EventKind::NewDataInFrame { bytes, .. } => {
+            format!(" {bytes} bytes")
+        }
         EventKind::Overflow { needed, capacity } => {
             format!(" buffer overflow: {needed} bytes needed, {capacity} held")
         }

@@ -97,7 +97,7 @@ pub struct Reader<R> {
 #[derive(Debug)]
 enum Storage {
     Owned(Vec<u8>),
-    Mapped(crate::sys::packet::Mapped),
+    Mapped(std::sync::Arc<crate::sys::packet::Mapped>),
 }
 
 impl std::ops::Deref for Storage {
@@ -111,8 +111,11 @@ impl std::ops::Deref for Storage {
 }
 
 impl Reader<io::Empty> {
-    /// A reader over a mapped file: packets borrow the mapping, nothing is copied.
-    pub fn mapped(map: crate::sys::packet::Mapped) -> Result<Reader<io::Empty>, PcapError> {
+    /// A reader over a mapped file: packets borrow the mapping, nothing is copied (shared, so
+    /// that a writer may keep ranges of it, see [`crate::monitor::flowdir`]).
+    pub fn mapped(
+        map: std::sync::Arc<crate::sys::packet::Mapped>,
+    ) -> Result<Reader<io::Empty>, PcapError> {
         let end = map.len();
         Reader::init(Reader {
             src: io::empty(),
@@ -166,6 +169,14 @@ impl<R: Read> Reader<R> {
                 ifaces: vec![],
             },
         })
+    }
+
+    /// The mapped file the packets borrow, if the reader maps one.
+    pub fn mapping(&self) -> Option<std::sync::Arc<crate::sys::packet::Mapped>> {
+        match &self.buf {
+            Storage::Mapped(m) => Some(m.clone()),
+            Storage::Owned(_) => None,
+        }
     }
 
     /// File offset of the next record: after an error, where the readable part ends.

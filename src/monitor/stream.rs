@@ -248,6 +248,28 @@ impl SideBuf {
         out
     }
 
+    /// For a reader that takes every byte as it arrives ([`crate::monitor::Config::in_frame`]):
+    /// when nothing is held, `off` is the next expected byte and `len` bytes would fit, records them as
+    /// received and read at once, without storing them (the caller hands them over from where
+    /// they lie). The buffer is left as a peek of everything would leave it, except that no
+    /// already-read byte stays behind for `ppeek`. False, with nothing changed, otherwise.
+    pub fn pass(&mut self, off: u64, len: u64) -> bool {
+        let idle = self.read == self.next && self.frags.is_empty();
+        // A segment larger than the buffer overflows it, in place or not.
+        let fits = len <= self.cap as u64;
+        if self.disabled || !idle || !fits || off != self.next {
+            return false;
+        }
+        if self.lost.is_some() || self.hole.is_some() {
+            return false;
+        }
+        self.next += len;
+        self.read = self.next;
+        self.base = self.next;
+        self.high = self.high.max(self.next);
+        true
+    }
+
     /// Frees the ring once every byte was read and nothing waits out of order.
     pub fn shrink(&mut self) {
         if self.read == self.next && self.frags.is_empty() && !self.ring.is_empty() {

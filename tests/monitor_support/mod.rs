@@ -63,7 +63,7 @@ impl Harness {
     pub fn frame(&mut self, lt: u32, frame: &[u8]) {
         self.ts += 1_000_000;
         self.m.feed(self.ts, lt, frame);
-        self.drain();
+        self.drain_frame(frame);
     }
 
     /// Feeds `s` as a raw IP packet.
@@ -72,12 +72,23 @@ impl Harness {
     }
 
     pub fn drain(&mut self) {
+        self.drain_frame(&[]);
+    }
+
+    /// Reads after feeding `frame` (where bytes announced in the frame lie, with
+    /// `Config::in_frame`).
+    pub fn drain_frame(&mut self, frame: &[u8]) {
         let evs: Vec<Event> = self.m.events().collect();
         for ev in evs {
             if let (Some(id), Some(side)) = (ev.flow, ev.side) {
                 let key = (id.n, side);
                 if let EventKind::NewData { bytes } = ev.kind {
                     *self.announced.entry(key).or_default() += bytes;
+                }
+                if let EventKind::NewDataInFrame { bytes, at } = ev.kind {
+                    *self.announced.entry(key).or_default() += bytes;
+                    let data = &frame[at..at + bytes as usize];
+                    self.streams.entry(key).or_default().extend_from_slice(data);
                 }
                 if matches!(ev.kind, EventKind::NewData { .. } | EventKind::Gap { .. })
                     && let Ok(mut sock) = self.m.socket(id)

@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
@@ -18,9 +19,14 @@ use epollscope::monitor::engine::DEFAULT_MAX_FLOWS;
 use epollscope::monitor::event::{Event, EventKind, EventMask};
 use epollscope::monitor::flowdir::FlowDir;
 use epollscope::monitor::live::{Capture, LiveError};
-use epollscope::monitor::output::{Shown, describe, flow_line};
+use epollscope::monitor::output::{Shown, describe};
 use epollscope::monitor::pcap::{PcapError, Reader, Writer};
 use epollscope::monitor::{Config, Filter, FlowInfo, MonError, Monitor, OverlapPolicy, Side};
+use epollscope::sys::packet::Mapped;
+
+mod report;
+
+use report::gaps_json;
 
 /// Exit status when a capture file is damaged after its header (truncated, corrupt): every
 /// packet before the damage was read and shown; stderr says at which byte it ends.
@@ -176,11 +182,10 @@ fn open_input(path: &std::path::Path) -> anyhow::Result<Input> {
     let file = File::open(path).with_context(|| name.clone())?;
     if meta.is_file()
         && meta.len() > 0
-        && let Ok(map) = epollscope::sys::packet::Mapped::new(&file)
+        && let Ok(map) = Mapped::new(&file)
     {
-        return Ok(Input::Mapped(
-            Reader::mapped(map).with_context(|| name.clone())?,
-        ));
+        let reader = Reader::mapped(Arc::new(map)).with_context(|| name.clone())?;
+        return Ok(Input::Mapped(reader));
     }
     Ok(Input::Read(
         Reader::with_capacity(file, 1 << 20).with_context(|| name.clone())?,
@@ -218,12 +223,27 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         max_flows: args.max_flows,
         midstream: args.midstream,
         skip_gaps: args.gaps == GapsArg::Skip,
+        // Every byte is taken (counted, written or kept) at each CONN_NEW_DATA.
+        in_frame: true,
     });
     let write_filter = filter.clone().filter(|_| args.write.is_some());
     if let Some(f) = filter {
         m.set_filter(f);
     }
-    let dir = args.flows.as_deref().map(FlowDir::create).transpose()?;
+    // Bad input is refused before DIR is made.
+    let input = args.pcap.as_deref().map(open_input).transpose()?;
+    let dir = match args.flows.as_deref() {
+        Some(d) => {
+            // Bytes that lie in the mapped capture are written from it. (Only the reader and
+            // the files hold the mapping: it is gone once both are done.)
+            let capture = match &input {
+                Some(Input::Mapped(r)) => r.mapping(),
+                _ => None,
+            };
+            Some(FlowDir::create(d, capture).map_err(|e| anyhow!("--flows {e}"))?)
+        }
+        None => None,
+    };
     let mut run = Run {
         m,
         duration,
@@ -242,19 +262,20 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     };
     let started = Instant::now();
     let mut damage: Option<PcapError> = None;
-    if let Some(path) = run.args.pcap.clone() {
-        damage = match open_input(&path)? {
-            Input::Mapped(r) => run.read_file(r)?,
-            Input::Read(r) => run.read_file(r)?,
-        };
-    } else if let Some(iface) = run.args.live.clone() {
-        run.live(&iface)?;
+    match input {
+        Some(Input::Mapped(r)) => damage = run.read_file(r)?,
+        Some(Input::Read(r)) => damage = run.read_file(r)?,
+        None => {
+            if let Some(iface) = run.args.live.clone() {
+                run.live(&iface)?;
+            }
+        }
     }
     // Each call settles overflows and skips one more hole per flow (`--gaps skip`).
     while run.m.finish() {
-        run.drain()?;
+        run.drain(&[])?;
     }
-    run.drain()?;
+    run.drain(&[])?;
     run.finish(started.elapsed())?;
     if let Some(e) = damage {
         let name = run
@@ -368,7 +389,7 @@ impl Run {
             }
         }
         self.m.feed(ts, lt, data);
-        self.drain()
+        self.drain(data)
     }
 
     fn shows(&self, side: Option<Side>) -> bool {
@@ -379,19 +400,39 @@ impl Run {
         }
     }
 
-    /// Handles the events of the last packet: read new bytes, record, write or print.
-    fn drain(&mut self) -> anyhow::Result<()> {
+    /// Handles the events of the last packet (`frame`: the frame just fed, where bytes
+    /// announced in place lie): read new bytes, record, write or print.
+    fn drain(&mut self, frame: &[u8]) -> anyhow::Result<()> {
         // Reuse one vector: this runs once per packet.
         let mut evs = std::mem::take(&mut self.pending);
         evs.extend(self.m.events());
         let keep_bytes = !self.args.stats;
-        for ev in evs.drain(..) {
+        for mut ev in evs.drain(..) {
             self.chunk.clear();
             if let (Some(id), Some(side)) = (ev.flow, ev.side)
                 && let Ok(mut sock) = self.m.socket(id)
             {
                 let info = keep_bytes.then(|| sock.info());
-                if matches!(ev.kind, EventKind::NewData { .. } | EventKind::Gap { .. }) {
+                if let EventKind::NewDataInFrame { bytes, at } = ev.kind {
+                    // Bytes not copied into the flow's buffer: taken from the frame.
+                    let data = usize::try_from(bytes)
+                        .ok()
+                        .and_then(|n| frame.get(at..at.checked_add(n)?))
+                        .ok_or_else(|| {
+                            anyhow!(
+                                "internal: bytes {at}+{bytes} outside a frame of {}",
+                                frame.len()
+                            )
+                        })?;
+                    self.counted[side.index()] += bytes;
+                    match (&mut self.dir, &info) {
+                        (Some(dir), Some(info)) => dir.write(info, side, data)?,
+                        _ if keep_bytes => self.chunk.data.extend_from_slice(data),
+                        _ => {}
+                    }
+                    // Shown as the CONN_NEW_DATA it is: where the bytes were is no news.
+                    ev.kind = EventKind::NewData { bytes };
+                } else if matches!(ev.kind, EventKind::NewData { .. } | EventKind::Gap { .. }) {
                     loop {
                         // The bytes where they lie in the flow's buffer: counted, written to
                         // the direction's file or kept for printing, never copied to read.
@@ -487,148 +528,4 @@ impl Run {
     fn render(&self, data: &Shown) -> String {
         data.render(self.args.hex)
     }
-
-    fn finish(&mut self, took: Duration) -> anyhow::Result<()> {
-        if let Some((w, _)) = &mut self.writer {
-            w.flush().context("writing the capture")?;
-        }
-        for info in self.m.flows() {
-            let n = info.id.n;
-            self.flows.entry(n).or_default().info = Some(info);
-        }
-        let stats = self.m.stats().clone();
-        if let Some(dir) = &mut self.dir {
-            dir.finish()?;
-        }
-        if self.args.stats {
-            let bytes = self.counted[0] + self.counted[1];
-            let secs = took.as_secs_f64().max(1e-9);
-            if self.args.json {
-                let doc = serde_json::json!({"stats": stats, "bytes": {"cli": self.counted[0], "svr": self.counted[1]}, "seconds": secs});
-                writeln!(self.out, "{doc}")?;
-            } else {
-                writeln!(
-                    self.out,
-                    "packets {} tcp {} flows {} orphans {} bytes {} (cli {} svr {}) in {:.3} s: {:.1} MB/s reassembled",
-                    stats.packets,
-                    stats.tcp_segments,
-                    stats.flows,
-                    stats.orphans,
-                    bytes,
-                    self.counted[0],
-                    self.counted[1],
-                    secs,
-                    bytes as f64 / secs / 1e6
-                )?;
-            }
-            self.out.flush()?;
-            return Ok(());
-        }
-        let sides: Vec<Side> = Side::BOTH
-            .into_iter()
-            .filter(|&s| self.shows(Some(s)))
-            .collect();
-        if self.args.json && !self.args.follow {
-            let flows: Vec<serde_json::Value> = self
-                .flows
-                .values()
-                .filter_map(|f| {
-                    let mut v = serde_json::to_value(f.info.as_ref()?).ok()?;
-                    for &s in &sides {
-                        let shown = &f.data[s.index()];
-                        v[format!("{}_data", s.name())] =
-                            serde_json::Value::String(self.render(shown));
-                        if !shown.gaps.is_empty() {
-                            v[format!("{}_gaps", s.name())] = gaps_json(shown);
-                        }
-                    }
-                    Some(v)
-                })
-                .collect();
-            let doc = serde_json::json!({"flows": flows, "events": self.events, "stats": stats});
-            writeln!(self.out, "{}", serde_json::to_string_pretty(&doc)?)?;
-            self.out.flush()?;
-            return Ok(());
-        }
-        if self.args.json {
-            return Ok(());
-        }
-        writeln!(self.out, "flows: {}", self.flows.len())?;
-        for f in self.flows.values() {
-            if let Some(i) = &f.info {
-                writeln!(self.out, "  {}", flow_line(i))?;
-            }
-        }
-        if !self.args.follow && self.dir.is_none() {
-            writeln!(self.out, "events:")?;
-            for ev in &self.events {
-                writeln!(self.out, "  {}", describe(ev, &self.rel(ev.ts_ns)))?;
-            }
-            for (n, f) in &self.flows {
-                for &s in &sides {
-                    let data = &f.data[s.index()];
-                    let dir = match s {
-                        Side::Cli => "server -> client",
-                        Side::Svr => "client -> server",
-                    };
-                    let missing: u64 = data.gaps.iter().map(|g| g.1).sum();
-                    let missing = if missing > 0 {
-                        format!(", {missing} missing")
-                    } else {
-                        String::new()
-                    };
-                    writeln!(
-                        self.out,
-                        "flow {n} {} ({dir}, {} bytes{missing}):",
-                        s.name(),
-                        data.data.len()
-                    )?;
-                    let text = self.render(data);
-                    for l in text.lines() {
-                        writeln!(self.out, "    {l}")?;
-                    }
-                }
-            }
-        }
-        writeln!(
-            self.out,
-            "packets {} (tcp {}, not tcp {}, malformed {}, filtered {}, orphans {})",
-            stats.packets,
-            stats.tcp_segments,
-            stats.not_tcp,
-            stats.malformed,
-            stats.filtered,
-            stats.orphans
-        )?;
-        let extra = [
-            ("fragments", stats.fragments),
-            ("reassembled", stats.reassembled),
-            ("fragments dropped", stats.fragments_dropped),
-            ("evicted", stats.evicted),
-            ("midstream", stats.midstream),
-            ("resumed", stats.resumed),
-            ("rst ignored", stats.rst_ignored),
-            ("after end", stats.after_end),
-        ];
-        let extra: Vec<String> = extra
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(what, n)| format!("{what} {n}"))
-            .collect();
-        if !extra.is_empty() {
-            writeln!(self.out, "also: {}", extra.join(", "))?;
-        }
-        self.out.flush()?;
-        Ok(())
-    }
-}
-
-/// Where the holes are in a side's bytes shown: `[{"at": position, "missing": bytes}]`.
-fn gaps_json(s: &Shown) -> serde_json::Value {
-    serde_json::Value::Array(
-        s.gaps
-            .iter()
-            .map(|&(at, n)| serde_json::json!({"at": at, "missing": n}))
-            .collect(),
-    )
 }

@@ -53,6 +53,13 @@ pub struct Config {
     pub midstream: bool,
     /// Deliver the bytes after a hole in the capture, marked, instead of waiting for them.
     pub skip_gaps: bool,
+    /// For an application that takes every byte as it arrives (counts or writes them at each
+    /// CONN_NEW_DATA): in-order bytes of a side that holds nothing are not copied into its
+    /// buffer but announced where they lie in the frame just fed
+    /// ([`EventKind::NewDataInFrame`](crate::monitor::EventKind::NewDataInFrame)); bytes that
+    /// must wait (out of order, before the side may be read, from reassembled IP fragments)
+    /// still go through the buffer. Not in mOS, whose buffer holds every byte until peeked.
+    pub in_frame: bool,
 }
 
 /// What one flow costs, in bytes, without its buffers (which hold only unread and
@@ -76,6 +83,7 @@ impl Default for Config {
             max_flows: DEFAULT_MAX_FLOWS,
             midstream: false,
             skip_gaps: false,
+            in_frame: false,
         }
     }
 }

@@ -123,6 +123,6 @@ impl Flow {
         }
         self.syn_data_done = true;
         let data = std::mem::take(&mut self.syns[pos].1);
-        self.data(Side::Svr, isn.wrapping_add(1), &data, ev);
+        self.data(Side::Svr, isn.wrapping_add(1), &data, false, ev);
     }
 }
