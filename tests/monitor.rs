@@ -558,3 +558,55 @@ fn user_defined_events_and_flow_filter() {
     assert!(c.events().is_empty());
     assert_eq!(c.m.stats().filtered, 4);
 }
+
+/// PKT_IN (one per packet) is built only for whoever takes it: a queue that asks for it, a
+/// callback, or a user-defined event on it, each seeing the same ones; a default queue does
+/// not get it.
+#[test]
+fn pkt_in_reaches_every_taker_and_only_them() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    fn exchange(c: &mut Conn) {
+        c.handshake();
+        c.cdata(0, b"abc");
+    }
+    let mut c = Conn::new(
+        Config {
+            queue: EventMask::ALL,
+            ..Config::default()
+        },
+        1,
+        2,
+    );
+    exchange(&mut c);
+    let queued: Vec<Option<Side>> = c
+        .events()
+        .iter()
+        .filter(|e| e.mask == EventMask::PKT_IN)
+        .map(|e| e.side)
+        .collect();
+    assert_eq!(queued.len(), 4, "one per packet: {queued:?}");
+
+    let mut c = Conn::new(Config::default(), 1, 2);
+    exchange(&mut c);
+    assert!(c.events().iter().all(|e| e.mask != EventMask::PKT_IN));
+
+    let seen = Rc::new(RefCell::new(vec![]));
+    let mut c = Conn::new(Config::default(), 1, 2);
+    let log = seen.clone();
+    c.m.on(EventMask::PKT_IN, move |ev, _| {
+        log.borrow_mut().push(ev.side)
+    });
+    exchange(&mut c);
+    assert_eq!(*seen.borrow(), queued);
+
+    let mut c = Conn::new(Config::default(), 1, 2);
+    let pkt =
+        c.m.define_event(EventMask::PKT_IN, |_, ev| ev.side == Some(Side::Svr));
+    exchange(&mut c);
+    let ev = c.events();
+    let to_svr = queued.iter().filter(|&&s| s == Some(Side::Svr)).count();
+    assert!(to_svr > 0);
+    assert_eq!(ev.iter().filter(|e| e.mask == pkt).count(), to_svr);
+    assert!(ev.iter().all(|e| e.mask != EventMask::PKT_IN));
+}

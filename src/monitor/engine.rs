@@ -491,6 +491,10 @@ impl Monitor {
             if matches!(kind, EventKind::RstIgnored { .. }) {
                 self.stats.rst_ignored += 1;
             }
+            if !self.wanted(kind.base_mask()) {
+                // Nobody takes it (PKT_IN for most readers: one per packet).
+                continue;
+            }
             let base = Event {
                 ts_ns: ts,
                 flow: n.map(|n| FlowId { ctx, n }),
@@ -529,6 +533,13 @@ impl Monitor {
             }
         }
         self.raw = raw;
+    }
+
+    /// Some callback, user-defined event or the queue takes events of `mask`.
+    fn wanted(&self, mask: EventMask) -> bool {
+        self.config.queue.intersects(mask)
+            || self.callbacks.iter().any(|(m, _)| m.intersects(mask))
+            || self.user_events.iter().any(|u| u.base.intersects(mask))
     }
 
     fn deliver(&mut self, ev: Event) {

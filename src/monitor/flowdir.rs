@@ -10,7 +10,8 @@
 //! capture, a direction's bytes that lie in it are remembered as ranges of it and written,
 //! gathered, straight from it (the kernel's copy into the page cache is the only one). Bytes
 //! from anywhere else (the monitor's buffer, a live capture) are copied into the direction's
-//! own buffer. Either way a file gets one `writev` per [`FLUSH_AT`] bytes, in order.
+//! own buffer. Either way a file gets one `writev` per [`FLUSH_AT`] bytes (fewer when copies
+//! fill [`MAX_COPIED`]), in order.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -19,6 +20,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::fx::FxMap;
 use super::output::endpoint_name;
 use super::{FlowInfo, Side, offset_in};
 use crate::sys::packet::Mapped;
@@ -34,8 +36,14 @@ pub struct FileError {
     pub source: io::Error,
 }
 
-/// A direction's bytes are written once this many wait (the size a `BufWriter` would use).
-const FLUSH_AT: usize = 64 << 10;
+/// A direction's bytes are written once this many wait: large writes cost the kernel less a
+/// byte (measured on the bulk capture of `bench/monitor.sh`: 64 KiB writes took a quarter more
+/// system time than 1 MiB ones).
+const FLUSH_AT: usize = 1 << 20;
+
+/// ...or once this many of them are copies (the memory a direction's buffer may hold: with
+/// [`MAX_OPEN`] files, 64 MiB at most).
+const MAX_COPIED: usize = 256 << 10;
 
 /// A direction's waiting pieces are written once there are this many (Linux's `IOV_MAX`, the
 /// most one `writev` takes), however few bytes they hold.
@@ -79,7 +87,9 @@ impl Open {
     }
 
     fn full(&self) -> bool {
-        self.waiting >= FLUSH_AT || self.pieces.len() >= MAX_PIECES
+        self.waiting >= FLUSH_AT
+            || self.copied.len() >= MAX_COPIED
+            || self.pieces.len() >= MAX_PIECES
     }
 
     /// Writes every waiting byte, in order.
@@ -116,7 +126,7 @@ pub struct FlowDir {
     dir: PathBuf,
     /// The capture the reader maps, if it does: bytes in it are written from it.
     capture: Option<Arc<Mapped>>,
-    open: HashMap<(u64, Side), Open>,
+    open: FxMap<(u64, Side), Open>,
     /// File name of each direction seen.
     names: HashMap<(u64, Side), PathBuf>,
     taken: HashSet<PathBuf>,
@@ -136,7 +146,7 @@ impl FlowDir {
         Ok(FlowDir {
             dir: dir.to_path_buf(),
             capture,
-            open: HashMap::new(),
+            open: FxMap::default(),
             names: HashMap::new(),
             taken: HashSet::new(),
             created: HashSet::new(),
@@ -182,28 +192,10 @@ impl FlowDir {
             return Ok(());
         }
         let key = (info.id.n, side);
-        self.tick += 1;
         if !self.open.contains_key(&key) {
-            let path = self.name(info, side);
-            let first = self.created.insert(path.clone());
-            if self.open.len() >= MAX_OPEN {
-                self.close_oldest()?;
-            }
-            let file = if first {
-                File::create(&path)
-            } else {
-                OpenOptions::new().append(true).open(&path)
-            }
-            .map_err(|source| FileError { path, source })?;
-            let open = Open {
-                file,
-                pieces: Vec::new(),
-                copied: Vec::new(),
-                waiting: 0,
-                used: 0,
-            };
-            self.open.insert(key, open);
+            self.open_file(info, side)?;
         }
+        self.tick += 1;
         let capture = self.capture.as_deref();
         let Some(open) = self.open.get_mut(&key) else {
             return Ok(());
@@ -214,6 +206,31 @@ impl FlowDir {
             let r = open.flush(capture);
             r.map_err(|e| self.io_err(key, e))?;
         }
+        Ok(())
+    }
+
+    /// Opens the direction's file: created the first time, appended to after it was closed
+    /// to make room (at most [`MAX_OPEN`] are open).
+    fn open_file(&mut self, info: &FlowInfo, side: Side) -> Result<(), FileError> {
+        let path = self.name(info, side);
+        let first = self.created.insert(path.clone());
+        if self.open.len() >= MAX_OPEN {
+            self.close_oldest()?;
+        }
+        let file = if first {
+            File::create(&path)
+        } else {
+            OpenOptions::new().append(true).open(&path)
+        }
+        .map_err(|source| FileError { path, source })?;
+        let open = Open {
+            file,
+            pieces: Vec::new(),
+            copied: Vec::new(),
+            waiting: 0,
+            used: 0,
+        };
+        self.open.insert((info.id.n, side), open);
         Ok(())
     }
 

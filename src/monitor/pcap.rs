@@ -320,6 +320,8 @@ impl<R: Read> Reader<R> {
         }
         let at = self.start + 16;
         self.consume(16 + caplen);
+        // The next record's header is needed next: its memory loads while this one is used.
+        crate::sys::packet::prefetch(&self.buf, self.start);
         let frac_ns = if nanos {
             frac
         } else {

@@ -412,7 +412,24 @@ impl Run {
             if let (Some(id), Some(side)) = (ev.flow, ev.side)
                 && let Ok(mut sock) = self.m.socket(id)
             {
-                let info = keep_bytes.then(|| sock.info());
+                let data_event = matches!(
+                    ev.kind,
+                    EventKind::NewData { .. }
+                        | EventKind::NewDataInFrame { .. }
+                        | EventKind::Gap { .. }
+                );
+                if keep_bytes {
+                    // A flow's record is refreshed by its other events (and for the flows
+                    // still open, at the end): data events, one per packet, leave it be.
+                    let rec = self.flows.entry(id.n).or_default();
+                    if !data_event || rec.info.is_none() {
+                        rec.info = Some(sock.info());
+                    }
+                }
+                let info = match keep_bytes {
+                    true => self.flows.get(&id.n).and_then(|r| r.info.as_ref()),
+                    false => None,
+                };
                 if let EventKind::NewDataInFrame { bytes, at } = ev.kind {
                     // Bytes not copied into the flow's buffer: taken from the frame.
                     let data = usize::try_from(bytes)
@@ -425,7 +442,7 @@ impl Run {
                             )
                         })?;
                     self.counted[side.index()] += bytes;
-                    match (&mut self.dir, &info) {
+                    match (&mut self.dir, info) {
                         (Some(dir), Some(info)) => dir.write(info, side, data)?,
                         _ if keep_bytes => self.chunk.data.extend_from_slice(data),
                         _ => {}
@@ -439,7 +456,7 @@ impl Run {
                         let mut written = Ok(());
                         let (dir, chunk) = (&mut self.dir, &mut self.chunk);
                         let peeked =
-                            sock.peek_in_place(side, PEEK_MAX, |bytes| match (&mut *dir, &info) {
+                            sock.peek_in_place(side, PEEK_MAX, |bytes| match (&mut *dir, info) {
                                 (Some(dir), Some(info)) if written.is_ok() => {
                                     written = dir.write(info, side, bytes);
                                 }
@@ -457,15 +474,16 @@ impl Run {
                         }
                     }
                 }
-                if let Some(info) = info {
+                if keep_bytes {
                     if let Some(dir) = &mut self.dir
                         && matches!(ev.kind, EventKind::ConnEnd { .. })
                     {
                         dir.close(id.n, side)?;
                     }
-                    let rec = self.flows.entry(id.n).or_default();
-                    rec.info = Some(info);
-                    if !self.args.follow && self.dir.is_none() {
+                    if !self.args.follow
+                        && self.dir.is_none()
+                        && let Some(rec) = self.flows.get_mut(&id.n)
+                    {
                         rec.data[side.index()].extend(&self.chunk);
                     }
                 }
