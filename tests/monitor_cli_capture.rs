@@ -7,7 +7,7 @@ mod monitor_support;
 use std::net::SocketAddr;
 use std::process::Output;
 
-use epollscope::monitor::packet::{ACK, FIN, PSH, SYN, Segment};
+use epollscope::monitor::packet::{ACK, FIN, PSH, RST, SYN, Segment};
 use monitor_support::{Scratch, seg, write_pcap};
 
 fn run(args: &[&str]) -> Output {
@@ -285,4 +285,49 @@ fn write_with_a_filter_keeps_only_the_packets_it_matches() {
         n += 1;
     }
     assert_eq!(n, holed().len());
+}
+
+/// Bytes after a hole that is still open when the flow ends (by RST) come out at the end of
+/// the input (`--gaps skip`), after CONN_END: the flow's line counts them too.
+#[test]
+fn bytes_delivered_after_a_flow_ended_count_in_its_line() {
+    let d = Scratch::new("monitor-late");
+    let f = d.path("late.pcap");
+    let other: SocketAddr = "10.0.0.3:40001".parse().unwrap();
+    let segs = [
+        seg(c(), s(), 1000, 0, SYN, b""),
+        seg(s(), c(), 5000, 1001, SYN | ACK, b""),
+        seg(c(), s(), 1001, 5001, ACK | PSH, b"aaaa"),
+        // 1005..1009 and 1013..1017 are not in the capture: the first hole goes with the
+        // end, the second one after it.
+        seg(c(), s(), 1009, 5001, ACK | PSH, b"cccc"),
+        seg(c(), s(), 1017, 5001, ACK | PSH, b"eeee"),
+        // The server resets, acknowledging only what came before the hole: the flow ends
+        // with the hole open, and nothing skips it before the input ends.
+        seg(s(), c(), 5001, 1005, RST | ACK, b""),
+        // Two more packets (another client's SYNs): the first skips the second hole, the
+        // second lets the ended flow go before the end of the input.
+        seg(other, s(), 7000, 0, SYN, b""),
+        seg(other, s(), 7000, 0, SYN, b""),
+    ];
+    write_pcap(&f, &segs);
+    for extra in [&[][..], &["--json"][..]] {
+        let mut args = vec!["--pcap", f.to_str().unwrap(), "--gaps", "skip"];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let o = text(&out.stdout);
+        if extra.is_empty() {
+            assert!(o.contains("ended (rst)  bytes cli 0 svr 12"), "{o}");
+            assert!(
+                o.contains(
+                    "aaaa\n    [4 bytes missing]\n    cccc\n    [4 bytes missing]\n    eeee"
+                ),
+                "{o}"
+            );
+        } else {
+            let v: serde_json::Value = serde_json::from_str(&o).unwrap();
+            assert_eq!(v["flows"][0]["bytes"], serde_json::json!([0, 12]), "{o}");
+        }
+    }
 }

@@ -420,9 +420,11 @@ impl Run {
                 );
                 if keep_bytes {
                     // A flow's record is refreshed by its other events (and for the flows
-                    // still open, at the end): data events, one per packet, leave it be.
+                    // still open, at the end): data events, one per packet, leave it be,
+                    // but for bytes after its end (holes skipped at the end of the input).
                     let rec = self.flows.entry(id.n).or_default();
-                    if !data_event || rec.info.is_none() {
+                    let ended = rec.info.as_ref().is_none_or(|i| i.ended.is_some());
+                    if !data_event || ended {
                         rec.info = Some(sock.info());
                     }
                 }
