@@ -12,6 +12,15 @@
 //! from anywhere else (the monitor's buffer, a live capture) are copied into the direction's
 //! own buffer. Either way a file gets one `writev` per [`FLUSH_AT`] bytes (fewer when copies
 //! fill [`MAX_COPIED`]), in order.
+//!
+//! A file that grows by whole writes has its blocks reserved ahead of them
+//! (`fallocate(FALLOC_FL_KEEP_SIZE)`, [`RESERVE_AHEAD`] bytes past what is written): a write
+//! into reserved blocks costs ext4 a third less system time than one that allocates them
+//! (measured with 1 MiB writes to 128 files: 0.15 s against 0.22-0.30 s a GB). The size a
+//! file shows is always the bytes written; when the file is closed, the blocks past them are
+//! given back. A run killed before it closes its files leaves each at most [`FLUSH_AT`] +
+//! [`RESERVE_AHEAD`] bytes of blocks past its end (its size and bytes are right). Where the
+//! filesystem cannot reserve (or is full), files are written without.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -23,6 +32,7 @@ use std::sync::Arc;
 use super::fx::FxMap;
 use super::output::endpoint_name;
 use super::{FlowInfo, Side, offset_in};
+use crate::sys;
 use crate::sys::packet::Mapped;
 
 pub const MAX_OPEN: usize = 256;
@@ -49,6 +59,10 @@ const MAX_COPIED: usize = 256 << 10;
 /// most one `writev` takes), however few bytes they hold.
 const MAX_PIECES: usize = 1024;
 
+/// How far past what a write leaves in a file its blocks are reserved (see the module's doc):
+/// with [`MAX_OPEN`] files at once, at most 1 GiB of a disk is reserved and not yet written.
+const RESERVE_AHEAD: u64 = 3 << 20;
+
 /// Where a piece of a direction's unwritten bytes is.
 #[derive(Debug)]
 enum Piece {
@@ -65,6 +79,10 @@ struct Open {
     copied: Vec<u8>,
     waiting: usize,
     used: u64,
+    /// Bytes in the file.
+    len: u64,
+    /// Where the blocks reserved for it end (`len` when none are).
+    reserved: u64,
 }
 
 impl Open {
@@ -107,17 +125,52 @@ impl Open {
             })
             .collect();
         let mut left = &mut slices[..];
+        let mut done = Ok(());
         while !left.is_empty() {
             match self.file.write_vectored(left) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut left, n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Ok(0) => done = Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.len += n as u64;
+                    IoSlice::advance_slices(&mut left, n);
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => done = Err(e),
             }
+            break;
         }
+        // Written or failed (the error says so), they do not wait any more: written again
+        // later, they would follow what part of them was written.
         self.pieces.clear();
         self.copied.clear();
         self.waiting = 0;
+        done
+    }
+
+    /// Reserves the blocks the waiting bytes and the next [`RESERVE_AHEAD`] will take, if
+    /// they are not yet. False if the filesystem would not.
+    fn reserve(&mut self) -> bool {
+        let end = self.len + self.waiting as u64;
+        if end <= self.reserved {
+            return true;
+        }
+        let want = end - self.len + RESERVE_AHEAD;
+        match sys::fallocate_keep_size(&self.file, self.len, want) {
+            Ok(()) => {
+                self.reserved = self.len + want;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Writes what waits and gives back the blocks reserved past it.
+    fn close(&mut self, capture: Option<&Mapped>) -> io::Result<()> {
+        self.flush(capture)?;
+        if self.reserved > self.len {
+            self.file.set_len(self.len)?;
+            self.reserved = self.len;
+        }
         Ok(())
     }
 }
@@ -133,6 +186,8 @@ pub struct FlowDir {
     /// Files created (later opens append).
     created: HashSet<PathBuf>,
     tick: u64,
+    /// Whether to reserve blocks ahead of writes: until the filesystem first refuses.
+    reserve: bool,
 }
 
 impl FlowDir {
@@ -151,6 +206,7 @@ impl FlowDir {
             taken: HashSet::new(),
             created: HashSet::new(),
             tick: 0,
+            reserve: true,
         })
     }
 
@@ -203,6 +259,11 @@ impl FlowDir {
         open.used = self.tick;
         open.push(capture, data);
         if open.full() {
+            // Only a file written by whole writes gets blocks reserved: one that ends within
+            // a write costs no system call more than it needs.
+            if self.reserve && !open.reserve() {
+                self.reserve = false;
+            }
             let r = open.flush(capture);
             r.map_err(|e| self.io_err(key, e))?;
         }
@@ -221,14 +282,19 @@ impl FlowDir {
             File::create(&path)
         } else {
             OpenOptions::new().append(true).open(&path)
-        }
-        .map_err(|source| FileError { path, source })?;
+        };
+        let (file, len) = file
+            .and_then(|f| Ok((f.metadata()?.len(), f)))
+            .map(|(len, f)| (f, len))
+            .map_err(|source| FileError { path, source })?;
         let open = Open {
             file,
             pieces: Vec::new(),
             copied: Vec::new(),
             waiting: 0,
             used: 0,
+            len,
+            reserved: len,
         };
         self.open.insert((info.id.n, side), open);
         Ok(())
@@ -254,7 +320,7 @@ impl FlowDir {
     /// The direction's flow ended: write what waits and close its file.
     pub fn close(&mut self, n: u64, side: Side) -> Result<(), FileError> {
         if let Some(mut open) = self.open.remove(&(n, side)) {
-            let r = open.flush(self.capture.as_deref());
+            let r = open.close(self.capture.as_deref());
             r.map_err(|e| self.io_err((n, side), e))?;
         }
         Ok(())
@@ -272,12 +338,13 @@ impl FlowDir {
 }
 
 impl Drop for FlowDir {
-    /// Writes what waits (as a `BufWriter` would on drop), when a run stops on an error
-    /// before [`FlowDir::finish`]; errors are not seen, as they are not for a `BufWriter`.
+    /// Writes what waits (as a `BufWriter` would on drop) and gives back reserved blocks,
+    /// when a run stops on an error before [`FlowDir::finish`]; errors are not seen, as they
+    /// are not for a `BufWriter`.
     fn drop(&mut self) {
         let capture = self.capture.clone();
         for open in self.open.values_mut() {
-            let _ = open.flush(capture.as_deref());
+            let _ = open.close(capture.as_deref());
         }
     }
 }

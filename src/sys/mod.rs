@@ -265,6 +265,19 @@ pub fn epoll_ctl_raw(
     check(unsafe { libc::epoll_ctl(epfd, op, fd, ptr) }).map(drop)
 }
 
+/// fallocate(FALLOC_FL_KEEP_SIZE): reserves the file's blocks for `len` bytes from `offset`
+/// without changing its size (EFBIG for a range past `off_t`).
+pub fn fallocate_keep_size(file: &std::fs::File, offset: u64, len: u64) -> Result<(), Errno> {
+    let offset = libc::off_t::try_from(offset).map_err(|_| Errno::EFBIG)?;
+    let len = libc::off_t::try_from(len).map_err(|_| Errno::EFBIG)?;
+    nix::fcntl::fallocate(
+        file,
+        nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+        offset,
+        len,
+    )
+}
+
 /// Opens `path` read-only and close-on-exec; returns the raw number (the caller closes it).
 pub fn open_rdonly(path: &std::path::Path) -> Result<RawFd, Errno> {
     use std::os::fd::IntoRawFd;
