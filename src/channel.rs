@@ -21,7 +21,7 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
     /// The system call failed (EPIPE: the peer is gone).
-    #[error("{0}")]
+    #[error(transparent)]
     Os(#[from] Errno),
     #[error("message of {0} bytes is over the channel's limit of {MAX_MESSAGE}")]
     TooBig(usize),

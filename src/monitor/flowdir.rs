@@ -37,13 +37,13 @@ use crate::sys::packet::Mapped;
 
 pub const MAX_OPEN: usize = 256;
 
-/// A file or the directory could not be made or written.
+/// A file or the directory could not be made or written. Its message holds the cause (not
+/// given again as its `source`, so that a chain of errors prints it once).
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {source}", path.display())]
+#[error("{}: {error}", path.display())]
 pub struct FileError {
     pub path: PathBuf,
-    #[source]
-    pub source: io::Error,
+    pub error: io::Error,
 }
 
 /// A direction's bytes are written once this many wait: large writes cost the kernel less a
@@ -194,9 +194,9 @@ impl FlowDir {
     /// Creates DIR if needed; files in it with the names flows get are replaced. `capture`:
     /// the mapped capture the bytes come from, if it is mapped.
     pub fn create(dir: &Path, capture: Option<Arc<Mapped>>) -> Result<FlowDir, FileError> {
-        std::fs::create_dir_all(dir).map_err(|source| FileError {
+        std::fs::create_dir_all(dir).map_err(|error| FileError {
             path: dir.to_path_buf(),
-            source,
+            error,
         })?;
         Ok(FlowDir {
             dir: dir.to_path_buf(),
@@ -286,7 +286,7 @@ impl FlowDir {
         let (file, len) = file
             .and_then(|f| Ok((f.metadata()?.len(), f)))
             .map(|(len, f)| (f, len))
-            .map_err(|source| FileError { path, source })?;
+            .map_err(|error| FileError { path, error })?;
         let open = Open {
             file,
             pieces: Vec::new(),
@@ -300,9 +300,9 @@ impl FlowDir {
         Ok(())
     }
 
-    fn io_err(&self, key: (u64, Side), source: io::Error) -> FileError {
+    fn io_err(&self, key: (u64, Side), error: io::Error) -> FileError {
         let path = self.names.get(&key).cloned().unwrap_or_default();
-        FileError { path, source }
+        FileError { path, error }
     }
 
     fn close_oldest(&mut self) -> Result<(), FileError> {

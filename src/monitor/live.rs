@@ -23,7 +23,7 @@ pub enum LiveError {
     NoSuchInterface,
     #[error("live capture needs root or CAP_NET_RAW (socket(AF_PACKET): {0})")]
     Permission(Errno),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
 }
 

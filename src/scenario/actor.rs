@@ -33,7 +33,7 @@ pub struct ExecPlan {
 
 /// Why an actor program cannot be prepared: a path or variable with a NUL byte.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
+#[error(transparent)]
 pub struct ExecPlanError(#[from] std::ffi::NulError);
 
 impl ExecPlan {

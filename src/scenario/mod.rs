@@ -39,20 +39,18 @@ pub use runner::{RunOptions, abort_all, aborted, run, run_with};
 /// Why a scenario file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
+    /// The cause is in the message (not given again as a `source`).
+    #[error("{path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error(transparent)]
     Parse(#[from] ScenarioError),
 }
 
 /// Reads and parses a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+    let bytes = std::fs::read(path).map_err(|error| LoadError::Read {
         path: path.display().to_string(),
-        source,
+        error,
     })?;
     let source = String::from_utf8_lossy(&bytes);
     Ok(parse(path, &source)?)

@@ -2,9 +2,8 @@
 //! one trace in time order, and a summary of it (calls per kind, accepts and listeners per
 //! process, errors) that two runs can be compared on.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use nix::errno::Errno;
 
 mod compare;
@@ -17,20 +16,33 @@ use crate::trace::Event;
 pub use compare::compare_table;
 pub use summary::{Local, Summary, call_name};
 
+/// A trace directory or one of its files could not be read (the message holds the cause,
+/// not given again as its `source`).
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {error}", path.display())]
+pub struct ReadError {
+    pub path: PathBuf,
+    pub error: std::io::Error,
+}
+
 /// Every event in `dir`'s `trace.<pid>` (and `trace.<pid>.<n>`, a later image after exec)
 /// files, ordered by start time (then pid). Lines that do not parse (the last line of a
 /// process killed while writing it, cut short) are counted, not fatal.
-pub fn read_dir(dir: &Path) -> anyhow::Result<(Vec<Event>, usize)> {
+pub fn read_dir(dir: &Path) -> Result<(Vec<Event>, usize), ReadError> {
+    let in_dir = |error| ReadError {
+        path: dir.to_path_buf(),
+        error,
+    };
     let mut events = vec![];
     let mut bad = 0;
-    for entry in std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))? {
-        let entry = entry?;
+    for entry in std::fs::read_dir(dir).map_err(in_dir)? {
+        let entry = entry.map_err(in_dir)?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if !name.starts_with("trace.") {
             continue;
         }
-        let bytes =
-            read_written(&entry.path()).with_context(|| format!("{}", entry.path().display()))?;
+        let path = entry.path();
+        let bytes = read_written(&path).map_err(|error| ReadError { path, error })?;
         for line in lines(&bytes) {
             match serde_json::from_slice::<Event>(line) {
                 Ok(e) => events.push(e),

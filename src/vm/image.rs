@@ -58,9 +58,9 @@ pub fn read_release(path: &Path) -> Result<Release, VmError> {
         path: path.to_path_buf(),
         why: why.to_string(),
     };
-    let data = std::fs::read(path).map_err(|source| VmError::Io {
+    let data = std::fs::read(path).map_err(|error| VmError::Io {
         what: format!("reading {}", path.display()),
-        source,
+        error,
     })?;
     if data.get(HEADER_MAGIC_AT..HEADER_MAGIC_AT + 4) != Some(b"HdrS") {
         return Err(not_image("no x86 boot header (HdrS)"));
@@ -111,9 +111,9 @@ fn image_at(boot: &Path, path: &Path) -> Result<KernelImage, VmError> {
 /// Every `vmlinuz*` image in `boot`, sorted by path; images whose header cannot be read are
 /// returned as errors beside the good ones so a listing can show both.
 pub fn find_images(boot: &Path) -> Result<Vec<Result<KernelImage, VmError>>, VmError> {
-    let entries = std::fs::read_dir(boot).map_err(|source| VmError::Io {
+    let entries = std::fs::read_dir(boot).map_err(|error| VmError::Io {
         what: format!("listing {}", boot.display()),
-        source,
+        error,
     })?;
     let mut paths: Vec<PathBuf> = entries
         .flatten()
@@ -134,7 +134,7 @@ pub fn resolve(spec: &str, boot: &Path) -> Result<Kernel, VmError> {
     if spec == "host" {
         let release = super::release::running().map_err(|e| VmError::Io {
             what: "reading the running kernel's release".into(),
-            source: std::io::Error::other(e.message),
+            error: std::io::Error::other(e.message),
         })?;
         return Ok(Kernel::Host(release));
     }

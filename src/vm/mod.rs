@@ -38,11 +38,9 @@ pub enum VmError {
     NoSuchKernel { spec: String, known: Vec<String> },
     #[error("{}: not a bootable x86 kernel image: {why}", path.display())]
     NotAnImage { path: PathBuf, why: String },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    /// The cause is in the message (not given again as a `source`).
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
     #[error("the shared directory {} cannot be passed to virtme-ng (',' or '=' in its path)", .0.display())]
     UnsharablePath(PathBuf),
     #[error("guest result: {0}")]
@@ -51,5 +49,5 @@ pub enum VmError {
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VmError {
     let what = what.into();
-    move |source| VmError::Io { what, source }
+    move |error| VmError::Io { what, error }
 }
