@@ -287,8 +287,8 @@ fn write_with_a_filter_keeps_only_the_packets_it_matches() {
     assert_eq!(n, holed().len());
 }
 
-/// Bytes after a hole that is still open when the flow ends (by RST) come out at the end of
-/// the input (`--gaps skip`), after CONN_END: the flow's line counts them too.
+/// Bytes after a hole that is still open when the flow ends (by RST) can come out after
+/// CONN_END (`--gaps skip` skips one hole a packet): the flow's line counts them too.
 #[test]
 fn bytes_delivered_after_a_flow_ended_count_in_its_line() {
     let d = Scratch::new("monitor-late");
@@ -298,12 +298,11 @@ fn bytes_delivered_after_a_flow_ended_count_in_its_line() {
         seg(c(), s(), 1000, 0, SYN, b""),
         seg(s(), c(), 5000, 1001, SYN | ACK, b""),
         seg(c(), s(), 1001, 5001, ACK | PSH, b"aaaa"),
-        // 1005..1009 and 1013..1017 are not in the capture: the first hole goes with the
-        // end, the second one after it.
+        // 1005..1009 and 1013..1017 are not in the capture.
         seg(c(), s(), 1009, 5001, ACK | PSH, b"cccc"),
         seg(c(), s(), 1017, 5001, ACK | PSH, b"eeee"),
-        // The server resets, acknowledging only what came before the hole: the flow ends
-        // with the hole open, and nothing skips it before the input ends.
+        // The server resets, acknowledging only what came before the holes: the flow ends
+        // with both open; the first is skipped before CONN_END, the second after it.
         seg(s(), c(), 5001, 1005, RST | ACK, b""),
         // Two more packets (another client's SYNs): the first skips the second hole, the
         // second lets the ended flow go before the end of the input.

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use epollscope::monitor::engine::DEFAULT_MAX_FLOWS;
 use epollscope::monitor::packet::{SYN, Segment};
-use monitor_support::{Scratch, seg, write_pcap_every};
+use monitor_support::{Scratch, assert_exit_0, seg, write_pcap_every};
 
 #[test]
 fn three_hundred_thousand_syns_stay_within_the_default_flow_bound() {
@@ -40,12 +40,7 @@ fn three_hundred_thousand_syns_stay_within_the_default_flow_bound() {
         ])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit_0(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["stats"]["flows"], 300_000);
     let evicted = v["stats"]["evicted"].as_u64().unwrap();

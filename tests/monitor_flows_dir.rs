@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 
 use epollscope::monitor::flowdir::MAX_OPEN;
 use epollscope::monitor::packet::{ACK, PSH, SYN, Segment};
-use monitor_support::{Scratch, seg, write_pcap};
+use monitor_support::{Scratch, assert_exit_0, seg, write_pcap};
 
 const SERVER_ISN: u32 = 9000;
 
@@ -138,12 +138,7 @@ fn every_byte_reaches_its_file_from_the_map_the_buffer_or_a_pipe() {
         .arg(&mapped)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit_0(&out);
     check(&mapped, &streams);
 
     // Through a pipe (read, not mapped): every byte is copied.
@@ -162,11 +157,6 @@ fn every_byte_reaches_its_file_from_the_map_the_buffer_or_a_pipe() {
     let feeder = std::thread::spawn(move || stdin.write_all(&bytes));
     let out = child.wait_with_output().unwrap();
     feeder.join().unwrap().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit_0(&out);
     check(&piped, &streams);
 }

@@ -226,3 +226,13 @@ pub fn skip_gaps() -> Config {
         ..Config::default()
     }
 }
+
+/// A tool's run succeeded (exit 0); otherwise fails showing what it said on stderr.
+pub fn assert_exit_0(out: &std::process::Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
