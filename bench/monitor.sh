@@ -7,14 +7,21 @@
 # slice keeps the run short). Also times the floors of the like-for-like comparison: `dd`
 # reading the capture once (from the page cache, into a buffer) and `dd` writing as many bytes
 # as the flows hold, from /dev/zero, into one file in the same directory (the kernel's cost of
-# putting those bytes into files), and prints the best ratio a tool that only wrote, and one
-# that read the capture once and wrote, could have against tcpflow here.
+# putting those bytes into files), plainly and into blocks reserved first (`fallocate -n`, as
+# `--flows` reserves them), and prints the best ratio a tool that only wrote, and one that
+# read the capture once and wrote, could have against tcpflow here.
+# Each timed command runs RUNS times (default 5), the tools taking turns in every round, and
+# the ratios are of the fastest runs (as hyperfine's "min") and of the medians. A machine's
+# write speed varies from run to run (on a VM, a page the host reclaimed costs a fault on
+# first write): every run's time is printed, so that an outlier is seen, not averaged in.
 # Prints the machine's load before and after: other work on the machine skews every number, so
 # read them with it.
-# Usage: bench/monitor.sh [MEGABYTES=1024]. Needs tcpflow and tshark (apt-get install tcpflow tshark).
+# Usage: bench/monitor.sh [MEGABYTES=1024] [RUNS=5]. Needs tcpflow and tshark
+# (apt-get install tcpflow tshark).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MB=${1:-1024}
+RUNS=${2:-5}
 SLICE_MB=100
 TARGET=${CARGO_TARGET_DIR:-target}
 TMP=${TMPDIR:-/tmp}
@@ -28,45 +35,92 @@ trap 'rm -rf "$OUT"' EXIT
 [ -s "$SLICE" ] || "$TARGET/release/examples/gen_pcap" "$SLICE" "$SLICE_MB" 64
 cat "$BIG" "$SLICE" >/dev/null # page cache: measure reassembly, not the disk
 
-secs() { # runs "$@" pinned to one core, prints wall seconds
+secs() { # runs "$@" pinned to one core, prints wall seconds (stops the script if it fails)
     local t0 t1
     t0=$(date +%s.%N)
-    taskset -c 0 "$@" >/dev/null 2>&1
+    taskset -c 0 "$@" >/dev/null 2>"$OUT/stderr" || {
+        printf 'failed: %s\n' "$*" >&2
+        cat "$OUT/stderr" >&2
+        return 1
+    }
     t1=$(date +%s.%N)
     echo "$t1 - $t0" | bc -l
 }
 # sync: the next tool does not share the disk with the last one's writeback.
 fresh() { rm -rf "${OUT:?}"/*; sync; }
+min() { printf '%s\n' "$@" | sort -g | head -1; }
+median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+list() { printf '%.3f ' "$@"; }
 
 printf 'load before: %s (%s cores)\n' "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)"
+# A VM that hands freed memory back to its host at once (free page reporting) makes the next
+# writer fault every page in again; on such a kernel, hold freed pages a minute for the run
+# (this script does not change the machine's settings).
+HOLD=/sys/module/page_reporting/parameters/min_free_ms
+if [ -r "$HOLD" ] && [ "$(cat "$HOLD")" -lt 30000 ]; then
+    printf 'note: free page reporting hands freed pages back after %s ms: writers will be slow\n' \
+        "$(cat "$HOLD")"
+    printf '      now and then; to measure the tools, not the host: echo 60000 > %s\n' "$HOLD"
+fi
+# Warm-up, not timed: memory the last runs freed, written once.
+dd if=/dev/zero of="$OUT/warm" bs=1M count=$((2 * MB)) status=none
+fresh
 size=$(stat -c %s "$BIG")
-count=$(secs "$TARGET/release/epollscope" monitor --pcap "$BIG" --stats)
-fresh
-files=$(secs "$TARGET/release/epollscope" monitor --pcap "$BIG" --flows "$OUT/ours")
-ours_bytes=$(cat "$OUT"/ours/* | wc -c)
-fresh
-tcpflow=$(secs tcpflow -r "$BIG" -o "$OUT/tcpflow")
-tcpflow_bytes=$(find "$OUT/tcpflow" -type f ! -name '*.xml' -exec cat {} + | wc -c)
-fresh
-floor=$(secs dd if=/dev/zero of="$OUT/floor" bs=1M count="$ours_bytes" iflag=count_bytes)
-fresh
-read_floor=$(secs dd if="$BIG" of=/dev/null bs=1M)
+ours_bytes=0
+tcpflow_bytes=0
+count=() files=() tcpflow=() floor=() reserved_floor=() read_floor=()
+for round in $(seq "$RUNS"); do
+    count+=("$(secs "$TARGET/release/epollscope" monitor --pcap "$BIG" --stats)")
+    fresh
+    files+=("$(secs "$TARGET/release/epollscope" monitor --pcap "$BIG" --flows "$OUT/ours")")
+    ours_bytes=$(cat "$OUT"/ours/* | wc -c)
+    fresh
+    tcpflow+=("$(secs tcpflow -r "$BIG" -o "$OUT/tcpflow")")
+    tcpflow_bytes=$(find "$OUT/tcpflow" -type f ! -name '*.xml' -exec cat {} + | wc -c)
+    fresh
+    floor+=("$(secs dd if=/dev/zero of="$OUT/floor" bs=1M count="$ours_bytes" iflag=count_bytes)")
+    fresh
+    reserved_floor+=("$(secs sh -c ': >"$2" && fallocate -n -l "$1" "$2" &&
+        dd if=/dev/zero of="$2" bs=1M count="$1" iflag=count_bytes conv=notrunc' - \
+        "$ours_bytes" "$OUT/floor")")
+    fresh
+    read_floor+=("$(secs dd if="$BIG" of=/dev/null bs=1M)")
+    printf 'round %d of %d done\n' "$round" "$RUNS" >&2
+done
 ours_slice=$(secs "$TARGET/release/epollscope" monitor --pcap "$SLICE" --stats)
 tshark=$(secs tshark -r "$SLICE" -q -z follow,tcp,raw,0)
 printf 'load after:  %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 
+ratio() { echo "$1 / $2" | bc -l; }
 rate() { echo "$size / $1 / 1000000" | bc -l; }
-printf 'file %s: %d bytes, 64 flows\n' "$BIG" "$size"
-printf 'epollscope monitor --stats       %7.3f s  %6.0f MB/s   counting vs tcpflow: %.1fx\n' \
-    "$count" "$(rate "$count")" "$(echo "$tcpflow / $count" | bc -l)"
-printf 'epollscope monitor --flows DIR   %7.3f s  %6.0f MB/s   files vs tcpflow:    %.1fx  (%d bytes written)\n' \
-    "$files" "$(rate "$files")" "$(echo "$tcpflow / $files" | bc -l)" "$ours_bytes"
-printf 'tcpflow -r -o DIR                %7.3f s  %6.0f MB/s                        (%d bytes written)\n' \
-    "$tcpflow" "$(rate "$tcpflow")" "$tcpflow_bytes"
-printf 'floor: dd of %d bytes to one file    %7.3f s   a writer alone vs tcpflow:      %.1fx\n' \
-    "$ours_bytes" "$floor" "$(echo "$tcpflow / $floor" | bc -l)"
-printf 'floor: dd reading the capture once     %7.3f s   reading once and writing:      %.1fx\n' \
-    "$read_floor" "$(echo "$tcpflow / ($floor + $read_floor)" | bc -l)"
+printf 'file %s: %d bytes, 64 flows; %d runs each, seconds in run order\n' "$BIG" "$size" "$RUNS"
+show() { # name, times...
+    local name=$1
+    shift
+    printf '%-34s min %7.3f s  median %7.3f s  (%s)\n' "$name" "$(min "$@")" "$(median "$@")" "$(list "$@")"
+}
+show "epollscope monitor --stats" "${count[@]}"
+show "epollscope monitor --flows DIR" "${files[@]}"
+show "tcpflow -r -o DIR" "${tcpflow[@]}"
+show "floor: dd writing the bytes" "${floor[@]}"
+show "floor: dd into reserved blocks" "${reserved_floor[@]}"
+show "floor: dd reading the capture" "${read_floor[@]}"
+printf 'bytes written: epollscope %d, tcpflow %d\n' "$ours_bytes" "$tcpflow_bytes"
+tf_min=$(min "${tcpflow[@]}") tf_med=$(median "${tcpflow[@]}")
+printf '%-34s %6s %8s\n' "vs tcpflow" "min" "median"
+printf '%-34s %5.1fx %7.1fx   %6.0f MB/s\n' "counting (--stats)" \
+    "$(ratio "$tf_min" "$(min "${count[@]}")")" "$(ratio "$tf_med" "$(median "${count[@]}")")" \
+    "$(rate "$(min "${count[@]}")")"
+printf '%-34s %5.1fx %7.1fx   %6.0f MB/s\n' "like-for-like (--flows DIR)" \
+    "$(ratio "$tf_min" "$(min "${files[@]}")")" "$(ratio "$tf_med" "$(median "${files[@]}")")" \
+    "$(rate "$(min "${files[@]}")")"
+printf '%-34s %5.1fx %7.1fx\n' "a writer alone (write floor)" \
+    "$(ratio "$tf_min" "$(min "${floor[@]}")")" "$(ratio "$tf_med" "$(median "${floor[@]}")")"
+printf '%-34s %5.1fx %7.1fx\n' "a writer alone, blocks reserved" \
+    "$(ratio "$tf_min" "$(min "${reserved_floor[@]}")")" "$(ratio "$tf_med" "$(median "${reserved_floor[@]}")")"
+printf '%-34s %5.1fx %7.1fx\n' "reading once and writing (floors)" \
+    "$(ratio "$tf_min" "$(echo "$(min "${reserved_floor[@]}") + $(min "${read_floor[@]}")" | bc -l)")" \
+    "$(ratio "$tf_med" "$(echo "$(median "${reserved_floor[@]}") + $(median "${read_floor[@]}")" | bc -l)")"
 printf 'slice %s: %d bytes\n' "$SLICE" "$(stat -c %s "$SLICE")"
 printf 'epollscope monitor --stats       %7.3f s\n' "$ours_slice"
-printf 'tshark -z follow,tcp,raw,0       %7.3f s                 ratio %.1fx\n' "$tshark" "$(echo "$tshark / $ours_slice" | bc -l)"
+printf 'tshark -z follow,tcp,raw,0       %7.3f s                 ratio %.1fx\n' "$tshark" "$(ratio "$tshark" "$ours_slice")"
