@@ -7,12 +7,12 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use epollscope::sys::signal::SignalSource;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
 use serde::Serialize;
 
 use epollscope::monitor::engine::DEFAULT_MAX_FLOWS;
@@ -22,10 +22,11 @@ use epollscope::monitor::live::{Capture, LiveError};
 use epollscope::monitor::output::{Shown, describe};
 use epollscope::monitor::pcap::{PcapError, Reader, Writer};
 use epollscope::monitor::{Config, Filter, FlowInfo, MonError, Monitor, OverlapPolicy, Side};
-use epollscope::sys::packet::Mapped;
 
+mod input;
 mod report;
 
+use input::{Input, Stop, Stopped};
 use report::gaps_json;
 
 /// Exit status when a capture file is damaged after its header (truncated, corrupt): every
@@ -130,7 +131,9 @@ pub struct MonitorArgs {
 pub const EXIT_HELP: &str = "Exit status: 0 when the input was read, 2 on bad input \
 (unreadable or not a capture, unknown link type, bad option, no permission to capture), 3 when \
 a capture file is damaged after its header (truncated or corrupt): every packet before the \
-damage was read and shown, and stderr says at which byte the file stops being readable.";
+damage was read and shown, and stderr says at which byte the file stops being readable; \
+130 or 143 when SIGINT or SIGTERM stopped the reading of a capture file (between two packets: \
+what came before was shown or written).";
 
 #[derive(Default, Serialize)]
 struct FlowOut {
@@ -166,30 +169,17 @@ fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(v))
 }
 
-/// Opens the capture: mapped in memory when it is a regular file (no copy), read in large
-/// blocks otherwise (a pipe, a device).
-enum Input {
-    Mapped(Reader<std::io::Empty>),
-    Read(Reader<File>),
+/// Why reading a capture file ended before the file did.
+enum Cut {
+    /// Truncated or corrupt: what came before was read.
+    Damaged(PcapError),
+    /// SIGINT or SIGTERM.
+    Stopped(Signal),
 }
 
-fn open_input(path: &std::path::Path) -> anyhow::Result<Input> {
-    let name = path.display().to_string();
-    let meta = std::fs::metadata(path).with_context(|| name.clone())?;
-    if meta.is_dir() {
-        bail!("{name}: is a directory, not a capture file");
-    }
-    let file = File::open(path).with_context(|| name.clone())?;
-    if meta.is_file()
-        && meta.len() > 0
-        && let Ok(map) = Mapped::new(&file)
-    {
-        let reader = Reader::mapped(Arc::new(map)).with_context(|| name.clone())?;
-        return Ok(Input::Mapped(reader));
-    }
-    Ok(Input::Read(
-        Reader::with_capacity(file, 1 << 20).with_context(|| name.clone())?,
-    ))
+/// The exit status of a run stopped by `signal`, as a shell reports a process it killed.
+fn stopped_status(signal: Signal) -> ExitCode {
+    ExitCode::from(u8::try_from(128 + signal as i32).unwrap_or(u8::MAX))
 }
 
 pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
@@ -231,7 +221,21 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         m.set_filter(f);
     }
     // Bad input is refused before DIR is made.
-    let input = args.pcap.as_deref().map(open_input).transpose()?;
+    let (input, mut stop) = match args.pcap.as_deref().map(input::open).transpose() {
+        Ok(Some((input, stop))) => (Some(input), Some(stop)),
+        Ok(None) => (None, None),
+        Err(e) => {
+            // Stopped while waiting for the file's header (a quiet pipe): nothing was done.
+            let signal = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<PcapError>().and_then(Stopped::of));
+            if let Some(signal) = signal {
+                eprintln!("epollscope: stopped by {signal} before the capture's header came");
+                return Ok(stopped_status(signal));
+            }
+            return Err(e);
+        }
+    };
     let dir = match args.flows.as_deref() {
         Some(d) => {
             // Bytes that lie in the mapped capture are written from it. (Only the reader and
@@ -261,11 +265,11 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         args,
     };
     let started = Instant::now();
-    let mut damage: Option<PcapError> = None;
-    match input {
-        Some(Input::Mapped(r)) => damage = run.read_file(r)?,
-        Some(Input::Read(r)) => damage = run.read_file(r)?,
-        None => {
+    let mut cut = None;
+    match (input, &mut stop) {
+        (Some(Input::Mapped(r)), Some(stop)) => cut = run.read_file(r, stop)?,
+        (Some(Input::Read(r)), Some(stop)) => cut = run.read_file(r, stop)?,
+        _ => {
             if let Some(iface) = run.args.live.clone() {
                 run.live(&iface)?;
             }
@@ -277,40 +281,58 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     }
     run.drain(&[])?;
     run.finish(started.elapsed())?;
-    if let Some(e) = damage {
-        let name = run
-            .args
-            .pcap
-            .as_deref()
-            .unwrap_or(std::path::Path::new("-"));
-        eprintln!(
-            "epollscope: {}: capture damaged: {e}; the {} packets before it were read (exit {EXIT_DAMAGED})",
-            name.display(),
-            run.packets
-        );
-        return Ok(ExitCode::from(EXIT_DAMAGED));
+    let name = run
+        .args
+        .pcap
+        .as_deref()
+        .unwrap_or(std::path::Path::new("-"));
+    match cut {
+        Some(Cut::Damaged(e)) => {
+            eprintln!(
+                "epollscope: {}: capture damaged: {e}; the {} packets before it were read (exit {EXIT_DAMAGED})",
+                name.display(),
+                run.packets
+            );
+            Ok(ExitCode::from(EXIT_DAMAGED))
+        }
+        Some(Cut::Stopped(signal)) => {
+            eprintln!(
+                "epollscope: {}: stopped by {signal}; the {} packets before it were read and their bytes shown or written",
+                name.display(),
+                run.packets
+            );
+            Ok(stopped_status(signal))
+        }
+        None => Ok(ExitCode::SUCCESS),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 impl Run {
-    /// Reads packets until the end, `--count`, or damage (returned, after what came before).
+    /// Reads packets until the end, `--count`, damage or a stop signal (returned, after what
+    /// came before).
     fn read_file<R: std::io::Read>(
         &mut self,
         mut reader: Reader<R>,
-    ) -> anyhow::Result<Option<PcapError>> {
+        stop: &mut Stop,
+    ) -> anyhow::Result<Option<Cut>> {
         while self.args.count.is_none_or(|c| self.packets < c) {
+            if let Some(signal) = stop.requested() {
+                return Ok(Some(Cut::Stopped(signal)));
+            }
             match reader.next_packet() {
                 Ok(Some(p)) => {
                     let (ts, lt, orig, data) = (p.ts_ns, p.linktype, p.orig_len, p.data);
                     self.packet(ts, lt, orig, data)?;
                 }
                 Ok(None) => break,
+                Err(e) if Stopped::of(&e).is_some() => {
+                    return Ok(Stopped::of(&e).map(Cut::Stopped));
+                }
                 Err(PcapError::Io(e)) => {
                     let name = self.args.pcap.as_deref().map(|p| p.display().to_string());
                     return Err(anyhow!("{}: {e}", name.unwrap_or_default()));
                 }
-                Err(e) => return Ok(Some(e)),
+                Err(e) => return Ok(Some(Cut::Damaged(e))),
             }
         }
         Ok(None)

@@ -1,0 +1,117 @@
+//! The capture file a `monitor --pcap` run reads, and how SIGINT/SIGTERM stop that reading.
+//!
+//! A regular file is mapped in memory (no copy); anything else (a pipe, a device) is read in
+//! large blocks. Either way the stop signals are taken from a signalfd instead of killing the
+//! process, so that a stopped run still writes what it holds (`--flows`, `--write`), gives
+//! back the blocks it reserved, and says how far it got.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+
+use epollscope::monitor::pcap::{PcapError, Reader};
+use epollscope::sys::packet::Mapped;
+use epollscope::sys::signal::SignalSource;
+
+/// How many packets of a mapped capture are read between two looks for a stop signal (a
+/// mapped capture never blocks: at most a millisecond of work goes by unchecked).
+const CHECK_EVERY: u64 = 4096;
+
+pub(super) enum Input {
+    Mapped(Reader<io::Empty>),
+    Read(Reader<Stoppable>),
+}
+
+/// Blocks SIGINT and SIGTERM (they become readable on a signalfd) and opens the capture.
+pub(super) fn open(path: &std::path::Path) -> anyhow::Result<(Input, Stop)> {
+    let name = path.display().to_string();
+    let meta = std::fs::metadata(path).with_context(|| name.clone())?;
+    if meta.is_dir() {
+        bail!("{name}: is a directory, not a capture file");
+    }
+    let file = File::open(path).with_context(|| name.clone())?;
+    let signals = Arc::new(SignalSource::stop().context("blocking SIGINT/SIGTERM")?);
+    let stop = Stop {
+        signals: signals.clone(),
+        seen: 0,
+    };
+    if meta.is_file()
+        && meta.len() > 0
+        && let Ok(map) = Mapped::new(&file)
+    {
+        let reader = Reader::mapped(Arc::new(map)).with_context(|| name.clone())?;
+        return Ok((Input::Mapped(reader), stop));
+    }
+    let stoppable = Stoppable { file, signals };
+    let reader = Reader::with_capacity(stoppable, 1 << 20).with_context(|| name.clone())?;
+    Ok((Input::Read(reader), stop))
+}
+
+/// Where a run looks for a stop signal between packets.
+pub(super) struct Stop {
+    signals: Arc<SignalSource>,
+    seen: u64,
+}
+
+impl Stop {
+    /// A stop signal that arrived, looked for once every [`CHECK_EVERY`] calls.
+    pub(super) fn requested(&mut self) -> Option<Signal> {
+        self.seen += 1;
+        if !self.seen.is_multiple_of(CHECK_EVERY) {
+            return None;
+        }
+        self.signals.take()
+    }
+}
+
+/// The signal that stopped a read, as the error the reader returns.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by {0}")]
+pub(super) struct Stopped(pub Signal);
+
+impl Stopped {
+    /// The signal, if `e` is a read stopped by one.
+    pub(super) fn of(e: &PcapError) -> Option<Signal> {
+        match e {
+            PcapError::Io(io) => io.get_ref()?.downcast_ref::<Stopped>().map(|s| s.0),
+            _ => None,
+        }
+    }
+}
+
+/// A capture read in blocks that waits for data and for a stop signal at once: a pipe that
+/// stays quiet does not keep Ctrl-C from stopping the run.
+pub(super) struct Stoppable {
+    file: File,
+    signals: Arc<SignalSource>,
+}
+
+impl Read for Stoppable {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let mut fds = [
+                PollFd::new(self.file.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            if fds[1].any().unwrap_or(false)
+                && let Some(signal) = self.signals.take()
+            {
+                return Err(io::Error::other(Stopped(signal)));
+            }
+            // Readable, at its end, or in error: read says which.
+            if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                return self.file.read(buf);
+            }
+        }
+    }
+}
