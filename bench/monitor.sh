@@ -62,6 +62,16 @@ if [ -r "$HOLD" ] && [ "$(cat "$HOLD")" -lt 30000 ]; then
         "$(cat "$HOLD")"
     printf '      now and then; to measure the tools, not the host: echo 60000 > %s\n' "$HOLD"
 fi
+# DAMON's proactive reclaim pages out what was not touched for a while, the capture's page
+# cache included: a run then reads it from disk again (the same note: this script changes
+# nothing).
+for state in /sys/kernel/mm/damon/admin/kdamonds/*/state; do
+    [ -r "$state" ] && [ "$(cat "$state")" = on ] || continue
+    if grep -qx pageout "${state%/state}"/contexts/*/schemes/*/action 2>/dev/null; then
+        printf 'note: DAMON pages out cold memory (%s is on): the capture may be read from\n' "$state"
+        printf '      disk again between runs; to measure the tools: echo off > %s\n' "$state"
+    fi
+done
 # Warm-up, not timed: memory the last runs freed, written once.
 dd if=/dev/zero of="$OUT/warm" bs=1M count=$((2 * MB)) status=none
 fresh
