@@ -8,13 +8,14 @@ mod monitor_support;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use epollscope::monitor::flowdir::MAX_OPEN;
 use epollscope::monitor::packet::{ACK, PSH, SYN, Segment};
-use monitor_support::{Scratch, assert_exit_0, seg, write_pcap};
+use monitor_support::{
+    Scratch, assert_exit_0, assert_no_blocks_past_end, seg, spawn_flows_from_stdin, write_pcap,
+};
 
 const SERVER_ISN: u32 = 9000;
 
@@ -108,16 +109,9 @@ fn check(dir: &Path, streams: &[Vec<u8>]) {
     let files = std::fs::read_dir(dir).unwrap().count();
     assert_eq!(files, streams.len());
     // Blocks reserved ahead of the writes (flow 0's file, written in full writevs) are given
-    // back at the end: a file takes its bytes' blocks and no more (slack for the
-    // filesystem's own blocks).
+    // back at the end.
     for i in 0..streams.len() {
-        let meta = std::fs::metadata(dir.join(file_of(i))).unwrap();
-        let room = meta.blocks() * 512;
-        assert!(
-            room <= meta.len().next_multiple_of(4096) + (64 << 10),
-            "flow {i}: {} bytes take {room} bytes of disk",
-            meta.len()
-        );
+        assert_no_blocks_past_end(&dir.join(file_of(i)));
     }
 }
 
@@ -143,15 +137,7 @@ fn every_byte_reaches_its_file_from_the_map_the_buffer_or_a_pipe() {
 
     // Through a pipe (read, not mapped): every byte is copied.
     let piped = d.path("piped");
-    let mut child = Command::new(&bin)
-        .args(["monitor", "--pcap", "/dev/stdin"])
-        .arg("--flows")
-        .arg(&piped)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_flows_from_stdin(&piped);
     let mut stdin = child.stdin.take().unwrap();
     let bytes = std::fs::read(&f).unwrap();
     let feeder = std::thread::spawn(move || stdin.write_all(&bytes));

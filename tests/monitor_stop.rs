@@ -7,13 +7,14 @@
 mod monitor_support;
 
 use std::io::{Read, Write};
-use std::os::unix::fs::MetadataExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use epollscope::monitor::packet::{ACK, PSH, SYN, Segment};
 use epollscope::sys::procfs;
-use monitor_support::{Scratch, c, s, seg, write_pcap};
+use monitor_support::{
+    Scratch, assert_no_blocks_past_end, c, s, seg, spawn_flows_from_stdin, write_pcap,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -66,18 +67,6 @@ fn polls() -> Vec<i64> {
     v
 }
 
-/// A file takes the blocks of its bytes and no more (slack for the filesystem's own).
-fn assert_no_blocks_past_end(path: &std::path::Path) {
-    let meta = std::fs::metadata(path).unwrap();
-    let room = meta.blocks() * 512;
-    assert!(
-        room <= meta.len().next_multiple_of(4096) + (64 << 10),
-        "{}: {} bytes take {room} bytes of disk",
-        path.display(),
-        meta.len()
-    );
-}
-
 const FILE: &str = "010.000.000.001.40000-010.000.000.002.00080";
 
 /// Through a pipe that stays open: the monitor read all it was given and waits for more;
@@ -89,14 +78,7 @@ fn sigint_while_a_pipe_is_quiet_keeps_what_was_read() {
     let (segs, data) = bulk(2000);
     write_pcap(&f, &segs);
     let dir = d.path("flows");
-    let mut child = monitor()
-        .args(["monitor", "--pcap", "/dev/stdin", "--flows"])
-        .arg(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_flows_from_stdin(&dir);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(&std::fs::read(&f).unwrap()).unwrap();
     // Everything is in the pipe: once the monitor sleeps in poll, it has read and handled it.
@@ -123,14 +105,7 @@ fn sigint_while_a_pipe_is_quiet_keeps_what_was_read() {
 fn sigterm_before_the_header_makes_nothing() {
     let d = Scratch::new("monitor-stop-header");
     let dir = d.path("flows");
-    let mut child = monitor()
-        .args(["monitor", "--pcap", "/dev/stdin", "--flows"])
-        .arg(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_flows_from_stdin(&dir);
     let stdin = child.stdin.take().unwrap();
     wait_asleep_in(&mut child, &polls(), "poll");
     kill(pid_of(&child), Signal::SIGTERM).unwrap();

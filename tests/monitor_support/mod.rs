@@ -236,3 +236,31 @@ pub fn assert_exit_0(out: &std::process::Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `epollscope monitor --pcap /dev/stdin --flows DIR`, started with its stdin, stdout and
+/// stderr piped.
+pub fn spawn_flows_from_stdin(dir: &std::path::Path) -> std::process::Child {
+    use std::process::Stdio;
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("epollscope"))
+        .args(["monitor", "--pcap", "/dev/stdin", "--flows"])
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// A `--flows` file takes the blocks of its bytes and no more (blocks reserved ahead of its
+/// writes were given back; slack for the filesystem's own).
+pub fn assert_no_blocks_past_end(path: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).unwrap();
+    let room = meta.blocks() * 512;
+    assert!(
+        room <= meta.len().next_multiple_of(4096) + (64 << 10),
+        "{}: {} bytes take {room} bytes of disk",
+        path.display(),
+        meta.len()
+    );
+}
