@@ -146,3 +146,25 @@ fn every_byte_reaches_its_file_from_the_map_the_buffer_or_a_pipe() {
     assert_exit_0(&out);
     check(&piped, &streams);
 }
+
+/// With few descriptors (`ulimit -n 16`) the files take turns: every byte still reaches its
+/// file (the run once stopped at the first open that found the table full).
+#[test]
+fn a_low_descriptor_limit_makes_files_take_turns() {
+    let d = Scratch::new("monitor-flowdir-nofile");
+    let f = d.path("many.pcap");
+    let (streams, segs) = capture(40, 12, 30, 10);
+    write_pcap(&f, &segs);
+    let dir = d.path("flows");
+    let out = Command::new("sh")
+        .args(["-c", "ulimit -n 16 && exec \"$0\" \"$@\""])
+        .arg(assert_cmd::cargo::cargo_bin("epollscope"))
+        .args(["monitor", "--pcap"])
+        .arg(&f)
+        .arg("--flows")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_exit_0(&out);
+    check(&dir, &streams);
+}

@@ -3,8 +3,9 @@
 //! a flow resumed after a timeout or an eviction continues its file),
 //! so that the two tools' outputs compare file by file.
 //!
-//! Files stay open while their flow is open, at most [`MAX_OPEN`] at once (the least recently
-//! written is closed and reopened for appending when it has more).
+//! Files stay open while their flow is open, at most [`MAX_OPEN`] at once, fewer if the
+//! process runs out of descriptors first (the least recently written is closed and reopened
+//! for appending when it has more).
 //!
 //! Bytes are not copied when they can be written from where they lie: given the mapped
 //! capture, a direction's bytes that lie in it are remembered as ranges of it and written,
@@ -278,10 +279,22 @@ impl FlowDir {
         if self.open.len() >= MAX_OPEN {
             self.close_oldest()?;
         }
-        let file = if first {
-            File::create(&path)
-        } else {
-            OpenOptions::new().append(true).open(&path)
+        let file = loop {
+            let opened = if first {
+                File::create(&path)
+            } else {
+                OpenOptions::new().append(true).open(&path)
+            };
+            match opened {
+                // Out of descriptors (a low `ulimit -n`): fewer files open at once.
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                        && !self.open.is_empty() =>
+                {
+                    self.close_oldest()?;
+                }
+                opened => break opened,
+            }
         };
         let (file, len) = file
             .and_then(|f| Ok((f.metadata()?.len(), f)))
