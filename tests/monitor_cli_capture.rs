@@ -330,3 +330,41 @@ fn bytes_delivered_after_a_flow_ended_count_in_its_line() {
         }
     }
 }
+
+/// No output overwrites the capture being read (it was truncated under the reader: a bus
+/// error, and the user's capture gone): `--write` to it under any name, or a `--flows` file
+/// whose name leads to it, is one line and exit 2, and the capture is as it was.
+#[test]
+fn outputs_never_overwrite_the_capture_being_read() {
+    let d = Scratch::new("monitor-spare");
+    // Named as the flow's client -> server file, in the directory `--flows` writes.
+    let f = d.path("010.000.000.001.40000-010.000.000.002.00080");
+    write_pcap(&f, &holed());
+    let before = std::fs::read(&f).unwrap();
+    let link = d.path("link.pcap");
+    std::fs::hard_link(&f, &link).unwrap();
+    let (file, link, dir) = (
+        f.to_str().unwrap(),
+        link.to_str().unwrap(),
+        d.0.to_str().unwrap(),
+    );
+    let cases: [(&[&str], Option<&str>); 4] = [
+        (&["--pcap", file, "--write", file], None),
+        (&["--pcap", file, "--write", link], None),
+        (&["--pcap", "/dev/stdin", "--write", link], Some(file)),
+        (&["--pcap", file, "--flows", dir], None),
+    ];
+    for (args, stdin) in cases {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("epollscope"));
+        cmd.arg("monitor").args(args);
+        if let Some(path) = stdin {
+            cmd.stdin(std::fs::File::open(path).unwrap());
+        }
+        let out = cmd.output().unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("is the capture being read"), "{args:?}: {err}");
+        assert!(std::fs::read(file).unwrap() == before, "{args:?}");
+    }
+}

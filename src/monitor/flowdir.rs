@@ -47,6 +47,23 @@ pub struct FileError {
     pub error: io::Error,
 }
 
+/// Which file a path leads to (device and inode): two names of one file compare equal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl FileId {
+    pub fn of(meta: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
 /// A direction's bytes are written once this many wait: large writes cost the kernel less a
 /// byte (measured on the bulk capture of `bench/monitor.sh`: 64 KiB writes took a quarter more
 /// system time than 1 MiB ones).
@@ -189,6 +206,9 @@ pub struct FlowDir {
     tick: u64,
     /// Whether to reserve blocks ahead of writes: until the filesystem first refuses.
     reserve: bool,
+    /// A file never to write (the capture being read): a flow whose name leads to it is an
+    /// error, not a truncated input.
+    spare: Option<FileId>,
 }
 
 impl FlowDir {
@@ -208,7 +228,14 @@ impl FlowDir {
             created: HashSet::new(),
             tick: 0,
             reserve: true,
+            spare: None,
         })
+    }
+
+    /// Never writes (nor truncates) the file `id` (the capture being read): a direction whose
+    /// file name leads to it is an error.
+    pub fn spare(&mut self, id: FileId) {
+        self.spare = Some(id);
     }
 
     fn name(&mut self, info: &FlowInfo, side: Side) -> PathBuf {
@@ -280,8 +307,13 @@ impl FlowDir {
             self.close_oldest()?;
         }
         let file = loop {
+            // Not truncated at open: first made sure it is not the file to spare.
             let opened = if first {
-                File::create(&path)
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)
             } else {
                 OpenOptions::new().append(true).open(&path)
             };
@@ -296,9 +328,22 @@ impl FlowDir {
                 opened => break opened,
             }
         };
+        let spare = self.spare;
         let (file, len) = file
-            .and_then(|f| Ok((f.metadata()?.len(), f)))
-            .map(|(len, f)| (f, len))
+            .and_then(|f| {
+                let meta = f.metadata()?;
+                if spare == Some(FileId::of(&meta)) {
+                    return Err(io::Error::other(
+                        "is the capture being read: not overwritten",
+                    ));
+                }
+                let mut len = meta.len();
+                if first && len > 0 {
+                    f.set_len(0)?;
+                    len = 0;
+                }
+                Ok((f, len))
+            })
             .map_err(|error| FileError { path, error })?;
         let open = Open {
             file,

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use epollscope::monitor::engine::DEFAULT_MAX_FLOWS;
 use epollscope::monitor::event::{Event, EventKind, EventMask};
-use epollscope::monitor::flowdir::FlowDir;
+use epollscope::monitor::flowdir::{FileId, FlowDir};
 use epollscope::monitor::live::{Capture, LiveError};
 use epollscope::monitor::output::{Shown, describe};
 use epollscope::monitor::pcap::{PcapError, Reader, Writer};
@@ -221,9 +221,9 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         m.set_filter(f);
     }
     // Bad input is refused before DIR is made.
-    let (input, mut stop) = match args.pcap.as_deref().map(input::open).transpose() {
-        Ok(Some((input, stop))) => (Some(input), Some(stop)),
-        Ok(None) => (None, None),
+    let (input, mut stop, input_file) = match args.pcap.as_deref().map(input::open).transpose() {
+        Ok(Some(o)) => (Some(o.input), Some(o.stop), o.file),
+        Ok(None) => (None, None, None),
         Err(e) => {
             // Stopped while waiting for the file's header (a quiet pipe): nothing was done.
             let signal = e
@@ -236,6 +236,15 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
+    // Writing the capture being read would truncate it under the reader.
+    if let (Some(w), Some(id)) = (&args.write, input_file)
+        && std::fs::metadata(w).is_ok_and(|m| FileId::of(&m) == id)
+    {
+        bail!(
+            "--write {}: is the capture being read (--pcap): not overwritten",
+            w.display()
+        );
+    }
     let dir = match args.flows.as_deref() {
         Some(d) => {
             // Bytes that lie in the mapped capture are written from it. (Only the reader and
@@ -244,7 +253,11 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                 Some(Input::Mapped(r)) => r.mapping(),
                 _ => None,
             };
-            Some(FlowDir::create(d, capture).map_err(|e| anyhow!("--flows {e}"))?)
+            let mut dir = FlowDir::create(d, capture).map_err(|e| anyhow!("--flows {e}"))?;
+            if let Some(id) = input_file {
+                dir.spare(id);
+            }
+            Some(dir)
         }
         None => None,
     };

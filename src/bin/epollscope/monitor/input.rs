@@ -14,6 +14,7 @@ use anyhow::{Context, bail};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 
+use epollscope::monitor::flowdir::FileId;
 use epollscope::monitor::pcap::{PcapError, Reader};
 use epollscope::sys::packet::Mapped;
 use epollscope::sys::signal::SignalSource;
@@ -27,14 +28,28 @@ pub(super) enum Input {
     Read(Reader<Stoppable>),
 }
 
+/// An opened capture: how it is read, where stop signals are looked for, and which file it
+/// is (when it is a regular file: outputs must not overwrite it).
+pub(super) struct Opened {
+    pub input: Input,
+    pub stop: Stop,
+    pub file: Option<FileId>,
+}
+
 /// Blocks SIGINT and SIGTERM (they become readable on a signalfd) and opens the capture.
-pub(super) fn open(path: &std::path::Path) -> anyhow::Result<(Input, Stop)> {
+pub(super) fn open(path: &std::path::Path) -> anyhow::Result<Opened> {
     let name = path.display().to_string();
     let meta = std::fs::metadata(path).with_context(|| name.clone())?;
     if meta.is_dir() {
         bail!("{name}: is a directory, not a capture file");
     }
     let file = File::open(path).with_context(|| name.clone())?;
+    // Through the descriptor: `/dev/stdin` redirected from a file is that file.
+    let id = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| FileId::of(&m));
     let signals = Arc::new(SignalSource::stop().context("blocking SIGINT/SIGTERM")?);
     let stop = Stop {
         signals: signals.clone(),
@@ -45,11 +60,19 @@ pub(super) fn open(path: &std::path::Path) -> anyhow::Result<(Input, Stop)> {
         && let Ok(map) = Mapped::new(&file)
     {
         let reader = Reader::mapped(Arc::new(map)).with_context(|| name.clone())?;
-        return Ok((Input::Mapped(reader), stop));
+        return Ok(Opened {
+            input: Input::Mapped(reader),
+            stop,
+            file: id,
+        });
     }
     let stoppable = Stoppable { file, signals };
     let reader = Reader::with_capacity(stoppable, 1 << 20).with_context(|| name.clone())?;
-    Ok((Input::Read(reader), stop))
+    Ok(Opened {
+        input: Input::Read(reader),
+        stop,
+        file: id,
+    })
 }
 
 /// Where a run looks for a stop signal between packets.
