@@ -170,3 +170,32 @@ fn sigint_during_a_mapped_capture_stops_between_packets() {
     assert!(got[..] == data[..got.len()]);
     assert_no_blocks_past_end(&dir.join(FILE));
 }
+
+/// Once the capture is read, Ctrl-C acts as it does by default again: a long report (here
+/// held in a write to a pipe nobody reads yet) is interrupted, not finished.
+#[test]
+fn sigint_during_the_report_interrupts_it() {
+    use std::os::unix::process::ExitStatusExt;
+    let d = Scratch::new("monitor-stop-report");
+    let f = d.path("bulk.pcap");
+    let (segs, _) = bulk(2000);
+    write_pcap(&f, &segs);
+    let mut child = monitor()
+        .args(["monitor", "--pcap"])
+        .arg(&f)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_asleep_in(&mut child, &[libc::SYS_write], "write");
+    kill(pid_of(&child), Signal::SIGINT).unwrap();
+    // Were the signal still held, the run would finish its report once read: exit 0.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGINT),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -72,6 +72,11 @@ pub fn block(signals: &[Signal]) -> Result<(), Errno> {
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set_of(signals)), None)
 }
 
+/// Unblocks `signals` for the calling thread: one that is pending is delivered now.
+pub fn unblock(signals: &[Signal]) -> Result<(), Errno> {
+    sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set_of(signals)), None)
+}
+
 fn set_of(signals: &[Signal]) -> SigSet {
     let mut set = SigSet::empty();
     for &s in signals {

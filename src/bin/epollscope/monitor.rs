@@ -293,7 +293,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         run.drain(&[])?;
     }
     run.drain(&[])?;
-    run.finish(started.elapsed())?;
+    run.finish(started.elapsed(), stop)?;
     let name = run
         .args
         .pcap

@@ -17,7 +17,7 @@ use nix::sys::signal::Signal;
 use epollscope::monitor::flowdir::FileId;
 use epollscope::monitor::pcap::{PcapError, Reader};
 use epollscope::sys::packet::Mapped;
-use epollscope::sys::signal::SignalSource;
+use epollscope::sys::signal::{self as signals, SignalSource};
 
 /// How many packets of a mapped capture are read between two looks for a stop signal (a
 /// mapped capture never blocks: at most a millisecond of work goes by unchecked).
@@ -89,6 +89,13 @@ impl Stop {
             return None;
         }
         self.signals.take()
+    }
+
+    /// Reading is over: SIGINT and SIGTERM act as they do by default again (one that came
+    /// since is delivered now), so that a long report can be interrupted.
+    pub(super) fn release(self) {
+        drop(self.signals);
+        let _ = signals::unblock(signals::STOP);
     }
 }
 

@@ -10,9 +10,12 @@ use epollscope::monitor::Side;
 use epollscope::monitor::output::{Shown, describe, flow_line};
 
 use super::Run;
+use super::input::Stop;
 
 impl Run {
-    pub(super) fn finish(&mut self, took: Duration) -> anyhow::Result<()> {
+    /// Completes the outputs (`--write`, `--flows`), then lets `stop`'s signals act again and
+    /// prints the report.
+    pub(super) fn finish(&mut self, took: Duration, stop: Option<Stop>) -> anyhow::Result<()> {
         if let Some((w, _)) = &mut self.writer {
             w.flush().context("writing the capture")?;
         }
@@ -23,6 +26,9 @@ impl Run {
         let stats = self.m.stats().clone();
         if let Some(dir) = &mut self.dir {
             dir.finish()?;
+        }
+        if let Some(stop) = stop {
+            stop.release();
         }
         if self.args.stats {
             let bytes = self.counted[0] + self.counted[1];
