@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use epollscope::sys::signal::SignalSource;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 use serde::Serialize;
@@ -221,7 +220,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         m.set_filter(f);
     }
     // Bad input is refused before DIR is made.
-    let (input, mut stop, input_file) = match args.pcap.as_deref().map(input::open).transpose() {
+    let (input, stop, input_file) = match args.pcap.as_deref().map(input::open).transpose() {
         Ok(Some(o)) => (Some(o.input), Some(o.stop), o.file),
         Ok(None) => (None, None, None),
         Err(e) => {
@@ -279,15 +278,20 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     };
     let started = Instant::now();
     let mut cut = None;
-    match (input, &mut stop) {
-        (Some(Input::Mapped(r)), Some(stop)) => cut = run.read_file(r, stop)?,
-        (Some(Input::Read(r)), Some(stop)) => cut = run.read_file(r, stop)?,
-        _ => {
-            if let Some(iface) = run.args.live.clone() {
-                run.live(&iface)?;
-            }
+    let stop = match (input, stop) {
+        (Some(Input::Mapped(r)), Some(mut stop)) => {
+            cut = run.read_file(r, &mut stop)?;
+            Some(stop)
         }
-    }
+        (Some(Input::Read(r)), Some(mut stop)) => {
+            cut = run.read_file(r, &mut stop)?;
+            Some(stop)
+        }
+        _ => match run.args.live.clone() {
+            Some(iface) => Some(run.live(&iface)?),
+            None => None,
+        },
+    };
     // Each call settles overflows and skips one more hole per flow (`--gaps skip`).
     while run.m.finish() {
         run.drain(&[])?;
@@ -351,7 +355,9 @@ impl Run {
         Ok(None)
     }
 
-    fn live(&mut self, iface: &str) -> anyhow::Result<()> {
+    /// Captures until `--count`, `--duration` or a stop signal; returns where the signals are
+    /// held (released once the outputs are complete).
+    fn live(&mut self, iface: &str) -> anyhow::Result<Stop> {
         let mut cap = Capture::open(iface).map_err(|e| match e {
             LiveError::Io(io) => anyhow!("{iface}: {io}"),
             e => anyhow!("{iface}: {e}"),
@@ -359,7 +365,7 @@ impl Run {
         // Tells a caller (a test, a script) that packets from now on are seen.
         eprintln!("epollscope: capturing on {iface}");
         // Signals become readable events, so a capture stops between packets, cleanly.
-        let sig = SignalSource::stop().context("blocking SIGINT/SIGTERM")?;
+        let sig = Stop::new()?;
         let deadline = self.duration.map(|d| Instant::now() + d);
         loop {
             if self.args.count.is_some_and(|c| self.packets >= c) {
@@ -384,7 +390,8 @@ impl Run {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(anyhow!("{iface}: poll: {e}")),
             }
-            if fds[1].any().unwrap_or(false) {
+            // The signal that ends a live capture is taken: it has done its work.
+            if fds[1].any().unwrap_or(false) && sig.take().is_some() {
                 break;
             }
             while self.args.count.is_none_or(|c| self.packets < c) {
@@ -396,7 +403,7 @@ impl Run {
                 self.packet(ts, lt, orig, &data)?;
             }
         }
-        Ok(())
+        Ok(sig)
     }
 
     fn packet(&mut self, ts: u64, lt: u32, orig: u32, data: &[u8]) -> anyhow::Result<()> {

@@ -50,11 +50,8 @@ pub(super) fn open(path: &std::path::Path) -> anyhow::Result<Opened> {
         .ok()
         .filter(|m| m.is_file())
         .map(|m| FileId::of(&m));
-    let signals = Arc::new(SignalSource::stop().context("blocking SIGINT/SIGTERM")?);
-    let stop = Stop {
-        signals: signals.clone(),
-        seen: 0,
-    };
+    let stop = Stop::new()?;
+    let signals = stop.signals.clone();
     if meta.is_file()
         && meta.len() > 0
         && let Ok(map) = Mapped::new(&file)
@@ -81,7 +78,27 @@ pub(super) struct Stop {
     seen: u64,
 }
 
+impl AsFd for Stop {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.signals.as_fd()
+    }
+}
+
 impl Stop {
+    /// Blocks SIGINT and SIGTERM: they become readable here (a live capture polls for them).
+    pub(super) fn new() -> anyhow::Result<Stop> {
+        let signals = SignalSource::stop().context("blocking SIGINT/SIGTERM")?;
+        Ok(Stop {
+            signals: Arc::new(signals),
+            seen: 0,
+        })
+    }
+
+    /// A stop signal that arrived (consumed: it no longer acts once released).
+    pub(super) fn take(&self) -> Option<Signal> {
+        self.signals.take()
+    }
+
     /// A stop signal that arrived, looked for once every [`CHECK_EVERY`] calls.
     pub(super) fn requested(&mut self) -> Option<Signal> {
         self.seen += 1;
