@@ -1,4 +1,5 @@
-//! The capture file a `monitor --pcap` run reads, and how SIGINT/SIGTERM stop that reading.
+//! The capture file a `monitor --pcap` run reads, and how SIGINT/SIGTERM stop a run (the
+//! reading of that file, or a live capture).
 //!
 //! A regular file is mapped in memory (no copy); anything else (a pipe, a device) is read in
 //! large blocks. Either way the stop signals are taken from a signalfd instead of killing the
