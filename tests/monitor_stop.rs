@@ -35,8 +35,15 @@ fn bulk(parts: usize) -> (Vec<Segment<'static>>, Vec<u8>) {
     (segs, data)
 }
 
-fn monitor() -> Command {
+/// `epollscope monitor ARGS...` started with stdout and stderr piped.
+fn spawn_monitor(args: &[&std::ffi::OsStr]) -> Child {
     Command::new(assert_cmd::cargo::cargo_bin("epollscope"))
+        .arg("monitor")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 fn pid_of(child: &Child) -> Pid {
@@ -133,17 +140,14 @@ fn sigint_during_a_mapped_capture_stops_between_packets() {
     let fifo = d.path("copy.fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let dir = d.path("flows");
-    let mut child = monitor()
-        .args(["monitor", "--pcap"])
-        .arg(&f)
-        .arg("--write")
-        .arg(&fifo)
-        .arg("--flows")
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_monitor(&[
+        "--pcap".as_ref(),
+        f.as_ref(),
+        "--write".as_ref(),
+        fifo.as_ref(),
+        "--flows".as_ref(),
+        dir.as_ref(),
+    ]);
     // Opening blocks until the monitor opens its end, at its first packet.
     let mut copy = std::fs::File::open(&fifo).unwrap();
     wait_asleep_in(&mut child, &[libc::SYS_write], "write");
@@ -180,13 +184,7 @@ fn sigint_during_the_report_interrupts_it() {
     let f = d.path("bulk.pcap");
     let (segs, _) = bulk(2000);
     write_pcap(&f, &segs);
-    let mut child = monitor()
-        .args(["monitor", "--pcap"])
-        .arg(&f)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_monitor(&["--pcap".as_ref(), f.as_ref()]);
     wait_asleep_in(&mut child, &[libc::SYS_write], "write");
     kill(pid_of(&child), Signal::SIGINT).unwrap();
     // Were the signal still held, the run would finish its report once read: exit 0.
