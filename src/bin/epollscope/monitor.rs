@@ -342,14 +342,16 @@ impl Run {
                     self.packet(ts, lt, orig, data)?;
                 }
                 Ok(None) => break,
-                Err(e) if Stopped::of(&e).is_some() => {
-                    return Ok(Stopped::of(&e).map(Cut::Stopped));
+                Err(e) => {
+                    if let Some(signal) = Stopped::of(&e) {
+                        return Ok(Some(Cut::Stopped(signal)));
+                    }
+                    if let PcapError::Io(e) = e {
+                        let name = self.args.pcap.as_deref().map(|p| p.display().to_string());
+                        return Err(anyhow!("{}: {e}", name.unwrap_or_default()));
+                    }
+                    return Ok(Some(Cut::Damaged(e)));
                 }
-                Err(PcapError::Io(e)) => {
-                    let name = self.args.pcap.as_deref().map(|p| p.display().to_string());
-                    return Err(anyhow!("{}: {e}", name.unwrap_or_default()));
-                }
-                Err(e) => return Ok(Some(Cut::Damaged(e))),
             }
         }
         Ok(None)
